@@ -1,0 +1,565 @@
+//! The control channel: host-to-guest commands and guest-to-host results through shared guest
+//! memory plus a doorbell port.
+//!
+//! The channel is [`crate::layout::CONTROL_SIZE`] bytes at [`crate::layout::CONTROL_GPA`],
+//! split in two halves of [`HALF_SIZE`]: the host writes only the first, the guest only the
+//! second. Each half holds one frame: a 16-byte header followed by a postcard-encoded message.
+//!
+//! One exchange is: the guest writes a [`GuestMsg`] frame and writes
+//! [`crate::ports::DOORBELL_MESSAGE`] to [`crate::ports::DOORBELL`]; that `out` exits to the
+//! VMM, which decodes and handles the frame, writes its [`HostMsg`] answer with the same
+//! sequence number and resumes the guest. The guest always speaks first (its first message
+//! is [`GuestMsg::Ready`]), so a whole batch of work costs one VM exit, not one per item.
+//!
+//! The VMM decodes frames written by an untrusted guest: [`decode_frame`] checks the header
+//! before it reads the payload, bounds the payload by the half's size, and rejects trailing
+//! bytes; it never panics (property-tested below).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::{KernelConfig, KvmFlavour};
+
+/// "KMLC", little-endian.
+pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"KMLC");
+/// Frame format version.
+pub const FRAME_VERSION: u16 = 1;
+/// Size of a frame header.
+pub const HEADER_SIZE: usize = 16;
+/// Size of each half of the channel.
+pub const HALF_SIZE: usize = (crate::layout::CONTROL_SIZE / 2) as usize;
+/// Offset of the host-to-guest half within the channel.
+pub const HOST_TO_GUEST_OFFSET: usize = 0;
+/// Offset of the guest-to-host half within the channel.
+pub const GUEST_TO_HOST_OFFSET: usize = HALF_SIZE;
+/// Largest payload a frame can carry.
+pub const MAX_PAYLOAD: usize = HALF_SIZE - HEADER_SIZE;
+
+/// Why a frame could not be written or read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// The buffer cannot even hold a header.
+    TooShort {
+        /// Bytes available.
+        len: usize,
+    },
+    /// The header does not start with [`FRAME_MAGIC`].
+    BadMagic {
+        /// What was there instead.
+        found: u32,
+    },
+    /// The frame was written by a different protocol version.
+    BadVersion {
+        /// The version in the header.
+        found: u16,
+    },
+    /// The header's reserved field is not zero.
+    BadReserved {
+        /// The value found.
+        found: u16,
+    },
+    /// The declared payload length does not fit in the buffer.
+    BadLength {
+        /// Declared payload length.
+        len: u32,
+        /// Room available after the header.
+        capacity: usize,
+    },
+    /// The payload is not a valid message.
+    Decode(postcard::Error),
+    /// The payload holds a valid message followed by unexpected bytes.
+    TrailingBytes {
+        /// How many.
+        count: usize,
+    },
+    /// The message does not fit (when encoding).
+    Encode(postcard::Error),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::TooShort { len } => {
+                write!(f, "frame area of {len} bytes is shorter than a header")
+            }
+            FrameError::BadMagic { found } => {
+                write!(
+                    f,
+                    "frame magic is {found:#010x}, expected {FRAME_MAGIC:#010x}"
+                )
+            }
+            FrameError::BadVersion { found } => {
+                write!(f, "frame version {found}, expected {FRAME_VERSION}")
+            }
+            FrameError::BadReserved { found } => {
+                write!(f, "frame reserved field is {found:#x}, expected 0")
+            }
+            FrameError::BadLength { len, capacity } => {
+                write!(
+                    f,
+                    "frame payload length {len} exceeds the {capacity} bytes available"
+                )
+            }
+            FrameError::Decode(e) => write!(f, "frame payload does not decode: {e}"),
+            FrameError::TrailingBytes { count } => {
+                write!(f, "frame payload has {count} trailing bytes")
+            }
+            FrameError::Encode(e) => write!(f, "message does not encode into the frame: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for FrameError {}
+
+/// A frame header, as read from a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// Sequence number: the guest numbers its messages, the host echoes the number.
+    pub seq: u32,
+    /// Payload length in bytes.
+    pub len: u32,
+}
+
+impl FrameHeader {
+    /// Validates the header at the start of `area` and the payload length against the room
+    /// `area` has after the header.
+    pub fn parse(area: &[u8]) -> Result<FrameHeader, FrameError> {
+        let h = area
+            .get(..HEADER_SIZE)
+            .ok_or(FrameError::TooShort { len: area.len() })?;
+        let magic = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        if magic != FRAME_MAGIC {
+            return Err(FrameError::BadMagic { found: magic });
+        }
+        let version = u16::from_le_bytes([h[4], h[5]]);
+        if version != FRAME_VERSION {
+            return Err(FrameError::BadVersion { found: version });
+        }
+        let reserved = u16::from_le_bytes([h[6], h[7]]);
+        if reserved != 0 {
+            return Err(FrameError::BadReserved { found: reserved });
+        }
+        let seq = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+        let len = u32::from_le_bytes([h[12], h[13], h[14], h[15]]);
+        let capacity = area.len() - HEADER_SIZE;
+        if len as usize > capacity {
+            return Err(FrameError::BadLength { len, capacity });
+        }
+        Ok(FrameHeader { seq, len })
+    }
+
+    /// Total frame size (header plus payload).
+    pub fn frame_len(&self) -> usize {
+        HEADER_SIZE + self.len as usize
+    }
+}
+
+/// Encodes `msg` as a frame at the start of `area`; returns the frame's total length.
+pub fn encode_frame<T: Serialize>(area: &mut [u8], seq: u32, msg: &T) -> Result<usize, FrameError> {
+    if area.len() < HEADER_SIZE {
+        return Err(FrameError::TooShort { len: area.len() });
+    }
+    let (header, payload) = area.split_at_mut(HEADER_SIZE);
+    let used = postcard::to_slice(msg, payload)
+        .map_err(FrameError::Encode)?
+        .len();
+    header[0..4].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
+    header[4..6].copy_from_slice(&FRAME_VERSION.to_le_bytes());
+    header[6..8].copy_from_slice(&0u16.to_le_bytes());
+    header[8..12].copy_from_slice(&seq.to_le_bytes());
+    header[12..16].copy_from_slice(&(used as u32).to_le_bytes());
+    Ok(HEADER_SIZE + used)
+}
+
+/// Decodes the frame at the start of `area`: header, bounded payload, no trailing bytes.
+pub fn decode_frame<'a, T: Deserialize<'a>>(area: &'a [u8]) -> Result<(u32, T), FrameError> {
+    let header = FrameHeader::parse(area)?;
+    let payload = &area[HEADER_SIZE..header.frame_len()];
+    let (msg, rest) = postcard::take_from_bytes(payload).map_err(FrameError::Decode)?;
+    if !rest.is_empty() {
+        return Err(FrameError::TrailingBytes { count: rest.len() });
+    }
+    Ok((header.seq, msg))
+}
+
+/// Like [`decode_frame`] for messages that borrow nothing.
+pub fn decode_owned_frame<T: DeserializeOwned>(area: &[u8]) -> Result<(u32, T), FrameError> {
+    decode_frame(area)
+}
+
+/// A message from the VMM to the guest kernel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum HostMsg {
+    /// Run this command and reply with [`GuestMsg::Reply`].
+    Command(Command),
+    /// Stop: write `status` to the exit port.
+    Shutdown {
+        /// The exit status the guest reports.
+        status: u32,
+    },
+}
+
+/// A unit of work the VMM asks the guest to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Run the boot self-test and measure the basic costs.
+    SelfTest(SelfTestParams),
+    /// Reply with the same bytes (tests the channel).
+    Echo(Vec<u8>),
+    /// Deliberately misbehave, to test that the VMM contains it.
+    Misbehave(Misbehaviour),
+}
+
+/// Parameters of [`Command::SelfTest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelfTestParams {
+    /// Iterations of the tight loop, in each privilege level.
+    pub loop_iterations: u32,
+    /// How many times each measurement is repeated (the host takes medians).
+    pub runs: u32,
+    /// Null system calls per run of the syscall measurement.
+    pub syscall_iterations: u32,
+}
+
+impl Default for SelfTestParams {
+    fn default() -> Self {
+        SelfTestParams {
+            loop_iterations: 100_000,
+            runs: 9,
+            syscall_iterations: 1_000,
+        }
+    }
+}
+
+/// Ways the guest can be asked to misbehave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Misbehaviour {
+    /// Write bytes that are not a frame, then ring the doorbell.
+    GarbageFrame,
+    /// Write a frame header declaring a payload longer than the channel.
+    OversizedFrame,
+    /// Ring the doorbell with a value other than [`crate::ports::DOORBELL_MESSAGE`].
+    BadDoorbell,
+    /// Fault in supervisor mode.
+    SupervisorFault(FaultKind),
+    /// Fault in user mode; the kernel must survive and report it in its reply.
+    UserFault(FaultKind),
+    /// Loop forever in supervisor mode with interrupts off.
+    Hang,
+    /// Load an empty IDT and fault, so the CPU triple-faults.
+    TripleFault,
+}
+
+/// Which fault to cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultKind {
+    /// Read from address 0 (#PF).
+    NullDereference,
+    /// Execute `ud2` (#UD).
+    InvalidOpcode,
+    /// Divide by zero (#DE).
+    DivideByZero,
+    /// Execute a privileged instruction or load a bad selector (#GP).
+    GeneralProtection,
+    /// Recurse until the stack's guard page is hit (#PF, then #DF in supervisor mode).
+    StackOverflow,
+}
+
+/// A message from the guest kernel to the VMM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum GuestMsg<'a> {
+    /// The kernel is up and waits for its first command.
+    Ready(ReadyInfo),
+    /// The result of the last command.
+    Reply(Reply),
+    /// The kernel took a fatal exception; it stops after this message.
+    Fault(FaultReport),
+    /// The kernel panicked; it stops after this message.
+    Panic(#[serde(borrow)] PanicReport<'a>),
+}
+
+/// What the kernel reports when it is ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadyInfo {
+    /// The configuration the kernel was built as.
+    pub config: KernelConfig,
+    /// The KVM flavour the kernel was told it runs on.
+    pub flavour: KvmFlavour,
+    /// TSC at the kernel's first instruction.
+    pub tsc_entry: u64,
+    /// TSC when memory management was up.
+    pub tsc_memory_ready: u64,
+    /// TSC when the kernel sent this message.
+    pub tsc_ready: u64,
+    /// Sizes of the kernel image's sections.
+    pub image: KernelImageInfo,
+    /// Physical frames managed, and free after boot.
+    pub frames_total: u64,
+    /// Free frames after boot.
+    pub frames_free: u64,
+    /// Kernel heap size in bytes.
+    pub heap_bytes: u64,
+}
+
+/// Section sizes of the running kernel image, from its linker symbols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KernelImageInfo {
+    /// `.text` bytes.
+    pub text: u64,
+    /// `.rodata` bytes.
+    pub rodata: u64,
+    /// `.data` bytes.
+    pub data: u64,
+    /// `.bss` bytes.
+    pub bss: u64,
+}
+
+/// The result of one [`Command`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Result of [`Command::SelfTest`].
+    SelfTest(SelfTestReport),
+    /// Result of [`Command::Echo`].
+    Echo(Vec<u8>),
+    /// A user-mode fault the kernel contained (result of [`Misbehaviour::UserFault`]).
+    UserFaultContained(FaultReport),
+    /// The command failed; the text says why.
+    Error(String),
+}
+
+/// Measurements and checks of [`Command::SelfTest`]. Cycle counts are TSC cycles, one entry
+/// per run, so the host can take medians and see the spread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelfTestReport {
+    /// The parameters the test ran with.
+    pub params: SelfTestParams,
+    /// Total cycles of the tight loop in supervisor mode, per run.
+    pub supervisor_loop_cycles: Vec<u64>,
+    /// Total cycles of the same loop in user mode, per run.
+    pub user_loop_cycles: Vec<u64>,
+    /// Total cycles of `syscall_iterations` null system calls, per run.
+    pub syscall_cycles: Vec<u64>,
+    /// Functional checks, each named, in the order they ran.
+    pub checks: Vec<Check>,
+}
+
+/// One functional check of the self-test.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// Detail for the report (what was seen).
+    pub detail: String,
+}
+
+/// An exception, as the guest kernel saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultReport {
+    /// Exception vector (0–31).
+    pub vector: u8,
+    /// Error code pushed by the CPU, or 0 for vectors without one.
+    pub error_code: u64,
+    /// Instruction pointer of the faulting instruction.
+    pub rip: u64,
+    /// CR2 (the faulting address, meaningful for #PF).
+    pub cr2: u64,
+    /// Stack pointer at the fault.
+    pub rsp: u64,
+    /// RFLAGS at the fault.
+    pub rflags: u64,
+    /// Privilege level the fault came from (0 supervisor, 3 user).
+    pub cpl: u8,
+}
+
+impl FaultReport {
+    /// The mnemonic of the vector (`#PF`, `#GP`, …).
+    pub fn vector_name(&self) -> &'static str {
+        vector_name(self.vector)
+    }
+}
+
+/// The mnemonic of an exception vector.
+pub fn vector_name(vector: u8) -> &'static str {
+    match vector {
+        0 => "#DE divide error",
+        1 => "#DB debug",
+        2 => "NMI",
+        3 => "#BP breakpoint",
+        4 => "#OF overflow",
+        5 => "#BR bound range",
+        6 => "#UD invalid opcode",
+        7 => "#NM device not available",
+        8 => "#DF double fault",
+        10 => "#TS invalid TSS",
+        11 => "#NP segment not present",
+        12 => "#SS stack fault",
+        13 => "#GP general protection",
+        14 => "#PF page fault",
+        16 => "#MF x87 error",
+        17 => "#AC alignment check",
+        18 => "#MC machine check",
+        19 => "#XM SIMD error",
+        20 => "#VE virtualization",
+        21 => "#CP control protection",
+        _ => "reserved vector",
+    }
+}
+
+/// A kernel panic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PanicReport<'a> {
+    /// The panic message (possibly truncated).
+    pub message: &'a str,
+    /// Source file of the panic.
+    pub file: &'a str,
+    /// Source line of the panic.
+    pub line: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use proptest::prelude::*;
+
+    fn roundtrip<T>(msg: &T) -> T
+    where
+        T: Serialize + DeserializeOwned + PartialEq + fmt::Debug,
+    {
+        let mut area = vec![0u8; 4096];
+        let n = encode_frame(&mut area, 7, msg).unwrap();
+        let (seq, back): (u32, T) = decode_owned_frame(&area[..n]).unwrap();
+        assert_eq!(seq, 7);
+        back
+    }
+
+    #[test]
+    fn host_messages_round_trip() {
+        let msgs = [
+            HostMsg::Command(Command::SelfTest(SelfTestParams::default())),
+            HostMsg::Command(Command::Echo(vec![1, 2, 3])),
+            HostMsg::Command(Command::Misbehave(Misbehaviour::SupervisorFault(
+                FaultKind::StackOverflow,
+            ))),
+            HostMsg::Shutdown { status: 3 },
+        ];
+        for m in &msgs {
+            assert_eq!(&roundtrip(m), m);
+        }
+    }
+
+    #[test]
+    fn guest_messages_round_trip() {
+        let fault = FaultReport {
+            vector: 14,
+            error_code: 2,
+            rip: 0xffff_ffff_8020_1234,
+            cr2: 0,
+            rsp: 0xffff_ffff_8030_0000,
+            rflags: 0x2,
+            cpl: 0,
+        };
+        let mut area = vec![0u8; 4096];
+        let msg = GuestMsg::Panic(PanicReport {
+            message: "boom",
+            file: "main.rs",
+            line: 9,
+        });
+        let n = encode_frame(&mut area, 1, &msg).unwrap();
+        let (_, back): (u32, GuestMsg<'_>) = decode_frame(&area[..n]).unwrap();
+        assert_eq!(back, msg);
+        let msg = GuestMsg::Fault(fault);
+        let n = encode_frame(&mut area, 2, &msg).unwrap();
+        let (_, back): (u32, GuestMsg<'_>) = decode_frame(&area[..n]).unwrap();
+        assert_eq!(back, msg);
+        assert_eq!(fault.vector_name(), "#PF page fault");
+    }
+
+    #[test]
+    fn header_has_documented_layout() {
+        let mut area = [0u8; 64];
+        let n = encode_frame(&mut area, 0x0102_0304, &HostMsg::Shutdown { status: 0 }).unwrap();
+        assert_eq!(&area[0..4], b"KMLC");
+        assert_eq!(area[4..6], FRAME_VERSION.to_le_bytes());
+        assert_eq!(area[6..8], [0, 0]);
+        assert_eq!(area[8..12], [4, 3, 2, 1]);
+        assert_eq!(area[12..16], ((n - HEADER_SIZE) as u32).to_le_bytes());
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        let mut area = vec![0u8; 256];
+        let n = encode_frame(&mut area, 1, &HostMsg::Shutdown { status: 0 }).unwrap();
+        let decode = |a: &[u8]| decode_owned_frame::<HostMsg>(a).map(|(_, m)| m);
+
+        assert_eq!(decode(&area[..3]), Err(FrameError::TooShort { len: 3 }));
+        let mut bad = area.clone();
+        bad[0] = b'X';
+        assert!(matches!(decode(&bad), Err(FrameError::BadMagic { .. })));
+        let mut bad = area.clone();
+        bad[4] = 2;
+        assert_eq!(decode(&bad), Err(FrameError::BadVersion { found: 2 }));
+        let mut bad = area.clone();
+        bad[6] = 1;
+        assert_eq!(decode(&bad), Err(FrameError::BadReserved { found: 1 }));
+        let mut bad = area.clone();
+        bad[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(decode(&bad), Err(FrameError::BadLength { .. })));
+        let mut bad = area.clone();
+        bad[HEADER_SIZE] = 0xff; // no such variant
+        assert!(matches!(decode(&bad), Err(FrameError::Decode(_))));
+        let mut bad = area.clone();
+        bad[12..16].copy_from_slice(&((n - HEADER_SIZE + 2) as u32).to_le_bytes());
+        assert_eq!(decode(&bad), Err(FrameError::TrailingBytes { count: 2 }));
+    }
+
+    #[test]
+    fn encoding_refuses_messages_larger_than_the_area() {
+        let mut area = vec![0u8; 64];
+        let big = HostMsg::Command(Command::Echo(vec![0; 100]));
+        assert!(matches!(
+            encode_frame(&mut area, 0, &big),
+            Err(FrameError::Encode(_))
+        ));
+        assert!(matches!(
+            encode_frame(&mut area[..4], 0, &big),
+            Err(FrameError::TooShort { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_owned_frame::<HostMsg>(&bytes);
+            let _ = decode_frame::<GuestMsg<'_>>(&bytes);
+        }
+
+        #[test]
+        fn decoding_valid_headers_with_random_payloads_never_panics(
+            seq in any::<u32>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let mut area = vec![0u8; HEADER_SIZE];
+            area[0..4].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
+            area[4..6].copy_from_slice(&FRAME_VERSION.to_le_bytes());
+            area[8..12].copy_from_slice(&seq.to_le_bytes());
+            area[12..16].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+            area.extend_from_slice(&payload);
+            let _ = decode_frame::<GuestMsg<'_>>(&area);
+        }
+
+        #[test]
+        fn echo_round_trips(data in proptest::collection::vec(any::<u8>(), 0..1024), seq in any::<u32>()) {
+            let mut area = vec![0u8; 2048];
+            let n = encode_frame(&mut area, seq, &Reply::Echo(data.clone())).unwrap();
+            let (s, back): (u32, Reply) = decode_owned_frame(&area[..n]).unwrap();
+            prop_assert_eq!(s, seq);
+            prop_assert_eq!(back, Reply::Echo(data));
+        }
+    }
+}
