@@ -1,0 +1,271 @@
+//! Step 2, **layout**: give every loaded section an offset in its region, and reserve the GOT.
+//!
+//! Each region is laid out as up to three page-aligned runs, in this order: code (RX),
+//! read-only data (R; the GOT goes at its end), writable data (RW). Sections keep their file
+//! order inside a run. Because runs start and end on page boundaries, a caller can map each
+//! run with its own permission and no page is ever writable and executable. Offsets are
+//! relative to the region base, which the caller chooses later (it must be page-aligned).
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::counts::{LayoutCounts, RegionCounts};
+use crate::error::Error;
+use crate::validate::{Disposition, MAX_REGION_SIZE, Module, PAGE_SIZE, Permission, RegionKind};
+
+/// Size of one GOT slot: a 64-bit address.
+pub const GOT_SLOT_SIZE: u64 = 8;
+
+/// A page-aligned range of a region with one permission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PermissionRange {
+    /// First byte, as an offset in the region (page-aligned).
+    pub start: u64,
+    /// One past the last byte (page-aligned).
+    pub end: u64,
+    /// Page permission.
+    pub permission: Permission,
+}
+
+/// The layout of one region.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegionLayout {
+    /// Bytes the caller must supply (page-aligned; 0 when the region is empty).
+    pub size: u64,
+    /// Permission runs, in address order, covering `0..size` without gaps.
+    pub ranges: Vec<PermissionRange>,
+}
+
+/// Where a section was placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SectionPlacement {
+    /// Region.
+    pub region: RegionKind,
+    /// Offset in the region.
+    pub offset: u64,
+    /// Size in memory.
+    pub size: u64,
+    /// Page permission.
+    pub permission: Permission,
+}
+
+/// Result of [`layout`].
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// The core region.
+    pub core: RegionLayout,
+    /// The init region.
+    pub init: RegionLayout,
+    /// Placement of each section, by section index (`None`: not loaded).
+    placements: Vec<Option<SectionPlacement>>,
+    /// Offset of the GOT in the core region.
+    got_offset: u64,
+    /// Symbol index of each GOT slot.
+    got_symbols: Vec<u32>,
+    /// GOT slot of each symbol index, `u32::MAX` for none (empty when there is no GOT).
+    got_slot_of: Vec<u32>,
+    counts: LayoutCounts,
+}
+
+impl Layout {
+    /// Where section `index` was placed, if it is loaded.
+    pub fn placement(&self, index: u32) -> Option<SectionPlacement> {
+        self.placements
+            .get(usize::try_from(index).ok()?)
+            .copied()
+            .flatten()
+    }
+
+    /// Placements of all loaded sections, as `(section index, placement)`.
+    pub fn placements(&self) -> impl Iterator<Item = (u32, SectionPlacement)> + '_ {
+        self.placements
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((u32::try_from(i).ok()?, (*p)?)))
+    }
+
+    /// The region layout for `region`.
+    pub fn region(&self, region: RegionKind) -> &RegionLayout {
+        match region {
+            RegionKind::Core => &self.core,
+            RegionKind::Init => &self.init,
+        }
+    }
+
+    /// Offset of the GOT in the core region (meaningful when [`Self::got_symbols`] is non-empty).
+    pub fn got_offset(&self) -> u64 {
+        self.got_offset
+    }
+
+    /// The symbol index of each GOT slot, in slot order.
+    pub fn got_symbols(&self) -> &[u32] {
+        &self.got_symbols
+    }
+
+    /// The GOT slot reserved for symbol `index`, if any.
+    pub fn got_slot(&self, symbol: u32) -> Option<u32> {
+        self.got_slot_of
+            .get(usize::try_from(symbol).ok()?)
+            .copied()
+            .filter(|&slot| slot != u32::MAX)
+    }
+
+    /// Offset in the core region of the GOT slot reserved for symbol `index`, if any.
+    pub fn got_slot_offset(&self, symbol: u32) -> Option<u64> {
+        let slot = self.got_slot(symbol)?;
+        u64::from(slot)
+            .checked_mul(GOT_SLOT_SIZE)?
+            .checked_add(self.got_offset)
+    }
+
+    /// What layout counted.
+    pub fn counts(&self) -> &LayoutCounts {
+        &self.counts
+    }
+}
+
+fn align_up(value: u64, align: u64, region: RegionKind) -> Result<u64, Error> {
+    // `align` is a power of two (validated, or a constant).
+    let mask = align.saturating_sub(1);
+    value
+        .checked_add(mask)
+        .map(|v| v & !mask)
+        .ok_or(Error::RegionTooLarge {
+            region,
+            size: value,
+            max: MAX_REGION_SIZE,
+        })
+}
+
+fn advance(cursor: u64, by: u64, region: RegionKind) -> Result<u64, Error> {
+    cursor
+        .checked_add(by)
+        .filter(|&end| end <= MAX_REGION_SIZE)
+        .ok_or(Error::RegionTooLarge {
+            region,
+            size: cursor.saturating_add(by),
+            max: MAX_REGION_SIZE,
+        })
+}
+
+/// Computes where every loaded section goes and reserves one GOT slot per distinct symbol
+/// referenced by a GOTPCREL-family relocation.
+pub fn layout(module: &Module<'_>) -> Result<Layout, Error> {
+    let (got_symbols, got_slot_of) = reserve_got(module);
+    let got_size = u64::try_from(got_symbols.len())
+        .ok()
+        .and_then(|n| n.checked_mul(GOT_SLOT_SIZE))
+        .unwrap_or(u64::MAX);
+
+    let mut placements = vec![None; module.sections().len()];
+    let mut counts = LayoutCounts {
+        got_slots: got_symbols.len(),
+        ..LayoutCounts::default()
+    };
+    let mut got_offset = 0;
+    let mut regions = [RegionLayout::default(), RegionLayout::default()];
+    for (region, region_layout) in [RegionKind::Core, RegionKind::Init]
+        .into_iter()
+        .zip(regions.iter_mut())
+    {
+        let mut region_counts = RegionCounts::default();
+        let mut cursor = 0u64;
+        for permission in [
+            Permission::ReadExecute,
+            Permission::ReadOnly,
+            Permission::ReadWrite,
+        ] {
+            let run_start = cursor;
+            let wanted = Disposition::Load { region, permission };
+            for section in module.sections().iter().filter(|s| s.disposition == wanted) {
+                cursor = align_up(cursor, section.align, region)?;
+                if let Some(slot) = usize::try_from(section.index)
+                    .ok()
+                    .and_then(|i| placements.get_mut(i))
+                {
+                    *slot = Some(SectionPlacement {
+                        region,
+                        offset: cursor,
+                        size: section.size,
+                        permission,
+                    });
+                }
+                cursor = advance(cursor, section.size, region)?;
+                region_counts.sections = region_counts.sections.saturating_add(1);
+                region_counts.section_bytes =
+                    region_counts.section_bytes.saturating_add(section.size);
+            }
+            if region == RegionKind::Core
+                && permission == Permission::ReadOnly
+                && !got_symbols.is_empty()
+            {
+                // The GOT is written once, before the module runs: read-only afterwards.
+                cursor = align_up(cursor, GOT_SLOT_SIZE, region)?;
+                got_offset = cursor;
+                cursor = advance(cursor, got_size, region)?;
+            }
+            if cursor > run_start {
+                cursor = align_up(cursor, PAGE_SIZE, region)?;
+                region_layout.ranges.push(PermissionRange {
+                    start: run_start,
+                    end: cursor,
+                    permission,
+                });
+            }
+        }
+        if cursor > MAX_REGION_SIZE {
+            return Err(Error::RegionTooLarge {
+                region,
+                size: cursor,
+                max: MAX_REGION_SIZE,
+            });
+        }
+        region_layout.size = cursor;
+        region_counts.size = cursor;
+        match region {
+            RegionKind::Core => counts.core = region_counts,
+            RegionKind::Init => counts.init = region_counts,
+        }
+    }
+    counts.not_loaded_sections = module
+        .sections()
+        .len()
+        .saturating_sub(counts.core.sections)
+        .saturating_sub(counts.init.sections);
+    let [core, init] = regions;
+    Ok(Layout {
+        core,
+        init,
+        placements,
+        got_offset,
+        got_symbols,
+        got_slot_of,
+        counts,
+    })
+}
+
+fn reserve_got(module: &Module<'_>) -> (Vec<u32>, Vec<u32>) {
+    let mut got_symbols = Vec::new();
+    let mut got_slot_of = Vec::new();
+    for relocation in module
+        .relocation_sections()
+        .iter()
+        .flat_map(|s| s.relocations())
+        .filter(|r| r.kind.uses_got())
+    {
+        if got_slot_of.is_empty() {
+            got_slot_of = vec![u32::MAX; module.symbols().len()];
+        }
+        let Some(slot) = usize::try_from(relocation.symbol)
+            .ok()
+            .and_then(|i| got_slot_of.get_mut(i))
+        else {
+            continue;
+        };
+        if *slot == u32::MAX {
+            *slot = u32::try_from(got_symbols.len()).unwrap_or(u32::MAX);
+            got_symbols.push(relocation.symbol);
+        }
+    }
+    (got_symbols, got_slot_of)
+}

@@ -1,0 +1,189 @@
+//! What the kernel keeps about a module after loading: owned, so that the file bytes can be
+//! freed once the module is in place.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use hashbrown::HashMap;
+
+use crate::counts::LoadCounts;
+use crate::layout::{Layout, SectionPlacement};
+use crate::relocate::{RegionBases, SymbolAddresses};
+use crate::resolve::{ProviderId, Resolution, Source};
+use crate::validate::{Binding, Definition, Module, Permission, RegionKind};
+
+/// Where a defined symbol ended up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SymbolLocation {
+    /// Its region.
+    pub region: RegionKind,
+    /// Offset in the region (so callers can bounds-check against the region).
+    pub offset: u64,
+    /// Final virtual address.
+    pub address: u64,
+    /// `st_size`.
+    pub size: u64,
+    /// Permission of the pages it lives in.
+    pub permission: Permission,
+}
+
+/// A loaded section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacedSection {
+    /// Section index in the file.
+    pub index: u32,
+    /// Name.
+    pub name: String,
+    /// Where it went.
+    pub placement: SectionPlacement,
+    /// Final virtual address.
+    pub address: u64,
+}
+
+/// An exported symbol and its final address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportedSymbol {
+    /// The exported name.
+    pub name: String,
+    /// Final virtual address.
+    pub address: u64,
+}
+
+/// One dependency edge: `symbol` came from `provider`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dependency {
+    /// The undefined symbol.
+    pub symbol: String,
+    /// Who supplied it.
+    pub provider: ProviderId,
+}
+
+/// A loaded module, as the kernel needs it after loading.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The module's name (`.modinfo` `name=`, possibly empty).
+    pub name: String,
+    /// Region base addresses.
+    pub bases: RegionBases,
+    /// Region sizes: core, init.
+    pub sizes: (u64, u64),
+    /// Loaded sections in section order.
+    pub sections: Vec<PlacedSection>,
+    /// Exports (`__ksymtab_NAME`) with final addresses.
+    pub exports: Vec<ExportedSymbol>,
+    /// `.modinfo` key/value pairs in file order.
+    pub modinfo: Vec<(String, String)>,
+    /// Distinct providers used, sorted.
+    pub providers: Vec<ProviderId>,
+    /// Every resolved undefined symbol and its provider.
+    pub dependencies: Vec<Dependency>,
+    /// Counts of all steps.
+    pub counts: LoadCounts,
+    symbols: HashMap<String, SymbolLocation>,
+}
+
+impl Loaded {
+    /// Collects what the kernel keeps, for regions placed at `bases`.
+    pub fn new(
+        module: &Module<'_>,
+        layout: &Layout,
+        resolution: &Resolution,
+        bases: RegionBases,
+        counts: LoadCounts,
+    ) -> Self {
+        let addresses = SymbolAddresses::new(module, layout, resolution, bases);
+        let location_of = |index: u32| -> Option<SymbolLocation> {
+            let sym = module.symbol(index)?;
+            let Definition::Section(section) = sym.definition else {
+                return None;
+            };
+            let placement = layout.placement(section)?;
+            Some(SymbolLocation {
+                region: placement.region,
+                offset: placement.offset.checked_add(sym.value)?,
+                address: addresses.get(index)?,
+                size: sym.size,
+                permission: placement.permission,
+            })
+        };
+        let mut symbols = HashMap::new();
+        for sym in module.symbols() {
+            if sym.binding == Binding::Local || sym.is_section() || sym.name.is_empty() {
+                continue;
+            }
+            // find_symbol applies the global-over-weak rule.
+            if module.find_symbol(sym.name).map(|s| s.index) != Some(sym.index) {
+                continue;
+            }
+            if let Some(location) = location_of(sym.index) {
+                symbols.insert(String::from(sym.name), location);
+            }
+        }
+        let sections = layout
+            .placements()
+            .filter_map(|(index, placement)| {
+                Some(PlacedSection {
+                    index,
+                    name: String::from(module.section(index)?.name),
+                    placement,
+                    address: bases.get(placement.region).checked_add(placement.offset)?,
+                })
+            })
+            .collect();
+        let exports = module
+            .exports()
+            .iter()
+            .filter_map(|e| {
+                Some(ExportedSymbol {
+                    name: String::from(e.name),
+                    address: addresses.get(e.symbol)?,
+                })
+            })
+            .collect();
+        let dependencies = resolution
+            .symbols()
+            .iter()
+            .filter_map(|r| match r.source {
+                Source::Provider(provider) => Some(Dependency {
+                    symbol: String::from(module.symbol(r.symbol)?.name),
+                    provider,
+                }),
+                Source::WeakUnresolved | Source::Ignored => None,
+            })
+            .collect();
+        Self {
+            name: String::from(module.name()),
+            bases,
+            sizes: (layout.core.size, layout.init.size),
+            sections,
+            exports,
+            modinfo: module
+                .modinfo()
+                .map(|(k, v)| (String::from(k), String::from(v)))
+                .collect(),
+            providers: resolution.providers().to_vec(),
+            dependencies,
+            counts,
+            symbols,
+        }
+    }
+
+    /// The defined non-local symbol `name` (`init_module`, `cleanup_module`,
+    /// `__kmod_param_NAME`, …), if it lives in a loaded section.
+    pub fn symbol(&self, name: &str) -> Option<SymbolLocation> {
+        self.symbols.get(name).copied()
+    }
+
+    /// The first `.modinfo` value for `key`.
+    pub fn modinfo_value<'a>(&'a self, key: &'a str) -> Option<&'a str> {
+        self.modinfo_values(key).next()
+    }
+
+    /// Every `.modinfo` value for `key` (`parm`, `parmtype` repeat).
+    pub fn modinfo_values<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.modinfo
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
