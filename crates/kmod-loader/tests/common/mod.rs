@@ -105,3 +105,6 @@ pub fn load_on_host(
     })?;
     Ok(HostModule { core, init, loaded })
 }
+
+pub mod cases;
+pub mod edit;
