@@ -496,3 +496,207 @@ pub fn relocate(
     }
     Ok(counts)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KERNEL_FN: u64 = 0xffff_ffff_8123_4560;
+    const PLACE: u64 = 0xffff_ffff_c000_1004;
+
+    fn inputs(symbol: u64, addend: i64, place: u64) -> RelocationInputs {
+        RelocationInputs {
+            symbol,
+            addend,
+            place,
+            got_slot: 0,
+        }
+    }
+
+    fn bytes(kind: RelocationKind, input: RelocationInputs) -> Vec<u8> {
+        compute(kind, input)
+            .unwrap_or_else(|v| panic!("{kind} overflowed: {v:#x}"))
+            .bytes()
+            .to_vec()
+    }
+
+    #[test]
+    fn none_writes_nothing() {
+        assert_eq!(
+            compute(RelocationKind::None, inputs(KERNEL_FN, 5, PLACE)),
+            Ok(Patch::Nothing)
+        );
+    }
+
+    #[test]
+    fn abs64_is_symbol_plus_addend() {
+        // 0xffffffff81234560 + 0x10
+        assert_eq!(
+            bytes(RelocationKind::Abs64, inputs(KERNEL_FN, 0x10, PLACE)),
+            [0x70, 0x45, 0x23, 0x81, 0xff, 0xff, 0xff, 0xff]
+        );
+        // Negative addend; wraps modulo 2^64 like a linker.
+        assert_eq!(
+            bytes(RelocationKind::Abs64, inputs(0, -1, PLACE)),
+            [0xff; 8]
+        );
+    }
+
+    #[test]
+    fn abs32_is_zero_extended() {
+        assert_eq!(
+            bytes(RelocationKind::Abs32, inputs(0x1000, 0x234, PLACE)),
+            [0x34, 0x12, 0x00, 0x00]
+        );
+        assert_eq!(
+            bytes(RelocationKind::Abs32, inputs(0xffff_fff0, 0xf, PLACE)),
+            [0xff, 0xff, 0xff, 0xff]
+        );
+    }
+
+    #[test]
+    fn abs32_overflow_is_an_error() {
+        // One past u32::MAX.
+        assert_eq!(
+            compute(RelocationKind::Abs32, inputs(0xffff_fff0, 0x10, PLACE)),
+            Err(0x1_0000_0000)
+        );
+        // A kernel address does not zero-extend.
+        assert!(compute(RelocationKind::Abs32, inputs(KERNEL_FN, 0, PLACE)).is_err());
+        // Below zero.
+        assert!(compute(RelocationKind::Abs32, inputs(0, -1, PLACE)).is_err());
+    }
+
+    #[test]
+    fn abs32s_is_sign_extended() {
+        // A kernel address is the sign-extension of 0x81234560.
+        assert_eq!(
+            bytes(RelocationKind::Abs32S, inputs(KERNEL_FN, 0, PLACE)),
+            [0x60, 0x45, 0x23, 0x81]
+        );
+        assert_eq!(
+            bytes(RelocationKind::Abs32S, inputs(0x7fff_fff0, 0xf, PLACE)),
+            [0xff, 0xff, 0xff, 0x7f]
+        );
+    }
+
+    #[test]
+    fn abs32s_overflow_is_an_error() {
+        assert_eq!(
+            compute(RelocationKind::Abs32S, inputs(0x7fff_fff0, 0x10, PLACE)),
+            Err(0x8000_0000)
+        );
+        // Just below the sign-extended range: 0xffffffff7fffffff.
+        assert_eq!(
+            compute(
+                RelocationKind::Abs32S,
+                inputs(0xffff_ffff_8000_0000, -1, PLACE)
+            ),
+            Err(-0x8000_0001)
+        );
+    }
+
+    #[test]
+    fn pc32_and_plt32_are_pc_relative() {
+        for kind in [RelocationKind::Pc32, RelocationKind::Plt32] {
+            // call rel32: S - 4 - P = 0x...8123_4560 - 4 - 0x...c000_1004 = -0x3edc_caa8
+            assert_eq!(
+                bytes(kind, inputs(KERNEL_FN, -4, PLACE)),
+                (-0x3edc_caa8i32).to_le_bytes()
+            );
+            assert_eq!(
+                bytes(kind, inputs(PLACE + 0x100, -4, PLACE)),
+                [0xfc, 0x00, 0x00, 0x00]
+            );
+        }
+    }
+
+    #[test]
+    fn pc32_limits() {
+        // Exactly i32::MAX and i32::MIN fit; one more does not.
+        const PLACE: u64 = 0xffff_ffff_0000_0000;
+        assert_eq!(
+            bytes(RelocationKind::Pc32, inputs(PLACE + 0x7fff_ffff, 0, PLACE)),
+            [0xff, 0xff, 0xff, 0x7f]
+        );
+        assert_eq!(
+            bytes(RelocationKind::Pc32, inputs(PLACE - 0x8000_0000, 0, PLACE)),
+            [0x00, 0x00, 0x00, 0x80]
+        );
+        assert_eq!(
+            compute(RelocationKind::Pc32, inputs(PLACE + 0x8000_0000, 0, PLACE)),
+            Err(0x8000_0000)
+        );
+        assert_eq!(
+            compute(
+                RelocationKind::Plt32,
+                inputs(PLACE - 0x8000_0000, -1, PLACE)
+            ),
+            Err(-0x8000_0001)
+        );
+        // A user-space address is far out of reach of a kernel module.
+        assert!(compute(RelocationKind::Plt32, inputs(0x4000_0000_0000, -4, PLACE)).is_err());
+    }
+
+    #[test]
+    fn pc64_is_pc_relative_and_wraps() {
+        assert_eq!(
+            bytes(RelocationKind::Pc64, inputs(KERNEL_FN, 0, PLACE)),
+            (KERNEL_FN.wrapping_sub(PLACE)).to_le_bytes()
+        );
+        assert_eq!(
+            bytes(RelocationKind::Pc64, inputs(PLACE + 8, 0, PLACE)),
+            [8, 0, 0, 0, 0, 0, 0, 0]
+        );
+        // 4 GiB away: fine for 64 bits.
+        assert_eq!(
+            bytes(RelocationKind::Pc64, inputs(0x1_0000_0000, 0, 0)),
+            [0, 0, 0, 0, 1, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn got_kinds_point_at_the_slot_not_the_symbol() {
+        const PLACE: u64 = 0xffff_ffff_0000_0000;
+        for kind in [
+            RelocationKind::GotPcRel,
+            RelocationKind::GotPcRelX,
+            RelocationKind::RexGotPcRelX,
+        ] {
+            let input = RelocationInputs {
+                symbol: KERNEL_FN,
+                addend: -4,
+                place: PLACE,
+                got_slot: PLACE + 0x2000,
+            };
+            // G + GOT + A - P = 0x2000 - 4
+            assert_eq!(bytes(kind, input), [0xfc, 0x1f, 0x00, 0x00]);
+            let far = RelocationInputs {
+                got_slot: PLACE + 0x8000_0004,
+                ..input
+            };
+            assert_eq!(compute(kind, far), Err(0x8000_0000));
+        }
+    }
+
+    #[test]
+    fn kinds_round_trip_through_elf_types() {
+        for kind in RelocationKind::ALL {
+            assert_eq!(RelocationKind::from_elf(kind.elf_type()), Some(kind));
+            assert_eq!(kind.width() as usize, {
+                let got = RelocationInputs {
+                    symbol: 0,
+                    addend: 0,
+                    place: 0,
+                    got_slot: 0,
+                };
+                compute(kind, got).unwrap().bytes().len()
+            });
+        }
+        for unsupported in [
+            3, 5, 6, 7, 8, 12, 13, 14, 15, 16, 19, 23, 25, 26, 37, 43, 1000,
+        ] {
+            assert_eq!(RelocationKind::from_elf(unsupported), None, "{unsupported}");
+        }
+    }
+}

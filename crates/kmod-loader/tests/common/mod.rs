@@ -108,3 +108,4 @@ pub fn load_on_host(
 
 pub mod cases;
 pub mod edit;
+pub mod synth;
