@@ -1,51 +1,22 @@
-//! Host-side module tools (placeholder; see issue 3): `modinfo`, `depmod`, `objstat`.
+//! Host-side module tools, for kmodlab modules and real Linux `.ko` files alike:
+//!
+//! - [`modinfo`]: `.modinfo` printed like Linux's modinfo;
+//! - [`depmod`]: dependencies from undefined symbols vs. `__ksymtab_X` exports, written as
+//!   Linux's `modules.dep`, with cycle and missing-symbol reports;
+//! - [`objstat`]: sections, load regions, symbols and relocation counts;
+//! - [`cheader`]: the C header's kernel API block, generated from `kmod-api`.
+//!
+//! [`cli`] holds the `kmodlab modinfo|depmod|objstat` entry points. Every malformed input
+//! is a typed [`ToolError`] naming the file, never a panic.
 
-/// Command-line entry points called by the `kmodlab` binary.
-pub mod cli {
-    use std::path::PathBuf;
-    use std::process::ExitCode;
+pub mod cheader;
+pub mod depmod;
+mod error;
+pub mod ko;
+pub mod modinfo;
+pub mod objstat;
 
-    /// A failure of one of the tools.
-    #[derive(Debug, thiserror::Error)]
-    pub enum ToolError {
-        /// Not built yet.
-        #[error("{0} is not implemented yet")]
-        NotImplemented(&'static str),
-    }
+pub mod cli;
 
-    /// `kmodlab modinfo`.
-    #[derive(Debug, clap::Args)]
-    pub struct ModinfoArgs {
-        /// Module files (.ko).
-        pub files: Vec<PathBuf>,
-    }
-
-    /// `kmodlab depmod`.
-    #[derive(Debug, clap::Args)]
-    pub struct DepmodArgs {
-        /// Directory holding the modules.
-        pub dir: Option<PathBuf>,
-    }
-
-    /// `kmodlab objstat`.
-    #[derive(Debug, clap::Args)]
-    pub struct ObjstatArgs {
-        /// Module files (.ko).
-        pub files: Vec<PathBuf>,
-    }
-
-    /// Runs `modinfo`.
-    pub fn modinfo(_args: &ModinfoArgs) -> Result<ExitCode, ToolError> {
-        Err(ToolError::NotImplemented("modinfo"))
-    }
-
-    /// Runs `depmod`.
-    pub fn depmod(_args: &DepmodArgs) -> Result<ExitCode, ToolError> {
-        Err(ToolError::NotImplemented("depmod"))
-    }
-
-    /// Runs `objstat`.
-    pub fn objstat(_args: &ObjstatArgs) -> Result<ExitCode, ToolError> {
-        Err(ToolError::NotImplemented("objstat"))
-    }
-}
+pub use error::{Result, ToolError};
+pub use ko::ModuleFile;

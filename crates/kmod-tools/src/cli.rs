@@ -1,0 +1,189 @@
+//! Command-line entry points called by the `kmodlab` binary.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::depmod::{self, KernelExports};
+pub use crate::error::ToolError;
+use crate::ko::ModuleFile;
+use crate::objstat::ObjStat;
+
+/// `kmodlab modinfo`.
+#[derive(Debug, clap::Args)]
+pub struct ModinfoArgs {
+    /// Module files (.ko, .ko.xz, .ko.zst).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print only this field's values (`filename`, `parm`, or any .modinfo key).
+    #[arg(short = 'F', long)]
+    pub field: Option<String>,
+    /// Print only 'author'.
+    #[arg(short, long, conflicts_with = "field")]
+    pub author: bool,
+    /// Print only 'description'.
+    #[arg(short, long, conflicts_with = "field")]
+    pub description: bool,
+    /// Print only 'license'.
+    #[arg(short, long, conflicts_with = "field")]
+    pub license: bool,
+    /// Print only 'parm'.
+    #[arg(short, long, conflicts_with = "field")]
+    pub parameters: bool,
+    /// Print only 'filename'.
+    #[arg(short = 'n', long, conflicts_with = "field")]
+    pub filename: bool,
+    /// End records with NUL instead of newline.
+    #[arg(short = '0', long)]
+    pub null: bool,
+}
+
+/// `kmodlab depmod`.
+#[derive(Debug, clap::Args)]
+pub struct DepmodArgs {
+    /// Directory holding the modules (searched recursively); default: the current one.
+    pub dir: Option<PathBuf>,
+    /// Where to write modules.dep; default: DIR/modules.dep.
+    #[arg(short, long, conflicts_with = "dry_run")]
+    pub output: Option<PathBuf>,
+    /// Print modules.dep on stdout instead of writing it.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// The kernel's exports from a Linux System.map (its `__ksymtab_X` entries).
+    #[arg(short = 'F', long, value_name = "FILE", group = "kernel")]
+    pub system_map: Option<PathBuf>,
+    /// The kernel's exports from a Linux Module.symvers (entries of `vmlinux`).
+    #[arg(short = 'E', long, value_name = "FILE", group = "kernel")]
+    pub symvers: Option<PathBuf>,
+    /// The kernel's exports as a plain list, one symbol per line.
+    #[arg(long, value_name = "FILE", group = "kernel")]
+    pub kernel_symbols: Option<PathBuf>,
+    /// Don't check symbols against any kernel export list.
+    #[arg(long, group = "kernel")]
+    pub no_kernel_check: bool,
+}
+
+/// `kmodlab objstat`.
+#[derive(Debug, clap::Args)]
+pub struct ObjstatArgs {
+    /// Module files (.ko, .ko.xz, .ko.zst).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print JSON (an array, one object per file) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn write_stdout(text: &str) -> Result<(), ToolError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|source| ToolError::Io {
+            path: PathBuf::from("<stdout>"),
+            source,
+        })
+}
+
+/// Runs `modinfo`. Like Linux's, a file that cannot be read is reported and the others are
+/// still printed; the exit code is then a failure.
+pub fn modinfo(args: &ModinfoArgs) -> Result<ExitCode, ToolError> {
+    let field = if args.author {
+        Some("author")
+    } else if args.description {
+        Some("description")
+    } else if args.license {
+        Some("license")
+    } else if args.parameters {
+        Some("parm")
+    } else if args.filename {
+        Some("filename")
+    } else {
+        args.field.as_deref()
+    };
+    let separator = if args.null { '\0' } else { '\n' };
+    let mut code = ExitCode::SUCCESS;
+    for file in &args.files {
+        match ModuleFile::open(file) {
+            Ok(module) => {
+                let name = crate::modinfo::display_filename(file);
+                write_stdout(&crate::modinfo::render(&module, &name, field, separator))?;
+            }
+            Err(e) => {
+                eprintln!("kmodlab modinfo: {e}");
+                code = ExitCode::FAILURE;
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn read_text(path: &Path) -> Result<String, ToolError> {
+    std::fs::read_to_string(path).map_err(|source| ToolError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Runs `depmod`: writes modules.dep, warns about symbols exported twice, and reports
+/// symbols found nowhere (exit code failure when there are any, modules.dep still written).
+/// A dependency cycle is an error and nothing is written.
+pub fn depmod(args: &DepmodArgs) -> Result<ExitCode, ToolError> {
+    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let kernel = if let Some(path) = &args.system_map {
+        KernelExports::from_system_map(path, &read_text(path)?)?
+    } else if let Some(path) = &args.symvers {
+        KernelExports::from_symvers(path, &read_text(path)?)?
+    } else if let Some(path) = &args.kernel_symbols {
+        KernelExports::from_plain_list(&read_text(path)?)
+    } else if args.no_kernel_check {
+        KernelExports::Unchecked
+    } else {
+        KernelExports::Default
+    };
+    let entries = depmod::load_dir(&dir)?;
+    let graph = depmod::compute(&entries, &kernel)?;
+    for (sym, used, ignored) in &graph.duplicates {
+        eprintln!("depmod: WARNING: {sym} is exported by {used} and {ignored}; using {used}");
+    }
+    let text = graph.modules_dep();
+    if args.dry_run {
+        write_stdout(&text)?;
+    } else {
+        let out = args
+            .output
+            .clone()
+            .unwrap_or_else(|| dir.join("modules.dep"));
+        std::fs::write(&out, &text).map_err(|source| ToolError::Io { path: out, source })?;
+    }
+    for (sym, needers) in &graph.missing {
+        eprintln!(
+            "depmod: ERROR: unknown symbol {sym} (not exported by the kernel or any module), needed by {}",
+            needers.join(", ")
+        );
+    }
+    Ok(if graph.missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs `objstat`.
+pub fn objstat(args: &ObjstatArgs) -> Result<ExitCode, ToolError> {
+    let stats = args
+        .files
+        .iter()
+        .map(|f| ObjStat::open(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&stats).map_err(|e| ToolError::Io {
+            path: PathBuf::from("<json>"),
+            source: e.into(),
+        })?;
+        write_stdout(&(text + "\n"))?;
+    } else {
+        let text: Vec<String> = stats.iter().map(ObjStat::render).collect();
+        write_stdout(&text.join("\n"))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
