@@ -366,3 +366,38 @@ fn exports_of_one_module_resolve_another() {
     assert_eq!(table.remove_provider(lib_id), 1);
     assert!(table.is_empty());
 }
+
+/// Loads and checks every `.ko` under `$KMOD_LOADER_LINUX_TREE` (for example an extracted
+/// Debian `linux-image-*` package's `lib/modules/VERSION/kernel`). Not run by default: the
+/// tree is not committed.
+#[test]
+#[ignore = "needs KMOD_LOADER_LINUX_TREE"]
+fn whole_linux_module_tree() {
+    let root = std::env::var("KMOD_LOADER_LINUX_TREE").expect("KMOD_LOADER_LINUX_TREE");
+    let mut stack = vec![std::path::PathBuf::from(root)];
+    let (mut modules, mut relocations) = (0, 0);
+    let mut failures = Vec::new();
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "ko") {
+                let data = std::fs::read(&path).unwrap();
+                let name = path.display().to_string();
+                match load_on_host(&data, &stand_in_kernel()) {
+                    Ok(host) => relocations += check_module(&name, &data, &host),
+                    Err(e) => failures.push(format!("{name}: {e}")),
+                }
+                modules += 1;
+            }
+        }
+    }
+    println!("{modules} modules, {relocations} relocations checked");
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
