@@ -9,12 +9,13 @@
  */
 #include <kmod.h>
 
-MODULE_VERSION("1.0");
-MODULE_LICENSE("GPL");
-MODULE_DESCRIPTION("Generated module with over 100000 relocations of mixed types");
-MODULE_AUTHOR("kmodlab");
-module_param_int(rounds, 1, "how many times init runs every check (1..=1000)");
+/* gcc emits these in reverse order, like Linux modules: modinfo then lists them as Linux's do. */
 MODULE_NAME("big");
+module_param_int(rounds, 1, "how many times init runs every check (1..=1000)");
+MODULE_AUTHOR("kmodlab");
+MODULE_DESCRIPTION("Generated module with over 100000 relocations of mixed types");
+MODULE_LICENSE("GPL");
+MODULE_VERSION("1.0");
 
 typedef uint64_t (*big_fn)(void);
 

@@ -9,13 +9,14 @@
  */
 #include <kmod.h>
 
-MODULE_VERSION("1.0");
-MODULE_LICENSE("GPL");
-MODULE_DESCRIPTION("Sample statistics in C (uses crc32 from the Rust crc32 module)");
-MODULE_AUTHOR("kmodlab");
+/* gcc emits these in reverse order, like Linux modules: modinfo then lists them as Linux's do. */
+MODULE_NAME("cstats");
 module_param_int(samples, 1000, "number of samples (1..=65536)");
 module_param_int(seed, 42, "xorshift32 seed (non-zero)");
-MODULE_NAME("cstats");
+MODULE_AUTHOR("kmodlab");
+MODULE_DESCRIPTION("Sample statistics in C (uses crc32 from the Rust crc32 module)");
+MODULE_LICENSE("GPL");
+MODULE_VERSION("1.0");
 
 /* From the crc32 module (a Rust module's export). */
 extern uint32_t crc32_compute(const void *buf, size_t len);
