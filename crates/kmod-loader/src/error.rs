@@ -496,7 +496,8 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// The kind's name, as the variant is spelled.
     pub fn name(self) -> &'static str {
-        // Debug of a field-less enum is its variant name; spelled out to stay const-free of fmt.
+        // Spelled out (not Debug) so that the corpus manifest and logs never depend on
+        // formatting machinery.
         match self {
             Self::Truncated => "Truncated",
             Self::BadMagic => "BadMagic",

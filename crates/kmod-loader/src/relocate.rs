@@ -12,7 +12,7 @@ use core::fmt;
 use object::elf;
 
 use crate::counts::{CopyCounts, RelocateCounts};
-use crate::error::Error;
+use crate::error::{Error, SectionRef};
 use crate::layout::{GOT_SLOT_SIZE, Layout};
 use crate::resolve::{Resolution, Source};
 use crate::validate::{Definition, Module, PAGE_SIZE, RegionKind};
@@ -252,6 +252,14 @@ impl Regions<'_> {
         }
     }
 
+    fn len(&self, region: RegionKind) -> u64 {
+        let bytes = match region {
+            RegionKind::Core => &self.core.bytes,
+            RegionKind::Init => &self.init.bytes,
+        };
+        u64::try_from(bytes.len()).unwrap_or(u64::MAX)
+    }
+
     fn get_mut(&mut self, region: RegionKind) -> &mut [u8] {
         match region {
             RegionKind::Core => self.core.bytes,
@@ -326,11 +334,12 @@ pub fn copy_sections(
             continue;
         }
         let len = u64::try_from(section.data.len()).unwrap_or(u64::MAX);
+        let provided = regions.len(placement.region);
         let destination = region_slice(regions, placement.region, placement.offset, len).ok_or(
             Error::RegionTooSmall {
                 region: placement.region,
                 needed: placement.offset.saturating_add(len),
-                provided: 0,
+                provided,
             },
         )?;
         destination.copy_from_slice(section.data);
@@ -420,17 +429,25 @@ pub fn relocate(
     for (slot_index, &symbol) in layout.got_symbols().iter().enumerate() {
         let address = addresses
             .get(symbol)
-            .ok_or_else(|| unresolved(0, 0, symbol))?;
+            .ok_or_else(|| Error::UnresolvedSymbolReferenced {
+                section: SectionRef {
+                    index: 0,
+                    name: String::from("(GOT)"),
+                },
+                offset: layout.got_offset(),
+                symbol: String::from(module.symbol_name(symbol)),
+            })?;
         let offset = u64::try_from(slot_index)
             .ok()
             .and_then(|i| i.checked_mul(GOT_SLOT_SIZE))
             .and_then(|o| o.checked_add(layout.got_offset()))
             .unwrap_or(u64::MAX);
+        let provided = regions.len(RegionKind::Core);
         let slot = region_slice(regions, RegionKind::Core, offset, GOT_SLOT_SIZE).ok_or(
             Error::RegionTooSmall {
                 region: RegionKind::Core,
                 needed: offset.saturating_add(GOT_SLOT_SIZE),
-                provided: 0,
+                provided,
             },
         )?;
         slot.copy_from_slice(&address.to_le_bytes());

@@ -367,13 +367,13 @@ fn exports_of_one_module_resolve_another() {
     assert!(table.is_empty());
 }
 
-/// Loads and checks every `.ko` under `$KMOD_LOADER_LINUX_TREE` (for example an extracted
+/// Loads and checks every `.ko` under `$KMOD_LOADER_MODULE_DIR` (the kmodlab module set, or an extracted
 /// Debian `linux-image-*` package's `lib/modules/VERSION/kernel`). Not run by default: the
 /// tree is not committed.
 #[test]
-#[ignore = "needs KMOD_LOADER_LINUX_TREE"]
-fn whole_linux_module_tree() {
-    let root = std::env::var("KMOD_LOADER_LINUX_TREE").expect("KMOD_LOADER_LINUX_TREE");
+#[ignore = "needs KMOD_LOADER_MODULE_DIR"]
+fn whole_module_directory() {
+    let root = std::env::var("KMOD_LOADER_MODULE_DIR").expect("KMOD_LOADER_MODULE_DIR");
     let mut stack = vec![std::path::PathBuf::from(root)];
     let (mut modules, mut relocations) = (0, 0);
     let mut failures = Vec::new();
