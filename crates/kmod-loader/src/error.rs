@@ -344,8 +344,8 @@ pub enum Error {
         /// Where decoding failed.
         offset: u64,
     },
-    /// `__ksymtab_X` exists but `X` is not defined in the module.
-    #[error("export `{export}` has a __ksymtab entry but is not defined in the module")]
+    /// `__ksymtab_X` exists but `X` is not defined in a loaded section of the module.
+    #[error("export `{export}` has a __ksymtab entry but is not defined in a loaded section")]
     ExportNotDefined {
         /// The exported name.
         export: String,

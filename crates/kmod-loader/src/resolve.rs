@@ -103,17 +103,20 @@ impl ExportTable {
         Ok(())
     }
 
-    /// Adds all of `exports` for `provider`, or none of them if one is already exported.
+    /// Adds all of `exports` for `provider`, or none of them if one is already exported (or
+    /// appears twice in `exports`).
     pub fn insert_all<'a>(
         &mut self,
         exports: impl IntoIterator<Item = (&'a str, u64)> + Clone,
         provider: ProviderId,
     ) -> Result<(), Error> {
+        let mut seen = hashbrown::HashSet::new();
         for (name, _) in exports.clone() {
-            if let Some(existing) = self.symbols.get(name) {
+            let existing = self.symbols.get(name).map(|s| s.provider);
+            if existing.is_some() || !seen.insert(name) {
                 return Err(Error::DuplicateExport {
                     symbol: String::from(name),
-                    existing: existing.provider,
+                    existing: existing.unwrap_or(provider),
                     new: provider,
                 });
             }

@@ -973,9 +973,20 @@ fn find_exports(module: &mut Module<'_>) -> Result<(), Error> {
             let first = locals.next()?;
             locals.next().is_none().then_some(first.index)
         });
-        let symbol = definition.ok_or_else(|| Error::ExportNotDefined {
-            export: String::from(exported),
-        })?;
+        // An export must have an address once loaded: defined in a loaded section, or absolute.
+        let symbol = definition
+            .filter(|&index| {
+                module.symbol(index).is_some_and(|s| match s.definition {
+                    Definition::Section(section) => module
+                        .section(section)
+                        .is_some_and(|sec| sec.disposition != Disposition::NotLoaded),
+                    Definition::Absolute => true,
+                    Definition::Undefined => false,
+                })
+            })
+            .ok_or_else(|| Error::ExportNotDefined {
+                export: String::from(exported),
+            })?;
         exports.push(Export {
             name: exported,
             symbol,

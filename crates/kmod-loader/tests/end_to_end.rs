@@ -363,6 +363,13 @@ fn exports_of_one_module_resolve_another() {
         table.insert("cfix_sum", 1, kmod_loader::ProviderId(8)),
         Err(kmod_loader::Error::DuplicateExport { .. })
     ));
+    // All or nothing: a batch with a name twice inserts none of it.
+    let err = table.insert_all([("a", 1), ("b", 2), ("a", 3)], kmod_loader::ProviderId(9));
+    assert!(matches!(
+        err,
+        Err(kmod_loader::Error::DuplicateExport { .. })
+    ));
+    assert!(table.get("b").is_none());
     assert_eq!(table.remove_provider(lib_id), 1);
     assert!(table.is_empty());
 }

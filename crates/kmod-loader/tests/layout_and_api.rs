@@ -505,3 +505,23 @@ fn steps_report_counts() {
     assert!(counts.copy.bytes_copied > 0 && counts.copy.bytes_copied < counts.copy.bytes_zeroed);
     assert_eq!(counts.resolve.undefined, 5); // kmod_{alloc,free,print,optional_hook}, _GLOBAL_OFFSET_TABLE_
 }
+
+#[test]
+fn exports_must_live_in_loaded_sections() {
+    // A __ksymtab_X whose X sits in .modinfo (never loaded) would export no address.
+    let mut s = Synth::new();
+    let text = s.text(".text", &[0xc3], 1);
+    let modinfo = s.section(".modinfo", SHF_ALLOC, b"name=bad\0", 1);
+    let ksymtab = s.rodata("__ksymtab", &[0; 16], 8);
+    s.global("real", text, 0);
+    s.global("__ksymtab_real", ksymtab, 0);
+    s.global("ghost", modinfo, 0);
+    s.global("__ksymtab_ghost", ksymtab, 8);
+    let err = validate(&s.build()).unwrap_err();
+    assert_eq!(
+        err,
+        Error::ExportNotDefined {
+            export: "ghost".into()
+        }
+    );
+}
