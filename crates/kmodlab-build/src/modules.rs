@@ -16,7 +16,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use kmod_tools::ModuleFile;
 use kmod_tools::depmod::{self, KernelExports};
@@ -148,7 +147,6 @@ fn write_if_changed(path: &Path, contents: &[u8]) -> Result<()> {
 /// Builds every module, checks them, and writes `modules.dep`. Outputs go to
 /// `OUT_DIR/modules/`; intermediate files under `target_root/modules/`.
 pub fn build_modules(dirs: &BuildDirs) -> Result<BuiltModules> {
-    let started = Instant::now();
     let src = dirs.repo_root.join("modules");
     let cargo_target = dirs.target_root.join("modules");
     let work = cargo_target.join("ko");
@@ -193,13 +191,7 @@ pub fn build_modules(dirs: &BuildDirs) -> Result<BuiltModules> {
     }
 
     built.sort_by(|a, b| a.0.cmp(&b.0));
-    let modules = check_and_depmod(built, &out)?;
-    println!(
-        "cargo:warning=built {} modules in {:.1} s",
-        modules.modules.len(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(modules)
+    check_and_depmod(built, &out)
 }
 
 /// Names of the Rust module crates: `modules/*/` packages whose Cargo.toml builds a

@@ -29,20 +29,28 @@ impl Line {
         }
     }
 
+    // Written without indexing or slicing that could panic, so that printing a literal
+    // pulls no panic machinery (and with it core::fmt) into a module.
     fn push(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
-            if self.len == LINE_BUF {
-                self.flush();
+            let free = match self.buf.get_mut(self.len..) {
+                Some(free) if !free.is_empty() => free,
+                _ => {
+                    self.flush();
+                    continue;
+                }
+            };
+            let n = free.len().min(bytes.len());
+            for (dst, src) in free.iter_mut().zip(bytes) {
+                *dst = *src;
             }
-            let n = bytes.len().min(LINE_BUF - self.len);
-            self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
             self.len += n;
-            bytes = &bytes[n..];
+            bytes = bytes.get(n..).unwrap_or_default();
         }
     }
 
     fn flush(&mut self) {
-        print_bytes(&self.buf[..self.len]);
+        print_bytes(self.buf.get(..self.len).unwrap_or_default());
         self.len = 0;
     }
 }
