@@ -168,13 +168,20 @@ pub fn depmod(args: &DepmodArgs) -> Result<ExitCode, ToolError> {
     })
 }
 
-/// Runs `objstat`.
+/// Runs `objstat`. A file that cannot be read is reported and the others are still
+/// printed; the exit code is then a failure.
 pub fn objstat(args: &ObjstatArgs) -> Result<ExitCode, ToolError> {
-    let stats = args
-        .files
-        .iter()
-        .map(|f| ObjStat::open(f))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut code = ExitCode::SUCCESS;
+    let mut stats = Vec::new();
+    for file in &args.files {
+        match ObjStat::open(file) {
+            Ok(s) => stats.push(s),
+            Err(e) => {
+                eprintln!("kmodlab objstat: {e}");
+                code = ExitCode::FAILURE;
+            }
+        }
+    }
     if args.json {
         let text = serde_json::to_string_pretty(&stats).map_err(|e| ToolError::Io {
             path: PathBuf::from("<json>"),
@@ -185,5 +192,52 @@ pub fn objstat(args: &ObjstatArgs) -> Result<ExitCode, ToolError> {
         let text: Vec<String> = stats.iter().map(ObjStat::render).collect();
         write_stdout(&text.join("\n"))?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser, Subcommand};
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Cmd,
+    }
+
+    #[derive(Debug, Subcommand)]
+    enum Cmd {
+        Modinfo(ModinfoArgs),
+        Depmod(DepmodArgs),
+        Objstat(ObjstatArgs),
+    }
+
+    #[test]
+    fn arguments_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_parse() {
+        let cli = Cli::parse_from(["k", "modinfo", "-F", "license", "-0", "a.ko", "b.ko"]);
+        let Cmd::Modinfo(m) = cli.command else {
+            panic!()
+        };
+        assert_eq!(m.field.as_deref(), Some("license"));
+        assert!(m.null);
+        assert_eq!(m.files.len(), 2);
+        let cli = Cli::parse_from(["k", "depmod", "-n", "-E", "Module.symvers", "dir"]);
+        let Cmd::Depmod(d) = cli.command else {
+            panic!()
+        };
+        assert!(d.dry_run && d.symvers.is_some() && d.dir.is_some());
+        assert!(Cli::try_parse_from(["k", "depmod", "-F", "a", "-E", "b"]).is_err());
+        let cli = Cli::parse_from(["k", "objstat", "--json", "x.ko"]);
+        assert!(matches!(
+            cli.command,
+            Cmd::Objstat(ObjstatArgs { json: true, .. })
+        ));
+    }
 }
