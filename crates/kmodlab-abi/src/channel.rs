@@ -127,9 +127,16 @@ impl FrameHeader {
     /// Validates the header at the start of `area` and the payload length against the room
     /// `area` has after the header.
     pub fn parse(area: &[u8]) -> Result<FrameHeader, FrameError> {
-        let h = area
+        let header: &[u8; HEADER_SIZE] = area
             .get(..HEADER_SIZE)
+            .and_then(|h| h.try_into().ok())
             .ok_or(FrameError::TooShort { len: area.len() })?;
+        Self::parse_header(header, area.len() - HEADER_SIZE)
+    }
+
+    /// Validates a header on its own, with `capacity` bytes of room for the payload; lets a
+    /// reader copy just the header out of guest memory before deciding how much more to read.
+    pub fn parse_header(h: &[u8; HEADER_SIZE], capacity: usize) -> Result<FrameHeader, FrameError> {
         let magic = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
         if magic != FRAME_MAGIC {
             return Err(FrameError::BadMagic { found: magic });
@@ -144,7 +151,6 @@ impl FrameHeader {
         }
         let seq = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
         let len = u32::from_le_bytes([h[12], h[13], h[14], h[15]]);
-        let capacity = area.len() - HEADER_SIZE;
         if len as usize > capacity {
             return Err(FrameError::BadLength { len, capacity });
         }
@@ -344,6 +350,10 @@ pub struct SelfTestReport {
     pub syscall_cycles: Vec<u64>,
     /// Functional checks, each named, in the order they ran.
     pub checks: Vec<Check>,
+    /// Whether guest user mode was kept from reading kernel memory. Always a check on
+    /// hardware KVM; on kvm_pvm kernel pages must be user-accessible for supervisor code to
+    /// run natively, so this reports the platform's behaviour instead of failing a check.
+    pub user_kernel_isolation: bool,
 }
 
 /// One functional check of the self-test.

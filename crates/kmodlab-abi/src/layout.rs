@@ -61,9 +61,25 @@ pub const BOOT_MAPPED_SIZE: u64 = 0x4000_0000;
 
 /// Smallest guest RAM kmodlab accepts.
 pub const MIN_RAM: u64 = 64 << 20;
-/// Largest guest RAM kmodlab accepts (the boot mapping and the kernel's direct map
-/// are sized for it).
-pub const MAX_RAM: u64 = 16 << 30;
+/// Largest guest RAM kmodlab accepts: RAM is one slot from guest-physical 0 and must stay
+/// below [`KVM_TSS_GPA`].
+pub const MAX_RAM: u64 = 3 << 30;
+
+/// Three pages of guest-physical address space above RAM that Intel VMX needs for its
+/// real-mode TSS (`KVM_SET_TSS_ADDR`); never RAM, never touched by the guest.
+pub const KVM_TSS_GPA: u64 = 0xfffb_d000;
+
+// Invariants the VMM and the kernel rely on, checked at compile time.
+const _: () = {
+    assert!(INITRD_GPA >= KERNEL_PHYS_END, "the archive must not overlap the kernel");
+    assert!(MIN_RAM > INITRD_GPA, "RAM must extend past the archive's start");
+    assert!(MAX_RAM <= KVM_TSS_GPA, "RAM must stay below the VMX TSS pages");
+    assert!(KERNEL_PHYS_END <= BOOT_MAPPED_SIZE, "the boot mapping must cover the kernel");
+    // PML4 slot 511, the top 2 GiB: what -mcmodel=kernel needs, and a slot kvm_pvm runs
+    // natively.
+    assert!((KERNEL_VIRT_OFFSET >> 39) & 0x1ff == 511);
+    assert!(KERNEL_VIRT_OFFSET >= 0xffff_ffff_8000_0000);
+};
 
 /// A named guest-physical range, for overlap checks and for error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,16 +185,6 @@ mod tests {
         for r in FIXED_REGIONS.iter().filter(|r| r.name != "kernel image") {
             assert!(r.end <= LOW_AREA_END, "{} is above the low area", r.name);
         }
-        assert!(INITRD_GPA >= KERNEL_PHYS_END);
-        assert!(MIN_RAM > INITRD_GPA);
-    }
-
-    #[test]
-    fn kernel_mapping_is_in_the_top_two_gib_and_fits_the_boot_mapping() {
-        assert!(KERNEL_VIRT_OFFSET >= 0xffff_ffff_8000_0000);
-        assert!(KERNEL_PHYS_END <= BOOT_MAPPED_SIZE);
-        // PML4 slot 511: the slot kvm_pvm runs natively.
-        assert_eq!((KERNEL_VIRT_OFFSET >> 39) & 0x1ff, 511);
     }
 
     #[test]

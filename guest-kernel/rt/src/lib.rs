@@ -1,0 +1,99 @@
+//! Code the guest kernel and the guest user programs must share exactly: the cycle counter,
+//! the tight loop whose cost is compared between privilege levels, and the system call ABI.
+//! The loop lives here once so that "supervisor" and "user" run the same instructions.
+#![no_std]
+
+use core::arch::asm;
+
+/// Reads the TSC, ordered after every earlier instruction (`lfence; rdtsc`).
+///
+/// `rdtsc` alone may execute before the instructions it is meant to time have finished;
+/// the `lfence` keeps it in program order on both Intel and AMD.
+#[inline(always)]
+pub fn rdtsc_ordered() -> u64 {
+    let lo: u32;
+    let hi: u32;
+    // SAFETY: lfence and rdtsc read the time-stamp counter and touch no memory; rdtsc is
+    // allowed at every privilege level because the kernel never sets CR4.TSD.
+    unsafe {
+        asm!("lfence", "rdtsc", "lfence", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags));
+    }
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Runs `iterations` of `dec ecx; jnz` and returns the TSC cycles it took.
+///
+/// Two instructions per iteration with no memory access: its cost is the cost of executing
+/// instructions at the current privilege level, which is exactly what differs between
+/// native and emulated supervisor mode on kvm_pvm.
+#[inline(never)]
+pub fn timed_loop(iterations: u32) -> u64 {
+    let start = rdtsc_ordered();
+    // SAFETY: the loop only decrements a register it owns; it touches no memory.
+    unsafe {
+        asm!(
+            "2:",
+            "dec {n:e}",
+            "jnz 2b",
+            n = inout(reg) iterations.max(1) => _,
+            options(nomem, nostack),
+        );
+    }
+    rdtsc_ordered() - start
+}
+
+/// System call numbers (`rax` at `syscall`). Arguments go in `rdi, rsi, rdx, r10, r8, r9`,
+/// the result comes back in `rax`: a non-negative value, or a negated [`errno`] code.
+pub mod nr {
+    /// Does nothing and returns 0: the null system call.
+    pub const NULL: u64 = 0;
+    /// Ends the calling program with status `rdi`.
+    pub const EXIT: u64 = 1;
+    /// Hands one 64-bit result (`rdi`) to the kernel task that started the program.
+    pub const REPORT: u64 = 2;
+    /// Writes `rsi` bytes at user address `rdi` to the console.
+    pub const WRITE: u64 = 3;
+}
+
+/// Error codes returned (negated) by system calls.
+pub mod errno {
+    /// No such system call.
+    pub const ENOSYS: u64 = 38;
+    /// A pointer argument does not lie in mapped user memory.
+    pub const EFAULT: u64 = 14;
+    /// An argument is out of range.
+    pub const EINVAL: u64 = 22;
+}
+
+/// Modes the kernel starts the `init` program in (`rdi` at entry).
+pub mod mode {
+    /// Report `runs` (`rdx`) timings of [`super::timed_loop`] with `rsi` iterations.
+    pub const LOOP: u64 = 1;
+    /// Report `runs` (`rdx`) timings of `rsi` null system calls.
+    pub const SYSCALLS: u64 = 2;
+    /// Cause fault number `rsi` (see [`super::fault`]).
+    pub const FAULT: u64 = 3;
+    /// Pass a bad pointer to `write` and report the result.
+    pub const BAD_POINTER: u64 = 4;
+}
+
+/// An address inside the kernel image (its first page of text); user mode must not reach it.
+pub const KERNEL_PROBE_ADDRESS: u64 = 0xffff_ffff_8020_0000;
+
+/// Fault numbers for [`mode::FAULT`].
+pub mod fault {
+    /// Read address 0.
+    pub const NULL_DEREFERENCE: u64 = 1;
+    /// `ud2`.
+    pub const INVALID_OPCODE: u64 = 2;
+    /// Divide by zero.
+    pub const DIVIDE_BY_ZERO: u64 = 3;
+    /// Execute `hlt` (privileged).
+    pub const GENERAL_PROTECTION: u64 = 4;
+    /// Recurse until the stack runs out.
+    pub const STACK_OVERFLOW: u64 = 5;
+    /// Read kernel memory (the start of the kernel image).
+    pub const READ_KERNEL: u64 = 6;
+    /// Write kernel memory (the kernel's data).
+    pub const WRITE_KERNEL: u64 = 7;
+}

@@ -1,0 +1,249 @@
+//! Exceptions: the IDT, its entry stubs, and what happens on each vector.
+//!
+//! Every one of the 32 exception vectors has a stub that saves the interrupted registers in
+//! a [`TrapFrame`] and calls [`dispatch`]. A trap from user mode ends the user program and
+//! goes back to the kernel code that ran it (see [`super::syscall`]); a trap in supervisor
+//! mode is fatal: it is reported on the console and over the control channel, then the
+//! kernel exits. Double faults run on their own stack (IST1) so that a kernel stack overflow
+//! is reported too.
+
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use kmodlab_abi::channel::{FaultReport, GuestMsg, vector_name};
+use spin::Mutex;
+use x86_64::VirtAddr;
+use x86_64::instructions::tables::lidt;
+use x86_64::structures::DescriptorTablePointer;
+
+use super::gdt::{DOUBLE_FAULT_IST, KERNEL_CS};
+use super::{cpu, syscall};
+
+/// Exit status of a run that ended in a kernel fault.
+pub const EXIT_KERNEL_FAULT: u32 = 0xdead_0001;
+
+/// Number of exception vectors.
+const VECTORS: usize = 32;
+/// Double fault.
+const DOUBLE_FAULT: usize = 8;
+
+/// Registers saved by the stubs, lowest address first.
+#[repr(C)]
+#[derive(Debug)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+global_asm!(
+    r#"
+    .macro ISR_NOERR n
+isr_stub_\n:
+    push 0
+    push \n
+    jmp isr_common
+    .endm
+    .macro ISR_ERR n
+isr_stub_\n:
+    push \n
+    jmp isr_common
+    .endm
+
+    .section .text.isr, "ax"
+    ISR_NOERR 0
+    ISR_NOERR 1
+    ISR_NOERR 2
+    ISR_NOERR 3
+    ISR_NOERR 4
+    ISR_NOERR 5
+    ISR_NOERR 6
+    ISR_NOERR 7
+    ISR_ERR 8
+    ISR_NOERR 9
+    ISR_ERR 10
+    ISR_ERR 11
+    ISR_ERR 12
+    ISR_ERR 13
+    ISR_ERR 14
+    ISR_NOERR 15
+    ISR_NOERR 16
+    ISR_ERR 17
+    ISR_NOERR 18
+    ISR_NOERR 19
+    ISR_NOERR 20
+    ISR_ERR 21
+    ISR_NOERR 22
+    ISR_NOERR 23
+    ISR_NOERR 24
+    ISR_NOERR 25
+    ISR_NOERR 26
+    ISR_NOERR 27
+    ISR_NOERR 28
+    ISR_ERR 29
+    ISR_ERR 30
+    ISR_NOERR 31
+
+isr_common:
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    mov rdi, rsp
+    cld
+    call {dispatch}
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    add rsp, 16
+    iretq
+
+    .section .rodata.isr_table, "a"
+    .balign 8
+    .global kmodlab_isr_stubs
+kmodlab_isr_stubs:
+    .quad isr_stub_0, isr_stub_1, isr_stub_2, isr_stub_3, isr_stub_4, isr_stub_5, isr_stub_6, isr_stub_7
+    .quad isr_stub_8, isr_stub_9, isr_stub_10, isr_stub_11, isr_stub_12, isr_stub_13, isr_stub_14, isr_stub_15
+    .quad isr_stub_16, isr_stub_17, isr_stub_18, isr_stub_19, isr_stub_20, isr_stub_21, isr_stub_22, isr_stub_23
+    .quad isr_stub_24, isr_stub_25, isr_stub_26, isr_stub_27, isr_stub_28, isr_stub_29, isr_stub_30, isr_stub_31
+    "#,
+    dispatch = sym dispatch,
+);
+
+unsafe extern "C" {
+    /// Addresses of the 32 stubs above.
+    static kmodlab_isr_stubs: [u64; VECTORS];
+}
+
+/// Encodes a 64-bit interrupt gate: present, DPL 0, kernel code, IF cleared on entry.
+const fn gate(handler: u64, ist: u8) -> [u64; 2] {
+    let low = (handler & 0xffff)
+        | ((KERNEL_CS as u64) << 16)
+        | ((ist as u64 & 0x7) << 32)
+        | (0x8e << 40)
+        | (((handler >> 16) & 0xffff) << 48);
+    [low, handler >> 32]
+}
+
+#[repr(C, align(16))]
+struct Idt([[u64; 2]; VECTORS]);
+
+static IDT: Mutex<Idt> = Mutex::new(Idt([[0; 2]; VECTORS]));
+
+fn stub(vector: usize) -> u64 {
+    // SAFETY: the table is defined in the global_asm above with exactly VECTORS entries and
+    // is never written.
+    unsafe { kmodlab_isr_stubs[vector] }
+}
+
+/// Fills and loads the IDT. Double faults run on the current stack until
+/// [`enable_double_fault_stack`] is called (there is no IST stack yet).
+pub fn init() {
+    let mut idt = IDT.lock();
+    for (vector, entry) in idt.0.iter_mut().enumerate() {
+        *entry = gate(stub(vector), 0);
+    }
+    let ptr = DescriptorTablePointer {
+        limit: (core::mem::size_of::<Idt>() - 1) as u16,
+        base: VirtAddr::new(idt.0.as_ptr() as u64),
+    };
+    // SAFETY: the IDT lives in a static, so it outlives its use by the CPU, and every entry
+    // points at a stub that saves state and calls `dispatch`.
+    unsafe { lidt(&ptr) };
+}
+
+/// Switches the double-fault gate to IST1, once the TSS has that stack.
+pub fn enable_double_fault_stack() {
+    IDT.lock().0[DOUBLE_FAULT] = gate(stub(DOUBLE_FAULT), DOUBLE_FAULT_IST);
+}
+
+/// Makes the next exception a triple fault (for testing that the VMM reports it).
+pub fn load_empty_idt() {
+    let ptr = DescriptorTablePointer {
+        limit: 0,
+        base: VirtAddr::new(0),
+    };
+    // SAFETY: deliberately breaks exception delivery: the caller wants a triple fault.
+    unsafe { lidt(&ptr) };
+}
+
+/// Set while a supervisor fault is being reported: a fault during the report exits at once.
+static FATAL_IN_PROGRESS: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn dispatch(frame: &mut TrapFrame) {
+    let from_user = syscall::trap_came_from_user();
+    let report = FaultReport {
+        vector: frame.vector as u8,
+        error_code: frame.error_code,
+        rip: frame.rip,
+        cr2: cpu::cr2(),
+        rsp: frame.rsp,
+        rflags: frame.rflags,
+        cpl: if from_user { 3 } else { 0 },
+    };
+    if from_user {
+        syscall::leave_user_after_trap(frame, report);
+    }
+    kernel_fault(frame, report)
+}
+
+fn kernel_fault(frame: &TrapFrame, report: FaultReport) -> ! {
+    if FATAL_IN_PROGRESS.swap(true, Ordering::SeqCst) {
+        cpu::exit(EXIT_KERNEL_FAULT);
+    }
+    crate::console::print_fatal(format_args!(
+        "\nKERNEL FAULT: {} (vector {}) in supervisor mode\n  rip {:#018x}  cr2 {:#018x}  error {:#x}\n  rsp {:#018x}  rflags {:#x}  rbp {:#018x}\n",
+        vector_name(report.vector),
+        report.vector,
+        report.rip,
+        report.cr2,
+        report.error_code,
+        report.rsp,
+        report.rflags,
+        frame.rbp,
+    ));
+    crate::control::report_fatal(&GuestMsg::Fault(report));
+    cpu::exit(EXIT_KERNEL_FAULT)
+}

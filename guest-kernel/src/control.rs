@@ -1,0 +1,120 @@
+//! The guest side of the control channel (see `kmodlab_abi::channel`).
+//!
+//! The kernel speaks first: it writes a message into the guest-to-host half, rings the
+//! doorbell (one VM exit), and finds the VMM's answer in the host-to-guest half when the
+//! `out` returns. Between exchanges it does the work the VMM asked for, with no exits.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use kmodlab_abi::channel::{
+    self, Command, GUEST_TO_HOST_OFFSET, GuestMsg, HALF_SIZE, HOST_TO_GUEST_OFFSET, HostMsg,
+    Misbehaviour, ReadyInfo, Reply,
+};
+use kmodlab_abi::layout::{CONTROL_GPA, KERNEL_VIRT_OFFSET};
+use kmodlab_abi::ports::{DOORBELL, DOORBELL_MESSAGE};
+use x86_64::instructions::port::Port;
+
+use crate::arch::cpu;
+use crate::selftest;
+
+/// Exit status of a run that ended because the channel failed.
+const EXIT_CHANNEL_ERROR: u32 = 0xdead_0003;
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn half(offset: usize) -> *mut u8 {
+    (KERNEL_VIRT_OFFSET + CONTROL_GPA + offset as u64) as *mut u8
+}
+
+fn ring_doorbell(value: u32) {
+    // SAFETY: the doorbell port is the VMM's; the write exits to the VMM, which answers in the
+    // host-to-guest half before the guest resumes.
+    unsafe { Port::<u32>::new(DOORBELL).write(value) };
+}
+
+/// Sends `msg` and returns the VMM's answer.
+fn exchange(msg: &GuestMsg<'_>) -> Result<HostMsg, channel::FrameError> {
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: the guest-to-host half is HALF_SIZE bytes of the low area, mapped RW; only this
+    // function and `report_fatal` write it, never at the same time (single CPU, and
+    // `report_fatal` runs only once the kernel has stopped doing anything else).
+    let out = unsafe { core::slice::from_raw_parts_mut(half(GUEST_TO_HOST_OFFSET), HALF_SIZE) };
+    channel::encode_frame(out, seq, msg)?;
+    ring_doorbell(DOORBELL_MESSAGE);
+    // SAFETY: the host-to-guest half is mapped and only the VMM writes it, and only while
+    // this vCPU is stopped in the doorbell exit above.
+    let answer = unsafe { core::slice::from_raw_parts(half(HOST_TO_GUEST_OFFSET), HALF_SIZE) };
+    let (answer_seq, msg) = channel::decode_owned_frame::<HostMsg>(answer)?;
+    if answer_seq != seq {
+        panic!("control channel: answer {answer_seq} to message {seq}");
+    }
+    Ok(msg)
+}
+
+/// Reports a fatal event (fault or panic). The VMM ends the run on it; if it does not answer
+/// (or the channel is broken), the caller exits anyway.
+pub fn report_fatal(msg: &GuestMsg<'_>) {
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: as in `exchange`; nothing else runs once a fatal event is being reported.
+    let out = unsafe { core::slice::from_raw_parts_mut(half(GUEST_TO_HOST_OFFSET), HALF_SIZE) };
+    if channel::encode_frame(out, seq, msg).is_ok() {
+        ring_doorbell(DOORBELL_MESSAGE);
+    }
+}
+
+/// Serves the VMM's commands until it asks the kernel to shut down.
+pub fn serve(ready: ReadyInfo) -> ! {
+    let mut msg = GuestMsg::Ready(ready);
+    loop {
+        match exchange(&msg) {
+            Ok(HostMsg::Command(cmd)) => msg = GuestMsg::Reply(execute(cmd)),
+            Ok(HostMsg::Shutdown { status }) => cpu::exit(status),
+            Err(e) => {
+                kprintln!("control channel: the VMM's answer is unreadable: {e}");
+                cpu::exit(EXIT_CHANNEL_ERROR)
+            }
+        }
+    }
+}
+
+fn execute(cmd: Command) -> Reply {
+    match cmd {
+        Command::SelfTest(params) => Reply::SelfTest(selftest::run(params)),
+        Command::Echo(bytes) => Reply::Echo(bytes),
+        Command::Misbehave(how) => misbehave(how),
+    }
+}
+
+fn misbehave(how: Misbehaviour) -> Reply {
+    kprintln!("misbehaving on request: {how:?}");
+    match how {
+        Misbehaviour::GarbageFrame => {
+            // SAFETY: as in `exchange`: the guest-to-host half is ours to write.
+            let out = unsafe { core::slice::from_raw_parts_mut(half(GUEST_TO_HOST_OFFSET), 64) };
+            for (i, b) in out.iter_mut().enumerate() {
+                *b = (i as u8).wrapping_mul(37) ^ 0x5a;
+            }
+            ring_doorbell(DOORBELL_MESSAGE);
+        }
+        Misbehaviour::OversizedFrame => {
+            // SAFETY: as above.
+            let out = unsafe { core::slice::from_raw_parts_mut(half(GUEST_TO_HOST_OFFSET), 16) };
+            out[0..4].copy_from_slice(&channel::FRAME_MAGIC.to_le_bytes());
+            out[4..6].copy_from_slice(&channel::FRAME_VERSION.to_le_bytes());
+            out[6..12].fill(0);
+            out[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+            ring_doorbell(DOORBELL_MESSAGE);
+        }
+        Misbehaviour::BadDoorbell => ring_doorbell(0x0bad_0bad),
+        Misbehaviour::SupervisorFault(kind) => selftest::supervisor_fault(kind),
+        Misbehaviour::UserFault(kind) => return selftest::user_fault(kind),
+        Misbehaviour::Hang => loop {
+            core::hint::spin_loop();
+        },
+        Misbehaviour::TripleFault => {
+            crate::arch::idt::load_empty_idt();
+            selftest::supervisor_fault(kmodlab_abi::channel::FaultKind::InvalidOpcode);
+        }
+    }
+    Reply::Error(alloc::format!("the VMM resumed the guest after {how:?}"))
+}

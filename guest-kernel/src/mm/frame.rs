@@ -1,0 +1,110 @@
+//! The physical frame allocator: a bitmap over guest RAM, one bit per 4 KiB frame.
+//!
+//! The bitmap covers up to [`MAX_RAM`]; frames outside the VMM's usable ranges are never
+//! marked free. Allocation searches from the lowest address, which the page-table setup
+//! relies on (its tables must lie inside the boot mapping's first GiB).
+
+use kmodlab_abi::boot_info::BootInfo;
+use kmodlab_abi::layout::{MAX_RAM, PAGE_SIZE};
+use spin::Mutex;
+
+const MAX_FRAMES: usize = (MAX_RAM / PAGE_SIZE) as usize;
+const WORDS: usize = MAX_FRAMES / 64;
+
+struct Frames {
+    /// Bit set = frame free. (Zero-initialised, so the bitmap lives in .bss, not the image.)
+    free_bits: [u64; WORDS],
+    total: u64,
+    free: u64,
+    /// Word index to start searching from.
+    hint: usize,
+}
+
+static FRAMES: Mutex<Frames> = Mutex::new(Frames {
+    free_bits: [0; WORDS],
+    total: 0,
+    free: 0,
+    hint: 0,
+});
+
+pub fn init(info: &BootInfo) {
+    let mut f = FRAMES.lock();
+    for r in info.usable_ranges() {
+        let first = r.start.div_ceil(PAGE_SIZE);
+        let end = (r.end / PAGE_SIZE).min(MAX_FRAMES as u64);
+        for frame in first..end {
+            f.free_bits[(frame / 64) as usize] |= 1u64 << (frame % 64);
+            f.total += 1;
+            f.free += 1;
+        }
+    }
+}
+
+/// `(frames managed, frames free)`.
+pub fn frame_stats() -> (u64, u64) {
+    let f = FRAMES.lock();
+    (f.total, f.free)
+}
+
+/// Allocates `count` physically contiguous frames; returns the physical address of the first.
+pub fn alloc_contiguous(count: u64) -> Option<u64> {
+    let mut f = FRAMES.lock();
+    if count == 0 || count > f.free {
+        return None;
+    }
+    let mut run_start = 0u64;
+    let mut run_len = 0u64;
+    let mut frame = (f.hint * 64) as u64;
+    while frame < MAX_FRAMES as u64 {
+        let word = f.free_bits[(frame / 64) as usize];
+        if run_len == 0 && word == 0 {
+            frame = (frame / 64 + 1) * 64;
+            continue;
+        }
+        if word & (1 << (frame % 64)) != 0 {
+            if run_len == 0 {
+                run_start = frame;
+            }
+            run_len += 1;
+            if run_len == count {
+                for fr in run_start..run_start + count {
+                    f.free_bits[(fr / 64) as usize] &= !(1 << (fr % 64));
+                }
+                f.free -= count;
+                if count == 1 {
+                    f.hint = (run_start / 64) as usize;
+                }
+                return Some(run_start * PAGE_SIZE);
+            }
+        } else {
+            run_len = 0;
+        }
+        frame += 1;
+    }
+    None
+}
+
+/// Allocates one frame.
+pub fn alloc() -> Option<u64> {
+    alloc_contiguous(1)
+}
+
+/// Frees `count` frames starting at physical address `phys`.
+///
+/// Panics if any of them is not allocated: a double free is a kernel bug that must not be
+/// papered over.
+pub fn free_contiguous(phys: u64, count: u64) {
+    let mut f = FRAMES.lock();
+    let first = phys / PAGE_SIZE;
+    for fr in first..first + count {
+        let (w, bit) = ((fr / 64) as usize, 1u64 << (fr % 64));
+        assert!(
+            f.free_bits[w] & bit == 0,
+            "frame {:#x} freed twice",
+            fr * PAGE_SIZE
+        );
+        f.free_bits[w] |= bit;
+    }
+    f.free += count;
+    f.hint = f.hint.min((first / 64) as usize);
+}

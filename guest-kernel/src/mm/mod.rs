@@ -1,0 +1,33 @@
+//! Memory management: physical frames, the kernel's page tables, the kernel heap, and
+//! guarded kernel stacks.
+//!
+//! Virtual layout (upper half only; the lower half belongs to user programs):
+//!
+//! ```text
+//! 0xffff_c000_0000_0000  direct map of all guest RAM, RW NX (PML4 slot 384)
+//! 0xffff_ffff_8000_0000  low area (boot structures, control channel), RW NX; page 0 unmapped
+//! 0xffff_ffff_8020_0000  kernel image: text RX, rodata R, data/bss RW NX
+//! 0xffff_ffff_c000_0000  module area (512 MiB, within ±2 GiB of the kernel)
+//! 0xffff_ffff_e000_0000  kernel stacks, one per 1 MiB slot, with unmapped guard pages
+//! ```
+
+mod frame;
+mod heap;
+pub mod paging;
+
+pub use frame::frame_stats;
+pub use heap::heap_stats;
+
+use kmodlab_abi::boot_info::BootInfo;
+
+/// Brings up frames, page tables and heap, in that order.
+pub fn init(info: &BootInfo) {
+    frame::init(info);
+    paging::init(info);
+    heap::init(info);
+}
+
+/// Maps a new kernel stack of `pages` pages below an unmapped guard page; returns its top.
+pub fn alloc_kernel_stack(pages: u64) -> u64 {
+    paging::alloc_kernel_stack(pages)
+}

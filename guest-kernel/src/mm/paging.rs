@@ -1,0 +1,305 @@
+//! The kernel's page tables, built at boot to replace the VMM's (which map everything RWX).
+//!
+//! Table frames are reached through a physical-memory offset: the boot mapping
+//! ([`KERNEL_VIRT_OFFSET`], first GiB only) while the new tables are built, then the direct
+//! map ([`PHYS_MAP_BASE`]). Intermediate entries are permissive (present, writable, and user
+//! for user mappings); each leaf carries the real permissions, and no leaf is ever both
+//! writable and executable.
+//!
+//! On kvm_pvm, natively running supervisor code can only reach pages whose entries have U/S
+//! set at every level (the hypervisor runs guest supervisor code in hardware ring 3 and maps
+//! guest entries as they are), so there kernel entries carry U/S too. Kernel/user isolation
+//! then rests on the hypervisor keeping the upper half away from guest user mode, which the
+//! self-test checks on every boot ("user mode cannot read kernel memory").
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use kmodlab_abi::KvmFlavour;
+use kmodlab_abi::boot_info::BootInfo;
+use kmodlab_abi::layout::{KERNEL_VIRT_OFFSET, LOW_AREA_END, PAGE_SIZE};
+use spin::Mutex;
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::structures::paging::mapper::{MappedFrame, TranslateResult};
+use x86_64::structures::paging::{
+    FrameAllocator, Mapper, OffsetPageTable, Page, PageSize, PageTable, PageTableFlags as F,
+    PhysFrame, Size2MiB, Size4KiB, Translate,
+};
+use x86_64::{PhysAddr, VirtAddr};
+
+use super::frame;
+
+/// Where all guest RAM is mapped (PML4 slot 384; slot 256 is avoided because kvm_pvm
+/// triple-faults on it in native mode).
+pub const PHYS_MAP_BASE: u64 = 0xffff_c000_0000_0000;
+/// Start of the module area: within ±2 GiB of the kernel, as `-mcmodel=kernel` code needs.
+#[allow(dead_code)] // used by the module subsystem
+pub const MODULE_AREA_START: u64 = 0xffff_ffff_c000_0000;
+/// End of the module area.
+#[allow(dead_code)] // used by the module subsystem
+pub const MODULE_AREA_END: u64 = 0xffff_ffff_e000_0000;
+/// Start of the kernel stack area.
+const STACK_AREA_START: u64 = 0xffff_ffff_e000_0000;
+/// Virtual size of one kernel stack slot; what the stack does not use is an unmapped guard.
+const STACK_SLOT: u64 = 1 << 20;
+/// Number of stack slots.
+const STACK_SLOTS: u64 = 256;
+/// First address above the user half.
+pub const USER_END: u64 = 0x0000_8000_0000_0000;
+
+/// Offset at which page-table frames (and all RAM) are reachable right now.
+static PHYS_OFFSET: AtomicU64 = AtomicU64::new(KERNEL_VIRT_OFFSET);
+/// Whether kernel entries need U/S (PVM), see the module documentation.
+static KERNEL_ENTRIES_USER: AtomicBool = AtomicBool::new(false);
+/// Next free kernel stack slot.
+static NEXT_STACK_SLOT: AtomicU64 = AtomicU64::new(0);
+/// Serialises every change to the page tables.
+static PAGING: Mutex<()> = Mutex::new(());
+
+/// The virtual address at which physical address `phys` can be accessed.
+pub fn phys_to_virt(phys: u64) -> u64 {
+    PHYS_OFFSET.load(Ordering::Relaxed) + phys
+}
+
+/// `flags` for a kernel entry: plus U/S on PVM.
+fn kernel(flags: F) -> F {
+    if KERNEL_ENTRIES_USER.load(Ordering::Relaxed) {
+        flags | F::USER_ACCESSIBLE
+    } else {
+        flags
+    }
+}
+
+/// Whether kernel mappings carry U/S (on PVM), so that U/S alone does not tell kernel pages
+/// from user pages.
+pub fn kernel_entries_user() -> bool {
+    KERNEL_ENTRIES_USER.load(Ordering::Relaxed)
+}
+
+struct Frames;
+
+// SAFETY: frames come from the frame allocator, which hands each frame out once until it is
+// freed, so a frame returned here is unused.
+unsafe impl FrameAllocator<Size4KiB> for Frames {
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        frame::alloc().map(|p| PhysFrame::containing_address(PhysAddr::new(p)))
+    }
+}
+
+/// Runs `f` with a mapper over the active page tables, holding the paging lock.
+fn with_mapper<R>(f: impl FnOnce(&mut OffsetPageTable<'_>) -> R) -> R {
+    let _guard = PAGING.lock();
+    let (pml4_frame, _) = Cr3::read();
+    let pml4 = phys_to_virt(pml4_frame.start_address().as_u64()) as *mut PageTable;
+    // SAFETY: CR3 points at the kernel's PML4, reachable at the current physical offset; the
+    // paging lock guarantees this is the only reference to it for the duration of `f`.
+    let mut mapper = unsafe {
+        OffsetPageTable::new(
+            &mut *pml4,
+            VirtAddr::new(PHYS_OFFSET.load(Ordering::Relaxed)),
+        )
+    };
+    f(&mut mapper)
+}
+
+fn map_4k(m: &mut OffsetPageTable<'_>, virt: u64, phys: u64, flags: F, parent: F) {
+    let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
+    let frame = PhysFrame::containing_address(PhysAddr::new(phys));
+    // SAFETY: callers map frames they own (or the kernel image's own frames) at addresses
+    // nothing else maps; the TLB entry is flushed, or the tables are not yet active.
+    match unsafe { m.map_to_with_table_flags(page, frame, flags, parent, &mut Frames) } {
+        Ok(flush) => flush.flush(),
+        Err(e) => panic!("cannot map {virt:#x}: {e:?}"),
+    }
+}
+
+/// Builds the kernel's page tables and switches to them.
+pub fn init(info: &BootInfo) {
+    KERNEL_ENTRIES_USER.store(info.flavour == KvmFlavour::Pvm, Ordering::Relaxed);
+    let pml4_phys = frame::alloc().expect("a frame for the kernel PML4");
+    let pml4 = phys_to_virt(pml4_phys) as *mut PageTable;
+    // SAFETY: the frame was just allocated (unused) and lies in the boot mapping (the
+    // allocator hands out low frames first); zeroing it makes an empty PML4.
+    let pml4 = unsafe {
+        pml4.write(PageTable::new());
+        &mut *pml4
+    };
+    // SAFETY: `pml4` is the only reference to the new table; the offset maps every frame the
+    // allocator hands out during boot.
+    let mut m = unsafe { OffsetPageTable::new(pml4, VirtAddr::new(KERNEL_VIRT_OFFSET)) };
+    let parent = kernel(F::PRESENT | F::WRITABLE);
+    let data = kernel(F::PRESENT | F::WRITABLE | F::NO_EXECUTE);
+
+    // The direct map of RAM.
+    let ram_end = info.ram_size.div_ceil(Size2MiB::SIZE) * Size2MiB::SIZE;
+    for phys in (0..ram_end).step_by(Size2MiB::SIZE as usize) {
+        let page = Page::<Size2MiB>::containing_address(VirtAddr::new(PHYS_MAP_BASE + phys));
+        let frame = PhysFrame::<Size2MiB>::containing_address(PhysAddr::new(phys));
+        // SAFETY: the direct map region is used for nothing else; the tables are not active.
+        unsafe { m.map_to_with_table_flags(page, frame, data | F::HUGE_PAGE, parent, &mut Frames) }
+            .expect("direct map")
+            .ignore();
+    }
+    // The low area: boot structures and the control channel. Page 0 stays unmapped.
+    for phys in (PAGE_SIZE..LOW_AREA_END).step_by(PAGE_SIZE as usize) {
+        map_4k(&mut m, KERNEL_VIRT_OFFSET + phys, phys, data, parent);
+    }
+    // The kernel image, W^X.
+    let image = crate::boot::image_layout();
+    for (range, flags) in [
+        (image.text, kernel(F::PRESENT)),
+        (image.rodata, kernel(F::PRESENT | F::NO_EXECUTE)),
+        (image.data, data),
+    ] {
+        for virt in (range.0..range.1).step_by(PAGE_SIZE as usize) {
+            map_4k(&mut m, virt, virt - KERNEL_VIRT_OFFSET, flags, parent);
+        }
+    }
+    let frame = PhysFrame::containing_address(PhysAddr::new(pml4_phys));
+    // SAFETY: the new tables map everything the kernel uses from here on: its image (including
+    // the code running now and the boot stack's low area), the boot information and control
+    // channel, and all RAM through the direct map.
+    unsafe { Cr3::write(frame, Cr3Flags::empty()) };
+    PHYS_OFFSET.store(PHYS_MAP_BASE, Ordering::Relaxed);
+}
+
+/// Maps a kernel stack of `pages` pages in the next stack slot; returns its top.
+pub fn alloc_kernel_stack(pages: u64) -> u64 {
+    let slot = NEXT_STACK_SLOT.fetch_add(1, Ordering::Relaxed);
+    assert!(slot < STACK_SLOTS, "out of kernel stack slots");
+    assert!(
+        pages * PAGE_SIZE < STACK_SLOT,
+        "kernel stack larger than its slot"
+    );
+    let top = STACK_AREA_START + (slot + 1) * STACK_SLOT;
+    with_mapper(|m| {
+        for i in 1..=pages {
+            let phys = frame::alloc().expect("a frame for a kernel stack");
+            map_4k(
+                m,
+                top - i * PAGE_SIZE,
+                phys,
+                kernel(F::PRESENT | F::WRITABLE | F::NO_EXECUTE),
+                kernel(F::PRESENT | F::WRITABLE),
+            );
+        }
+    });
+    top
+}
+
+/// Permissions of a mapped page, as seen by a self-test or a pointer check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mapping {
+    /// Physical address the virtual address translates to.
+    pub phys: u64,
+    /// Writable.
+    pub writable: bool,
+    /// Executable.
+    pub executable: bool,
+    /// Reachable from user mode.
+    pub user: bool,
+}
+
+/// Translates `virt` in the active page tables.
+pub fn translate(virt: u64) -> Option<Mapping> {
+    let Ok(va) = VirtAddr::try_new(virt) else {
+        return None;
+    };
+    with_mapper(|m| match m.translate(va) {
+        TranslateResult::Mapped {
+            frame,
+            offset,
+            flags,
+        } => {
+            let base = match frame {
+                MappedFrame::Size4KiB(f) => f.start_address(),
+                MappedFrame::Size2MiB(f) => f.start_address(),
+                MappedFrame::Size1GiB(f) => f.start_address(),
+            };
+            Some(Mapping {
+                phys: base.as_u64() + offset,
+                writable: flags.contains(F::WRITABLE),
+                executable: !flags.contains(F::NO_EXECUTE),
+                user: flags.contains(F::USER_ACCESSIBLE),
+            })
+        }
+        _ => None,
+    })
+}
+
+/// Permissions of a user page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserPerm {
+    /// Read-only data.
+    ReadOnly,
+    /// Read-write data.
+    ReadWrite,
+    /// Code.
+    Execute,
+}
+
+/// Maps a fresh zeroed frame at user address `virt`; returns the frame's physical address.
+pub fn map_user_page(virt: u64, perm: UserPerm) -> Option<u64> {
+    if virt >= USER_END {
+        return None;
+    }
+    let phys = frame::alloc()?;
+    // SAFETY: the frame was just allocated and is reachable through the direct map.
+    unsafe { core::ptr::write_bytes(phys_to_virt(phys) as *mut u8, 0, PAGE_SIZE as usize) };
+    let flags = match perm {
+        UserPerm::ReadOnly => F::PRESENT | F::USER_ACCESSIBLE | F::NO_EXECUTE,
+        UserPerm::ReadWrite => F::PRESENT | F::USER_ACCESSIBLE | F::WRITABLE | F::NO_EXECUTE,
+        UserPerm::Execute => F::PRESENT | F::USER_ACCESSIBLE,
+    };
+    with_mapper(|m| {
+        map_4k(
+            m,
+            virt,
+            phys,
+            flags,
+            F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE,
+        )
+    });
+    Some(phys)
+}
+
+/// Unmaps the whole user half and frees its frames and page tables.
+pub fn clear_user_half() {
+    with_mapper(|m| {
+        let pml4 = m.level_4_table_mut();
+        for i in 0..256 {
+            if pml4[i].flags().contains(F::PRESENT) {
+                free_table(pml4[i].addr().as_u64(), 3);
+                pml4[i].set_unused();
+            }
+        }
+    });
+    // Reloading CR3 flushes every non-global TLB entry, which all user entries are.
+    let (frame, flags) = Cr3::read();
+    // SAFETY: rewriting the same PML4 keeps every kernel mapping; only stale user TLB
+    // entries are dropped.
+    unsafe { Cr3::write(frame, flags) };
+}
+
+/// Frees a page table at `level` (3 = PDPT … 1 = PT), every table below it, and every 4 KiB
+/// leaf frame it maps.
+fn free_table(phys: u64, level: u8) {
+    // SAFETY: `phys` is a page-table frame of the user half, reachable through the direct map,
+    // and the paging lock (held by the caller) keeps anyone else from using it.
+    let table = unsafe { &*(phys_to_virt(phys) as *const PageTable) };
+    for entry in table.iter() {
+        if !entry.flags().contains(F::PRESENT) {
+            continue;
+        }
+        let addr = entry.addr().as_u64();
+        if level == 1 {
+            frame::free_contiguous(addr, 1);
+        } else {
+            assert!(
+                !entry.flags().contains(F::HUGE_PAGE),
+                "user half has no huge pages"
+            );
+            free_table(addr, level - 1);
+        }
+    }
+    frame::free_contiguous(phys, 1);
+}

@@ -1,0 +1,293 @@
+//! The boot self-test: functional checks of the kernel's core, and the three basic costs
+//! kmodlab's comparisons rest on (an instruction in supervisor mode, the same in user mode,
+//! and a null system call).
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::arch::asm;
+
+use guest_rt::{errno, fault, mode, timed_loop};
+use kmodlab_abi::channel::{Check, FaultKind, Reply, SelfTestParams, SelfTestReport};
+use kmodlab_abi::layout::KERNEL_VIRT_OFFSET;
+
+use crate::mm::{self, paging};
+use crate::user::{self, Exit};
+
+/// Most runs of one measurement (bounds the reply size).
+const MAX_RUNS: u32 = 1001;
+/// The init program in the module archive.
+const INIT_PATH: &str = "sbin/init";
+
+fn init_image() -> Result<&'static [u8], String> {
+    let archive = crate::boot::initramfs().map_err(|e| format!("module archive: {e}"))?;
+    archive
+        .find(INIT_PATH)
+        .map(|f| f.data)
+        .ok_or_else(|| format!("{INIT_PATH} is not in the module archive"))
+}
+
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn add(&mut self, name: &str, passed: bool, detail: String) {
+        if !passed {
+            kprintln!("self-test: FAILED {name}: {detail}");
+        }
+        self.0.push(Check {
+            name: name.to_string(),
+            passed,
+            detail,
+        });
+    }
+}
+
+/// Runs the program in `mode` and returns its reports if it exited with status 0.
+fn run_init(image: &[u8], args: [u64; 3]) -> Result<Vec<u64>, String> {
+    let outcome = user::run(image, args).map_err(|e| format!("{INIT_PATH}: {e}"))?;
+    match outcome.exit {
+        Exit::Status(0) => Ok(outcome.reports),
+        other => Err(format!("{INIT_PATH} ended with {other:?}")),
+    }
+}
+
+/// Runs the self-test.
+pub fn run(params: SelfTestParams) -> SelfTestReport {
+    let runs = params.runs.clamp(1, MAX_RUNS);
+    let iterations = params.loop_iterations.max(1);
+    let mut checks = Checks(Vec::new());
+
+    let supervisor_loop_cycles: Vec<u64> = (0..runs).map(|_| timed_loop(iterations)).collect();
+
+    let frames_before = mm::frame_stats().1;
+    let (mut user_loop_cycles, mut syscall_cycles) = (Vec::new(), Vec::new());
+    let mut isolation = false;
+    match init_image() {
+        Err(e) => checks.add("init program present", false, e),
+        Ok(image) => {
+            let r = run_init(image, [mode::LOOP, iterations.into(), runs.into()]);
+            checks.add(
+                "user-mode loop runs",
+                r.as_ref().is_ok_and(|v| v.len() == runs as usize),
+                format!("{r:?}").chars().take(120).collect(),
+            );
+            user_loop_cycles = r.unwrap_or_default();
+            let n = params.syscall_iterations.max(1);
+            let r = run_init(image, [mode::SYSCALLS, n.into(), runs.into()]);
+            checks.add(
+                "null system calls run",
+                r.as_ref().is_ok_and(|v| v.len() == runs as usize),
+                format!("{r:?}").chars().take(120).collect(),
+            );
+            syscall_cycles = r.unwrap_or_default();
+            check_user_faults(&mut checks, image);
+            isolation = check_isolation(&mut checks, image);
+        }
+    }
+    let frames_after = mm::frame_stats().1;
+    checks.add(
+        "user programs leak no frames",
+        frames_before == frames_after,
+        format!("{frames_before} free frames before, {frames_after} after"),
+    );
+    check_heap(&mut checks);
+    check_mappings(&mut checks);
+    let failed = checks.0.iter().filter(|c| !c.passed).count();
+    kprintln!("self-test: {} checks, {failed} failed", checks.0.len());
+    SelfTestReport {
+        params: SelfTestParams {
+            loop_iterations: iterations,
+            runs,
+            syscall_iterations: params.syscall_iterations.max(1),
+        },
+        supervisor_loop_cycles,
+        user_loop_cycles,
+        syscall_cycles,
+        checks: checks.0,
+        user_kernel_isolation: isolation,
+    }
+}
+
+/// Whether user mode faults when it reads kernel memory. On PVM it does not (kernel entries
+/// carry U/S, see mm::paging), which is reported rather than failed; anywhere else it must.
+fn check_isolation(checks: &mut Checks, image: &[u8]) -> bool {
+    let outcome = user::run(image, [mode::FAULT, fault::READ_KERNEL, 0]);
+    let isolated = matches!(
+        &outcome,
+        Ok(o) if matches!(o.exit, Exit::Faulted(f) if f.vector == 14 && f.cpl == 3)
+    );
+    if paging::kernel_entries_user() {
+        if !isolated {
+            kprintln!(
+                "self-test: WARNING: on kvm_pvm, user mode can read kernel memory (kernel pages \
+                 must be user-accessible for native supervisor execution)"
+            );
+        }
+    } else {
+        checks.add(
+            "user mode cannot read kernel memory",
+            isolated,
+            format!("{:?}", outcome.map(|o| o.exit)),
+        );
+    }
+    isolated
+}
+
+fn check_user_faults(checks: &mut Checks, image: &[u8]) {
+    for (name, which, vector) in [
+        ("user #GP is contained", fault::GENERAL_PROTECTION, 13u8),
+        ("user #UD is contained", fault::INVALID_OPCODE, 6),
+        (
+            "user null dereference is contained",
+            fault::NULL_DEREFERENCE,
+            14,
+        ),
+        (
+            "user stack overflow is contained",
+            fault::STACK_OVERFLOW,
+            14,
+        ),
+        (
+            "user mode cannot write kernel memory",
+            fault::WRITE_KERNEL,
+            14,
+        ),
+    ] {
+        let outcome = user::run(image, [mode::FAULT, which, 0]);
+        let passed = matches!(
+            &outcome,
+            Ok(o) if matches!(o.exit, Exit::Faulted(f) if f.vector == vector && f.cpl == 3)
+        );
+        checks.add(name, passed, format!("{:?}", outcome.map(|o| o.exit)));
+    }
+    let r = run_init(image, [mode::BAD_POINTER, 0, 0]);
+    checks.add(
+        "a bad user pointer gives EFAULT",
+        r == Ok(alloc::vec![errno::EFAULT.wrapping_neg()]),
+        format!("{r:?}"),
+    );
+}
+
+fn check_heap(checks: &mut Checks) {
+    let before = mm::heap_stats().used;
+    let mut v: Vec<u64> = (0..131_072u64).collect();
+    v.iter_mut()
+        .for_each(|x| *x = x.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let sum_ok = v
+        .iter()
+        .enumerate()
+        .all(|(i, x)| *x == (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    drop(v);
+    let after = mm::heap_stats().used;
+    checks.add(
+        "heap allocates 1 MiB and frees it",
+        sum_ok && before == after,
+        format!("used {before} bytes before, {after} after"),
+    );
+}
+
+fn check_mappings(checks: &mut Checks) {
+    let image = crate::boot::image_layout();
+    // On PVM kernel entries carry U/S by necessity (see mm::paging).
+    let kernel_user = paging::kernel_entries_user();
+    let text = paging::translate(image.text.0);
+    checks.add(
+        "kernel text is executable, not writable",
+        matches!(text, Some(m) if m.executable && !m.writable && m.user == kernel_user),
+        format!("{text:?}"),
+    );
+    let rodata = paging::translate(image.rodata.0);
+    checks.add(
+        "kernel rodata is neither writable nor executable",
+        matches!(rodata, Some(m) if !m.executable && !m.writable),
+        format!("{rodata:?}"),
+    );
+    let data = paging::translate(image.data.0);
+    checks.add(
+        "kernel data is writable, not executable",
+        matches!(data, Some(m) if !m.executable && m.writable),
+        format!("{data:?}"),
+    );
+    let direct = paging::translate(paging::PHYS_MAP_BASE + 0x20_0000);
+    checks.add(
+        "the direct map is not executable",
+        matches!(direct, Some(m) if !m.executable && m.user == kernel_user),
+        format!("{direct:?}"),
+    );
+    checks.add(
+        "page 0 is unmapped",
+        paging::translate(0).is_none() && paging::translate(KERNEL_VIRT_OFFSET).is_none(),
+        String::new(),
+    );
+}
+
+/// Faults in supervisor mode, as asked; never returns.
+pub fn supervisor_fault(kind: FaultKind) -> ! {
+    match kind {
+        FaultKind::NullDereference => {
+            // SAFETY: none: this read is meant to fault (page 0 is never mapped).
+            let v = unsafe { core::ptr::read_volatile(core::ptr::null::<u64>()) };
+            panic!("reading address 0 returned {v:#x}");
+        }
+        FaultKind::InvalidOpcode => {
+            // SAFETY: none: ud2 is meant to fault.
+            unsafe { asm!("ud2", options(noreturn)) }
+        }
+        FaultKind::DivideByZero => {
+            // SAFETY: none: dividing by zero is meant to fault.
+            unsafe {
+                asm!("xor ecx, ecx", "div ecx", out("eax") _, out("edx") _, out("ecx") _);
+            }
+            panic!("division by zero did not fault");
+        }
+        FaultKind::GeneralProtection => {
+            // SAFETY: none: a non-canonical address is meant to fault with #GP.
+            let v = unsafe { core::ptr::read_volatile(0x8000_0000_0000_0000 as *const u64) };
+            panic!("reading a non-canonical address returned {v:#x}");
+        }
+        FaultKind::StackOverflow => {
+            let depth = recurse(core::hint::black_box(0));
+            panic!("recursion returned at depth {depth}");
+        }
+    }
+}
+
+/// Uses 4 KiB of stack per level, forever (until the guard page).
+#[allow(unconditional_recursion)] // it ends at the stack's guard page, on purpose
+fn recurse(depth: u64) -> u64 {
+    let mut pad = [0u8; 4096];
+    pad[depth as usize % 4096] = depth as u8;
+    core::hint::black_box(&mut pad);
+    recurse(depth + 1) + u64::from(pad[0])
+}
+
+/// Runs the init program in fault mode and reports what the kernel contained.
+pub fn user_fault(kind: FaultKind) -> Reply {
+    let which = match kind {
+        FaultKind::NullDereference => fault::NULL_DEREFERENCE,
+        FaultKind::InvalidOpcode => fault::INVALID_OPCODE,
+        FaultKind::DivideByZero => fault::DIVIDE_BY_ZERO,
+        FaultKind::GeneralProtection => fault::GENERAL_PROTECTION,
+        FaultKind::StackOverflow => fault::STACK_OVERFLOW,
+    };
+    let image = match init_image() {
+        Ok(i) => i,
+        Err(e) => return Reply::Error(e),
+    };
+    match user::run(image, [mode::FAULT, which, 0]) {
+        Ok(o) => match o.exit {
+            Exit::Faulted(f) => {
+                kprintln!(
+                    "user program faulted: {} at {:#x}; kernel continues",
+                    f.vector_name(),
+                    f.rip
+                );
+                Reply::UserFaultContained(f)
+            }
+            Exit::Status(s) => {
+                Reply::Error(format!("the program exited with {s} instead of faulting"))
+            }
+        },
+        Err(e) => Reply::Error(format!("{e}")),
+    }
+}

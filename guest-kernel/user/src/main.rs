@@ -1,0 +1,130 @@
+//! `init`, the guest's first user program. The kernel starts it with a mode and arguments
+//! in `rdi, rsi, rdx` (see `guest_rt::mode`); it does the measurement or the misdeed the mode
+//! asks for, hands results to the kernel with the `report` system call, and exits.
+#![no_std]
+#![no_main]
+
+use core::arch::{asm, global_asm};
+
+use guest_rt::{fault, mode, nr, timed_loop};
+
+global_asm!(
+    r#"
+    .section .text._start, "ax"
+    .global _start
+_start:
+    and rsp, -16
+    xor ebp, ebp
+    call {main}
+    ud2
+    "#,
+    main = sym main,
+);
+
+/// A system call with up to two arguments.
+fn syscall2(n: u64, a0: u64, a1: u64) -> u64 {
+    let ret;
+    // SAFETY: `syscall` enters the kernel, which clobbers only rcx and r11 (and returns the
+    // result in rax); the arguments are plain values the kernel checks itself.
+    unsafe {
+        asm!("syscall", inlateout("rax") n => ret, in("rdi") a0, in("rsi") a1,
+             out("rcx") _, out("r11") _, options(nostack));
+    }
+    ret
+}
+
+fn report(value: u64) {
+    syscall2(nr::REPORT, value, 0);
+}
+
+fn exit(status: u64) -> ! {
+    syscall2(nr::EXIT, status, 0);
+    // The kernel never returns from exit; if it did, fault so that it notices.
+    // SAFETY: ud2 only raises #UD.
+    unsafe { asm!("ud2", options(noreturn)) }
+}
+
+fn write(bytes: &[u8]) -> u64 {
+    syscall2(nr::WRITE, bytes.as_ptr() as u64, bytes.len() as u64)
+}
+
+extern "C" fn main(which: u64, a: u64, b: u64) -> ! {
+    match which {
+        mode::LOOP => {
+            for _ in 0..b {
+                report(timed_loop(a as u32));
+            }
+        }
+        mode::SYSCALLS => {
+            for _ in 0..b {
+                let start = guest_rt::rdtsc_ordered();
+                for _ in 0..a {
+                    syscall2(nr::NULL, 0, 0);
+                }
+                report(guest_rt::rdtsc_ordered() - start);
+            }
+        }
+        mode::FAULT => cause_fault(a),
+        mode::BAD_POINTER => {
+            // A kernel address: the kernel must refuse it, not read it.
+            report(syscall2(nr::WRITE, guest_rt::KERNEL_PROBE_ADDRESS, 16));
+        }
+        _ => {
+            write(b"init: unknown mode\n");
+            exit(2)
+        }
+    }
+    exit(0)
+}
+
+fn cause_fault(which: u64) -> ! {
+    match which {
+        fault::NULL_DEREFERENCE => {
+            // SAFETY: none: this read is meant to fault (page 0 is not mapped).
+            unsafe { core::ptr::read_volatile(core::ptr::null::<u64>()) };
+        }
+        fault::INVALID_OPCODE => {
+            // SAFETY: none: ud2 is meant to fault.
+            unsafe { asm!("ud2") };
+        }
+        fault::DIVIDE_BY_ZERO => {
+            // SAFETY: none: dividing by zero is meant to fault.
+            unsafe { asm!("xor ecx, ecx", "div ecx", out("eax") _, out("edx") _, out("ecx") _) };
+        }
+        fault::GENERAL_PROTECTION => {
+            // SAFETY: none: hlt is privileged and is meant to fault in user mode.
+            unsafe { asm!("hlt") };
+        }
+        fault::STACK_OVERFLOW => {
+            core::hint::black_box(recurse(0));
+        }
+        fault::READ_KERNEL => {
+            // SAFETY: none: user mode reading kernel memory is meant to fault.
+            let v =
+                unsafe { core::ptr::read_volatile(guest_rt::KERNEL_PROBE_ADDRESS as *const u64) };
+            core::hint::black_box(v);
+        }
+        fault::WRITE_KERNEL => {
+            // SAFETY: none: user mode writing kernel memory is meant to fault. The target is
+            // the kernel's text, so a write that wrongly succeeded could not corrupt data.
+            unsafe { core::ptr::write_volatile(guest_rt::KERNEL_PROBE_ADDRESS as *mut u64, 0) };
+        }
+        _ => {}
+    }
+    write(b"init: the requested fault did not happen\n");
+    exit(3)
+}
+
+#[allow(unconditional_recursion)] // it ends at the stack's guard page, on purpose
+fn recurse(depth: u64) -> u64 {
+    let mut pad = [0u8; 4096];
+    pad[depth as usize % 4096] = depth as u8;
+    core::hint::black_box(&mut pad);
+    recurse(depth + 1) + u64::from(pad[0])
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    write(b"init: panic\n");
+    exit(101)
+}

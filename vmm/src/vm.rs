@@ -1,0 +1,776 @@
+//! One guest run: create the VM, load the kernel and module archive, run the vCPU on its own
+//! thread under a deadline, and report how the run ended.
+//!
+//! Nothing the guest does can make the VMM panic or hang: every exit is handled or ends the
+//! run with a [`RunEnd`] that says what happened; a guest that does not finish by the
+//! deadline is stopped (its vCPU thread is kicked out of `KVM_RUN` with a signal and joined,
+//! so no thread is left behind) and reported as hung.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use kmodlab_abi::boot_info::{BootInfo, PhysRange};
+use kmodlab_abi::channel::{FaultReport, FrameError, GuestMsg};
+use kmodlab_abi::layout::{
+    self, INITRD_GPA, KERNEL_PHYS_END, KERNEL_PHYS_START, KVM_TSS_GPA, MAX_RAM, MIN_RAM,
+    VIF_PAGE_GPA,
+};
+use kmodlab_abi::ports::{self, BootStage};
+use kmodlab_abi::{KernelConfig, KvmFlavour};
+use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_userspace_memory_region};
+use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
+use linux_loader::loader::KernelLoader;
+use linux_loader::loader::elf::Elf;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
+
+use crate::arch::x86_64::{gdt, msr, paging, regs};
+use crate::control::{ControlError, Controller, Event, HostChannel};
+use crate::devices::serial::{Console, ConsoleLog, Echo};
+use crate::kvm::{self, PreflightError};
+
+/// How a run is set up.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    /// Which kernel configuration to boot.
+    pub config: KernelConfig,
+    /// Guest RAM in bytes (a multiple of 2 MiB within `[MIN_RAM, MAX_RAM]`).
+    pub ram_bytes: u64,
+    /// Stop the guest and report it hung after this long.
+    pub deadline: Duration,
+    /// Kernel command line.
+    pub cmdline: String,
+}
+
+impl VmConfig {
+    /// 256 MiB, 60 s deadline, empty command line.
+    pub fn new(config: KernelConfig) -> VmConfig {
+        VmConfig {
+            config,
+            ram_bytes: 256 << 20,
+            deadline: Duration::from_secs(60),
+            cmdline: String::new(),
+        }
+    }
+}
+
+/// The guest images a run boots.
+#[derive(Debug, Clone, Copy)]
+pub struct GuestImages<'a> {
+    /// The kernel ELF.
+    pub kernel: &'a [u8],
+    /// The module archive (cpio newc).
+    pub initramfs: &'a [u8],
+}
+
+/// Why the VMM could not run the guest (as opposed to how the guest ended: [`RunEnd`]).
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// KVM is unusable on this machine.
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    /// A KVM ioctl failed.
+    #[error("{op} failed: {source}")]
+    Kvm {
+        /// The operation.
+        op: &'static str,
+        /// KVM's error.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// Guest RAM size out of range.
+    #[error(
+        "guest RAM of {0} bytes is not a multiple of 2 MiB within {min} MiB..={max} MiB",
+        min = MIN_RAM >> 20,
+        max = MAX_RAM >> 20
+    )]
+    BadRamSize(u64),
+    /// Guest memory could not be created or written.
+    #[error("guest memory: {0}")]
+    Memory(String),
+    /// The kernel image is not loadable.
+    #[error("the guest kernel image is not loadable: {0}")]
+    Kernel(String),
+    /// The module archive does not fit.
+    #[error("the module archive ({size} bytes) does not fit in {ram} MiB of guest RAM")]
+    ArchiveTooLarge {
+        /// Archive size.
+        size: usize,
+        /// RAM in MiB.
+        ram: u64,
+    },
+    /// The command line is too long.
+    #[error(
+        "the kernel command line is longer than {} bytes",
+        kmodlab_abi::boot_info::MAX_CMDLINE
+    )]
+    CmdlineTooLong,
+    /// The vCPU thread could not be started, or died.
+    #[error("the vCPU thread {0}")]
+    Thread(String),
+}
+
+fn kvm_err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
+    move |source| VmError::Kvm { op, source }
+}
+
+fn mem_err(e: impl std::fmt::Display) -> VmError {
+    VmError::Memory(e.to_string())
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEnd {
+    /// The guest wrote its exit status to the exit port.
+    Exited {
+        /// The status.
+        status: u32,
+    },
+    /// The guest kernel took an exception in supervisor mode and reported it.
+    KernelFault(FaultReport),
+    /// The guest kernel panicked.
+    KernelPanic {
+        /// The panic message.
+        message: String,
+        /// Where.
+        location: String,
+    },
+    /// The vCPU triple-faulted (KVM_EXIT_SHUTDOWN): the guest could not even report.
+    TripleFault {
+        /// RIP when KVM stopped the vCPU.
+        rip: u64,
+        /// CR2 when KVM stopped the vCPU.
+        cr2: u64,
+    },
+    /// The guest did not finish before the deadline.
+    Hung {
+        /// The deadline that passed.
+        after: Duration,
+        /// RIP when it was stopped, if readable.
+        rip: Option<u64>,
+    },
+    /// The guest halted with nothing to wake it.
+    Halted {
+        /// RIP after the `hlt`.
+        rip: u64,
+    },
+    /// The guest wrote a malformed control frame.
+    ChannelError(FrameError),
+    /// The guest rang the doorbell with a wrong value.
+    BadDoorbell {
+        /// The value written.
+        value: u32,
+    },
+    /// The guest accessed guest-physical memory that does not exist.
+    UnbackedMemory {
+        /// The address.
+        gpa: u64,
+        /// Whether it was a write.
+        write: bool,
+    },
+    /// KVM could not run the vCPU (internal error, failed entry, unexpected exit).
+    KvmFailure(String),
+}
+
+impl RunEnd {
+    /// Whether the guest exited normally with status 0.
+    pub fn is_clean_exit(&self) -> bool {
+        *self == RunEnd::Exited { status: 0 }
+    }
+
+    /// One line describing the end, for users.
+    pub fn describe(&self) -> String {
+        match self {
+            RunEnd::Exited { status } => format!("guest exited with status {status:#x}"),
+            RunEnd::KernelFault(f) => format!(
+                "guest kernel crashed: {} (vector {}) at RIP {:#x}, CR2 {:#x}, error code {:#x}, CPL {}",
+                f.vector_name(),
+                f.vector,
+                f.rip,
+                f.cr2,
+                f.error_code,
+                f.cpl
+            ),
+            RunEnd::KernelPanic { message, location } => {
+                format!("guest kernel panicked at {location}: {message}")
+            }
+            RunEnd::TripleFault { rip, cr2 } => {
+                format!("guest triple-faulted (KVM shutdown) at RIP {rip:#x}, CR2 {cr2:#x}")
+            }
+            RunEnd::Hung { after, rip } => match rip {
+                Some(rip) => format!("guest hung: stopped after {after:?} at RIP {rip:#x}"),
+                None => format!("guest hung: stopped after {after:?}"),
+            },
+            RunEnd::Halted { rip } => format!("guest halted at RIP {rip:#x}"),
+            RunEnd::ChannelError(e) => format!("guest broke the control channel: {e}"),
+            RunEnd::BadDoorbell { value } => {
+                format!(
+                    "guest rang the doorbell with {value:#x} instead of {:#x}",
+                    ports::DOORBELL_MESSAGE
+                )
+            }
+            RunEnd::UnbackedMemory { gpa, write } => format!(
+                "guest {} unbacked guest-physical address {gpa:#x}",
+                if *write { "wrote" } else { "read" }
+            ),
+            RunEnd::KvmFailure(s) => format!("KVM could not run the guest: {s}"),
+        }
+    }
+}
+
+/// Wall-clock milestones of a run, measured from the caller's `t0` (process start).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BootTimings {
+    /// `KVM_CREATE_VM` done.
+    pub vm_created_ms: f64,
+    /// Guest memory allocated and registered.
+    pub memory_ready_ms: f64,
+    /// Kernel, archive and boot structures written.
+    pub loaded_ms: f64,
+    /// vCPU created and its registers set.
+    pub vcpu_ready_ms: f64,
+    /// The guest's first instruction reported itself (first VM exit).
+    pub first_instruction_ms: Option<f64>,
+    /// The guest kernel's memory management was up.
+    pub guest_memory_ready_ms: Option<f64>,
+    /// The guest kernel sent `Ready`.
+    pub ready_ms: Option<f64>,
+}
+
+/// What a run produced.
+pub struct RunReport<C> {
+    /// How it ended.
+    pub end: RunEnd,
+    /// The controller, with whatever it collected.
+    pub controller: C,
+    /// The KVM flavour the run used.
+    pub flavour: KvmFlavour,
+    /// Whether the VIF page was registered (PVM only).
+    pub vif_registered: bool,
+    /// kvm_pvm's feature mask, if on PVM.
+    pub pvm_features: Option<u64>,
+    /// TSC frequency in kHz.
+    pub tsc_khz: u64,
+    /// VM exits by reason.
+    pub exits: BTreeMap<&'static str, u64>,
+    /// Boot milestones.
+    pub timings: BootTimings,
+    /// What the guest printed.
+    pub console: Arc<Mutex<ConsoleLog>>,
+}
+
+impl<C> RunReport<C> {
+    /// The last `n` console lines.
+    pub fn last_console_lines(&self, n: usize) -> Vec<String> {
+        self.console
+            .lock()
+            .map(|c| c.last_lines(n))
+            .unwrap_or_default()
+    }
+
+    /// Everything the guest printed (the last MiB of it).
+    pub fn console_text(&self) -> String {
+        self.console.lock().map(|c| c.text()).unwrap_or_default()
+    }
+}
+
+/// Signal used to kick the vCPU thread out of `KVM_RUN`.
+fn kick_signal() -> libc::c_int {
+    SIGRTMIN()
+}
+
+extern "C" fn ignore_signal(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+fn install_kick_handler() -> Result<(), VmError> {
+    static INSTALL: Once = Once::new();
+    let mut result = Ok(());
+    INSTALL.call_once(|| {
+        // Without SA_RESTART (vmm-sys-util does not set it), KVM_RUN returns EINTR.
+        result = register_signal_handler(kick_signal(), ignore_signal)
+            .map_err(|e| VmError::Thread(format!("cannot install its kick signal: {e}")));
+    });
+    result
+}
+
+/// Reads the guest-physical start of every loadable segment of an ELF64 image, to check it
+/// against the layout before linux-loader copies anything.
+fn kernel_segments(image: &[u8]) -> Result<Vec<(u64, u64)>, VmError> {
+    let bad = |what: &str| VmError::Kernel(what.to_string());
+    let u16_at = |o: usize| -> Result<u16, VmError> {
+        image
+            .get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .ok_or_else(|| bad("truncated ELF header"))
+    };
+    let u64_at = |o: usize| -> Result<u64, VmError> {
+        image
+            .get(o..o + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+            .ok_or_else(|| bad("truncated program header"))
+    };
+    if image.get(..5) != Some(b"\x7fELF\x02") {
+        return Err(bad("not an ELF64 file"));
+    }
+    let phoff = u64_at(0x20)? as usize;
+    let phentsize = usize::from(u16_at(0x36)?);
+    let phnum = usize::from(u16_at(0x38)?);
+    let mut segments = Vec::new();
+    for i in 0..phnum {
+        let ph = phoff
+            .checked_add(
+                i.checked_mul(phentsize)
+                    .ok_or_else(|| bad("header overflow"))?,
+            )
+            .ok_or_else(|| bad("header overflow"))?;
+        let p_type = image
+            .get(ph..ph + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(|| bad("truncated program header"))?;
+        if p_type == 1 {
+            let paddr = u64_at(ph + 0x18)?;
+            let memsz = u64_at(ph + 0x28)?;
+            segments.push((paddr, memsz));
+        }
+    }
+    Ok(segments)
+}
+
+/// Everything set up before the vCPU runs.
+struct Machine {
+    // Kept alive for the vCPU's sake: the VM file descriptor owns the memory slot.
+    _vm: VmFd,
+    vcpu: VcpuFd,
+    mem: GuestMemoryMmap,
+    flavour: KvmFlavour,
+    vif_registered: bool,
+    pvm_features: Option<u64>,
+    tsc_khz: u64,
+}
+
+fn build_machine(
+    cfg: &VmConfig,
+    images: GuestImages<'_>,
+    t0: Instant,
+    timings: &mut BootTimings,
+) -> Result<Machine, VmError> {
+    let ms = |t: Instant| t.duration_since(t0).as_secs_f64() * 1e3;
+    if !cfg.ram_bytes.is_multiple_of(2 << 20) || !(MIN_RAM..=MAX_RAM).contains(&cfg.ram_bytes) {
+        return Err(VmError::BadRamSize(cfg.ram_bytes));
+    }
+    let kvm = kvm::open()?;
+    let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+    // Needed by Intel VMX for real-mode emulation; harmless (and possibly refused) elsewhere.
+    let _ = vm.set_tss_address(KVM_TSS_GPA as usize);
+    timings.vm_created_ms = ms(Instant::now());
+
+    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), cfg.ram_bytes as usize)])
+        .map_err(mem_err)?;
+    for (slot, region) in mem.iter().enumerate() {
+        let host = mem.get_host_address(region.start_addr()).map_err(mem_err)?;
+        let desc = kvm_userspace_memory_region {
+            slot: slot as u32,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+            flags: 0,
+        };
+        // SAFETY: the region is a live mmap owned by `mem`, which the Machine keeps (and the
+        // vCPU thread holds a clone of) for as long as the VM exists.
+        unsafe { vm.set_user_memory_region(desc) }
+            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+    }
+    timings.memory_ready_ms = ms(Instant::now());
+
+    // Kernel: check its segments against the layout, then let linux-loader copy them.
+    for (paddr, memsz) in kernel_segments(images.kernel)? {
+        let end = paddr.saturating_add(memsz);
+        if paddr < KERNEL_PHYS_START || end > KERNEL_PHYS_END {
+            return Err(VmError::Kernel(format!(
+                "segment [{paddr:#x}, {end:#x}) is outside [{KERNEL_PHYS_START:#x}, {KERNEL_PHYS_END:#x})"
+            )));
+        }
+    }
+    let loaded = Elf::load(&mem, None, &mut Cursor::new(images.kernel), None)
+        .map_err(|e| VmError::Kernel(e.to_string()))?;
+    let entry = loaded.kernel_load.0;
+    // The archive and the free RAM after it.
+    let initrd_end = INITRD_GPA + images.initramfs.len() as u64;
+    let usable_start = layout::page_align_up(initrd_end).unwrap_or(u64::MAX);
+    if usable_start >= cfg.ram_bytes {
+        return Err(VmError::ArchiveTooLarge {
+            size: images.initramfs.len(),
+            ram: cfg.ram_bytes >> 20,
+        });
+    }
+    mem.write_slice(images.initramfs, GuestAddress(INITRD_GPA))
+        .map_err(mem_err)?;
+
+    let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+    let flavour = if msr::is_pvm(&vcpu) {
+        KvmFlavour::Pvm
+    } else {
+        KvmFlavour::Hardware
+    };
+    gdt::write(&mem).map_err(mem_err)?;
+    let cr3 = paging::write(&mem, paging::kernel_entry_flags(flavour)).map_err(mem_err)?;
+    let cpuid = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+    vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
+    let sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+    vcpu.set_sregs(&regs::boot_sregs(sregs, cr3))
+        .map_err(kvm_err("KVM_SET_SREGS"))?;
+    vcpu.set_regs(&regs::boot_regs(entry))
+        .map_err(kvm_err("KVM_SET_REGS"))?;
+    let tsc_khz = u64::from(vcpu.get_tsc_khz().map_err(kvm_err("KVM_GET_TSC_KHZ"))?);
+    let (vif_registered, pvm_features) = match flavour {
+        KvmFlavour::Pvm => {
+            // The VIF page is in the zeroed low area; registering it lets supervisor code run
+            // natively instead of being emulated instruction by instruction.
+            msr::register_vif_page(&vcpu, VIF_PAGE_GPA)
+                .map_err(kvm_err("registering the PVM VIF page"))?;
+            (true, msr::pvm_features(&vcpu))
+        }
+        KvmFlavour::Hardware => (false, None),
+    };
+
+    let mut info = BootInfo::new(tsc_khz, flavour, cfg.config, cfg.ram_bytes);
+    info.initrd = PhysRange {
+        start: INITRD_GPA,
+        end: initrd_end,
+    };
+    info.kernel = PhysRange {
+        start: KERNEL_PHYS_START,
+        end: loaded.kernel_end,
+    };
+    info.vif_page = if vif_registered { VIF_PAGE_GPA } else { 0 };
+    info.push_usable(PhysRange {
+        start: usable_start,
+        end: cfg.ram_bytes,
+    });
+    if !info.set_cmdline(cfg.cmdline.as_bytes()) {
+        return Err(VmError::CmdlineTooLong);
+    }
+    mem.write_slice(&info.encode(), GuestAddress(layout::BOOT_INFO_GPA))
+        .map_err(mem_err)?;
+    timings.loaded_ms = ms(Instant::now());
+    timings.vcpu_ready_ms = timings.loaded_ms;
+    Ok(Machine {
+        _vm: vm,
+        vcpu,
+        mem,
+        flavour,
+        vif_registered,
+        pvm_features,
+        tsc_khz,
+    })
+}
+
+/// Boots `images` with `cfg`, lets `controller` drive the guest, and reports how it ended.
+/// `t0` is when the process started (for boot timings); `echo` decides where the console
+/// output is shown live.
+pub fn run<C: Controller>(
+    cfg: &VmConfig,
+    images: GuestImages<'_>,
+    controller: C,
+    echo: Echo,
+    t0: Instant,
+) -> Result<RunReport<C>, VmError> {
+    install_kick_handler()?;
+    let mut timings = BootTimings::default();
+    let machine = build_machine(cfg, images, t0, &mut timings)?;
+    let console = Console::new(echo);
+    let console_log = console.log();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+
+    let Machine {
+        _vm,
+        vcpu,
+        mem,
+        flavour,
+        vif_registered,
+        pvm_features,
+        tsc_khz,
+    } = machine;
+    timings.vcpu_ready_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let deadline = cfg.deadline;
+    let thread_stop = Arc::clone(&stop);
+    let handle = thread::Builder::new()
+        .name("kmodlab-vcpu0".into())
+        .spawn(move || {
+            let mut vcpu_run = VcpuRun {
+                vcpu,
+                channel: HostChannel::new(mem),
+                console,
+                controller,
+                stop: thread_stop,
+                exits: BTreeMap::new(),
+                timings,
+                t0,
+                deadline,
+            };
+            let end = vcpu_run.run_loop();
+            // The receiver may be gone if the caller gave up; nothing to do then.
+            let _ = done_tx.send(());
+            (end, vcpu_run.controller, vcpu_run.exits, vcpu_run.timings)
+        })
+        .map_err(|e| VmError::Thread(format!("could not be started: {e}")))?;
+
+    if let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(deadline) {
+        stop.store(true, Ordering::SeqCst);
+        // The signal interrupts KVM_RUN; resend until the thread notices, since a signal
+        // that lands while the thread is outside KVM_RUN is lost (it then sees `stop`).
+        loop {
+            let _ = handle.kill(kick_signal());
+            match done_rx.recv_timeout(Duration::from_millis(10)) {
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                _ => break,
+            }
+        }
+    }
+    let (end, controller, exits, timings) = handle
+        .join()
+        .map_err(|_| VmError::Thread("panicked".into()))?;
+    drop(_vm);
+    Ok(RunReport {
+        end,
+        controller,
+        flavour,
+        vif_registered,
+        pvm_features,
+        tsc_khz,
+        exits,
+        timings,
+        console: console_log,
+    })
+}
+
+/// The vCPU thread's state.
+struct VcpuRun<C> {
+    vcpu: VcpuFd,
+    channel: HostChannel,
+    console: Console,
+    controller: C,
+    stop: Arc<AtomicBool>,
+    exits: BTreeMap<&'static str, u64>,
+    timings: BootTimings,
+    t0: Instant,
+    deadline: Duration,
+}
+
+/// What to do after an exit, decided while the exit's data borrows the vCPU.
+enum Next {
+    Continue,
+    Doorbell(u32),
+    Progress(u8),
+    End(RunEnd),
+    Shutdown,
+    Halted,
+    Interrupted,
+}
+
+impl<C: Controller> VcpuRun<C> {
+    fn count(&mut self, reason: &'static str) {
+        *self.exits.entry(reason).or_insert(0) += 1;
+    }
+
+    fn run_loop(&mut self) -> RunEnd {
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return self.hung();
+            }
+            let next = match self.vcpu.run() {
+                Ok(exit) => Self::classify(exit, &mut self.console),
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    Next::Interrupted
+                }
+                Err(e) => Next::End(RunEnd::KvmFailure(format!("KVM_RUN: {e}"))),
+            };
+            let reason = match &next {
+                Next::Continue => "io",
+                Next::Doorbell(_) => "io_doorbell",
+                Next::Progress(_) => "io_boot_progress",
+                Next::End(RunEnd::Exited { .. }) => "io_exit",
+                Next::End(RunEnd::UnbackedMemory { .. }) => "mmio",
+                Next::End(_) => "other",
+                Next::Shutdown => "shutdown",
+                Next::Halted => "hlt",
+                Next::Interrupted => "interrupted",
+            };
+            self.count(reason);
+            match next {
+                Next::Continue | Next::Interrupted => {}
+                Next::Progress(stage) => self.progress(stage),
+                Next::Doorbell(value) => {
+                    if let Some(end) = self.doorbell(value) {
+                        return end;
+                    }
+                }
+                Next::End(end) => return end,
+                Next::Shutdown => {
+                    let rip = self.vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
+                    let cr2 = self.vcpu.get_sregs().map(|s| s.cr2).unwrap_or(0);
+                    return RunEnd::TripleFault { rip, cr2 };
+                }
+                Next::Halted => {
+                    let rip = self.vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
+                    return RunEnd::Halted { rip };
+                }
+            }
+        }
+    }
+
+    fn hung(&mut self) -> RunEnd {
+        RunEnd::Hung {
+            after: self.deadline,
+            rip: self.vcpu.get_regs().ok().map(|r| r.rip),
+        }
+    }
+
+    /// Handles what can be handled while the exit borrows the vCPU; defers the rest.
+    fn classify(exit: VcpuExit<'_>, console: &mut Console) -> Next {
+        let serial = ports::COM1_BASE..ports::COM1_BASE + ports::COM1_PORTS;
+        match exit {
+            VcpuExit::IoOut(port, data) if serial.contains(&port) => {
+                if let Some(&b) = data.first() {
+                    console.write((port - ports::COM1_BASE) as u8, b);
+                }
+                Next::Continue
+            }
+            VcpuExit::IoIn(port, data) if serial.contains(&port) => {
+                let v = console.read((port - ports::COM1_BASE) as u8);
+                data.fill(0);
+                if let Some(b) = data.first_mut() {
+                    *b = v;
+                }
+                Next::Continue
+            }
+            VcpuExit::IoOut(ports::EXIT, data) => Next::End(RunEnd::Exited {
+                status: le_value(data) as u32,
+            }),
+            VcpuExit::IoOut(ports::DOORBELL, data) => Next::Doorbell(le_value(data) as u32),
+            VcpuExit::IoOut(ports::BOOT_PROGRESS, data) => Next::Progress(le_value(data) as u8),
+            // Unknown ports read as a floating bus and ignore writes, like real hardware.
+            VcpuExit::IoOut(_, _) => Next::Continue,
+            VcpuExit::IoIn(_, data) => {
+                data.fill(0xff);
+                Next::Continue
+            }
+            VcpuExit::MmioRead(gpa, _) => Next::End(RunEnd::UnbackedMemory { gpa, write: false }),
+            VcpuExit::MmioWrite(gpa, _) => Next::End(RunEnd::UnbackedMemory { gpa, write: true }),
+            VcpuExit::Hlt => Next::Halted,
+            VcpuExit::Shutdown => Next::Shutdown,
+            VcpuExit::Intr => Next::Interrupted,
+            VcpuExit::InternalError => {
+                Next::End(RunEnd::KvmFailure("KVM_EXIT_INTERNAL_ERROR".into()))
+            }
+            VcpuExit::FailEntry(reason, cpu) => Next::End(RunEnd::KvmFailure(format!(
+                "KVM_EXIT_FAIL_ENTRY (hardware reason {reason:#x}, cpu {cpu})"
+            ))),
+            other => Next::End(RunEnd::KvmFailure(format!("unexpected exit {other:?}"))),
+        }
+    }
+
+    fn elapsed_ms(&self) -> f64 {
+        self.t0.elapsed().as_secs_f64() * 1e3
+    }
+
+    fn progress(&mut self, stage: u8) {
+        let now = self.elapsed_ms();
+        match BootStage::from_u8(stage) {
+            Some(BootStage::Entry) => self.timings.first_instruction_ms = Some(now),
+            Some(BootStage::MemoryReady) => self.timings.guest_memory_ready_ms = Some(now),
+            None => {}
+        }
+    }
+
+    /// Handles one doorbell; `Some` ends the run.
+    fn doorbell(&mut self, value: u32) -> Option<RunEnd> {
+        if value != ports::DOORBELL_MESSAGE {
+            return Some(RunEnd::BadDoorbell { value });
+        }
+        let frame = match self.channel.read_guest_frame() {
+            Ok(f) => f,
+            Err(ControlError::Frame(e)) => return Some(RunEnd::ChannelError(e)),
+            Err(ControlError::Memory(e)) => return Some(RunEnd::KvmFailure(e.to_string())),
+        };
+        let (seq, msg) = match kmodlab_abi::channel::decode_frame::<GuestMsg<'_>>(&frame) {
+            Ok(m) => m,
+            Err(e) => return Some(RunEnd::ChannelError(e)),
+        };
+        let event = match msg {
+            GuestMsg::Ready(info) => {
+                self.timings.ready_ms = Some(self.elapsed_ms());
+                Event::Ready(info)
+            }
+            GuestMsg::Reply(reply) => Event::Reply(reply),
+            GuestMsg::Fault(report) => return Some(RunEnd::KernelFault(report)),
+            GuestMsg::Panic(p) => {
+                return Some(RunEnd::KernelPanic {
+                    message: p.message.to_string(),
+                    location: format!("{}:{}", p.file, p.line),
+                });
+            }
+        };
+        let answer = self.controller.next(event);
+        match self.channel.write_host_msg(seq, &answer) {
+            Ok(()) => None,
+            Err(e) => Some(RunEnd::KvmFailure(format!("answering the guest: {e}"))),
+        }
+    }
+}
+
+/// A little-endian value of 1, 2 or 4 bytes (an `out` of that width).
+fn le_value(data: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = data.len().min(8);
+    b[..n].copy_from_slice(&data[..n]);
+    u64::from_le_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_values_are_little_endian() {
+        assert_eq!(le_value(&[0x31, 0x4c, 0x4d, 0x4b]), 0x4b4d_4c31);
+        assert_eq!(le_value(&[7]), 7);
+        assert_eq!(le_value(&[]), 0);
+    }
+
+    #[test]
+    fn kernel_segments_reject_garbage() {
+        assert!(kernel_segments(b"not an elf").is_err());
+        let mut elf = vec![0u8; 64];
+        elf[..5].copy_from_slice(b"\x7fELF\x02");
+        elf[0x20..0x28].copy_from_slice(&0x1000u64.to_le_bytes()); // phoff past the end
+        elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        elf[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        assert!(kernel_segments(&elf).is_err());
+    }
+
+    #[test]
+    fn run_end_descriptions_name_the_fault() {
+        let end = RunEnd::KernelFault(FaultReport {
+            vector: 14,
+            error_code: 0,
+            rip: 0xffff_ffff_8020_1000,
+            cr2: 0,
+            rsp: 0,
+            rflags: 2,
+            cpl: 0,
+        });
+        let d = end.describe();
+        assert!(
+            d.contains("#PF page fault") && d.contains("0xffffffff80201000"),
+            "{d}"
+        );
+    }
+}
