@@ -82,6 +82,12 @@ fn execute(cmd: Command) -> Reply {
         Command::SelfTest(params) => Reply::SelfTest(selftest::run(params)),
         Command::Echo(bytes) => Reply::Echo(bytes),
         Command::Misbehave(how) => misbehave(how),
+        Command::PrintTestPattern { lines } => {
+            for i in 0..lines {
+                kprintln!("{}", channel::serial_test_line(i));
+            }
+            Reply::Done
+        }
     }
 }
 

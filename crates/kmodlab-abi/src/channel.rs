@@ -217,6 +217,26 @@ pub enum Command {
     Echo(Vec<u8>),
     /// Deliberately misbehave, to test that the VMM contains it.
     Misbehave(Misbehaviour),
+    /// Print `lines` lines of [`serial_test_line`] on the console (tests the serial path);
+    /// replies [`Reply::Done`].
+    PrintTestPattern {
+        /// How many lines.
+        lines: u32,
+    },
+}
+
+/// Line `i` of the serial test pattern: printable, position-dependent, so that a lost,
+/// duplicated or reordered byte anywhere changes the text.
+pub fn serial_test_line(i: u32) -> String {
+    let mut line = alloc::format!("serial {i:06} ");
+    let mut x = i.wrapping_mul(2_654_435_761) | 1;
+    for _ in 0..48 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        line.push(char::from(b'!' + (x % 94) as u8));
+    }
+    line
 }
 
 /// Parameters of [`Command::SelfTest`].
@@ -332,6 +352,8 @@ pub enum Reply {
     Echo(Vec<u8>),
     /// A user-mode fault the kernel contained (result of [`Misbehaviour::UserFault`]).
     UserFaultContained(FaultReport),
+    /// The command completed and has nothing to report.
+    Done,
     /// The command failed; the text says why.
     Error(String),
 }
@@ -488,6 +510,16 @@ mod tests {
         let (_, back): (u32, GuestMsg<'_>) = decode_frame(&area[..n]).unwrap();
         assert_eq!(back, msg);
         assert_eq!(fault.vector_name(), "#PF page fault");
+    }
+
+    #[test]
+    fn serial_test_lines_differ_and_are_printable() {
+        let a = serial_test_line(1);
+        let b = serial_test_line(2);
+        assert_ne!(a, b);
+        assert!(a.starts_with("serial 000001 "));
+        assert!(a.bytes().all(|c| (b' '..=b'~').contains(&c)), "{a}");
+        assert_eq!(a.len(), 14 + 48);
     }
 
     #[test]

@@ -71,10 +71,22 @@ pub const KVM_TSS_GPA: u64 = 0xfffb_d000;
 
 // Invariants the VMM and the kernel rely on, checked at compile time.
 const _: () = {
-    assert!(INITRD_GPA >= KERNEL_PHYS_END, "the archive must not overlap the kernel");
-    assert!(MIN_RAM > INITRD_GPA, "RAM must extend past the archive's start");
-    assert!(MAX_RAM <= KVM_TSS_GPA, "RAM must stay below the VMX TSS pages");
-    assert!(KERNEL_PHYS_END <= BOOT_MAPPED_SIZE, "the boot mapping must cover the kernel");
+    assert!(
+        INITRD_GPA >= KERNEL_PHYS_END,
+        "the archive must not overlap the kernel"
+    );
+    assert!(
+        MIN_RAM > INITRD_GPA,
+        "RAM must extend past the archive's start"
+    );
+    assert!(
+        MAX_RAM <= KVM_TSS_GPA,
+        "RAM must stay below the VMX TSS pages"
+    );
+    assert!(
+        KERNEL_PHYS_END <= BOOT_MAPPED_SIZE,
+        "the boot mapping must cover the kernel"
+    );
     // PML4 slot 511, the top 2 GiB: what -mcmodel=kernel needs, and a slot kvm_pvm runs
     // natively.
     assert!((KERNEL_VIRT_OFFSET >> 39) & 0x1ff == 511);
