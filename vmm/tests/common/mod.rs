@@ -4,6 +4,7 @@
 // Each integration-test file compiles this module on its own and uses a different part of it.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use kmodlab::KernelConfig;
@@ -28,7 +29,13 @@ pub fn kvm_usable() -> bool {
             if std::env::var("KMODLAB_REQUIRE_KVM").as_deref() == Ok("1") {
                 panic!("KMODLAB_REQUIRE_KVM=1 but KVM is unusable: {e}");
             }
-            eprintln!("SKIPPED (no usable /dev/kvm: {e})");
+            // Straight to the process's stderr, in one write so that parallel tests do not
+            // interleave it: libtest captures `eprintln!` of passing tests, and a skip must
+            // be visible in a plain `cargo test`.
+            // libtest names each test's thread after the test.
+            let test = std::thread::current().name().unwrap_or("test").to_owned();
+            let line = format!("{test}: SKIPPED (no usable /dev/kvm: {e})\n");
+            let _ = std::io::stderr().write_all(line.as_bytes());
             false
         }
     }
