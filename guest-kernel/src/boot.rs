@@ -74,6 +74,12 @@ fn read_boot_info() -> BootInfo {
 extern "C" fn kmain(tsc_entry: u64) -> ! {
     console::init();
     let info = read_boot_info();
+    if info
+        .cmdline_str()
+        .is_some_and(|c| c.split_whitespace().any(|w| w == "quiet"))
+    {
+        console::set_quiet(true);
+    }
     if info.config != CONFIG {
         panic!(
             "this kernel is the {} configuration but the VMM booted it as {}",

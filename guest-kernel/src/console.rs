@@ -74,15 +74,19 @@ impl LogRing {
 struct Console {
     uart: Uart,
     log: LogRing,
+    /// Whether the kernel log also goes to the UART.
+    to_uart: bool,
 }
 
 impl Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         for &b in s.as_bytes() {
-            if b == b'\n' {
-                self.uart.put(b'\r');
+            if self.to_uart {
+                if b == b'\n' {
+                    self.uart.put(b'\r');
+                }
+                self.uart.put(b);
             }
-            self.uart.put(b);
             self.log.push(b);
         }
         Ok(())
@@ -95,7 +99,24 @@ static CONSOLE: Mutex<Console> = Mutex::new(Console {
         buf: [0; LOG_SIZE],
         written: 0,
     },
+    to_uart: true,
 });
+
+/// Quiet mode (kernel command line `quiet`): the kernel log stays in the ring (`dmesg`)
+/// and off the UART, where every byte is a VM exit that would distort measurements. User
+/// programs' output and fatal reports still reach the UART.
+pub fn set_quiet(quiet: bool) {
+    CONSOLE.lock().to_uart = !quiet;
+}
+
+/// Writes user-program output: always to the UART, and to the log.
+pub fn print_user(text: &str) {
+    let mut c = CONSOLE.lock();
+    let to_uart = c.to_uart;
+    c.to_uart = true;
+    let _ = c.write_str(text);
+    c.to_uart = to_uart;
+}
 
 /// Programs the UART.
 pub fn init() {
@@ -117,6 +138,7 @@ pub fn print_fatal(args: fmt::Arguments<'_>) {
         // again; nothing else can touch the console concurrently on this single CPU.
         unsafe { CONSOLE.force_unlock() };
     }
+    CONSOLE.lock().to_uart = true;
     print(args);
 }
 
@@ -141,4 +163,36 @@ macro_rules! kprint {
 macro_rules! kprintln {
     () => { $crate::console::print(format_args!("\n")) };
     ($($arg:tt)*) => { $crate::console::print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Line status register: data ready.
+const LSR_DATA_READY: u8 = 0x01;
+/// End of transmission: the VMM sends it when the user's input ends (Ctrl-D, closed stdin).
+const EOT: u8 = 0x04;
+
+/// Reads one input line from the UART (up to `max` bytes, the `\n` included); empty at the
+/// end of input. Polls the line status register: the VMM makes that read wait briefly when
+/// no input is queued, so the poll does not spin the host CPU.
+pub fn read_line(max: usize) -> alloc::vec::Vec<u8> {
+    let mut line = alloc::vec::Vec::new();
+    while line.len() < max {
+        // SAFETY: reading the UART's line status and receive registers has no effect on
+        // memory.
+        let byte = unsafe {
+            while Uart::port(5).read() & LSR_DATA_READY == 0 {
+                core::hint::spin_loop();
+            }
+            Uart::port(0).read()
+        };
+        match byte {
+            EOT if line.is_empty() => break,
+            EOT => break,
+            b'\r' | b'\n' => {
+                line.push(b'\n');
+                break;
+            }
+            b => line.push(b),
+        }
+    }
+    line
 }

@@ -15,7 +15,8 @@ use kmodlab_abi::ports::{DOORBELL, DOORBELL_MESSAGE};
 use x86_64::instructions::port::Port;
 
 use crate::arch::cpu;
-use crate::selftest;
+use crate::user::{Input, Session};
+use crate::{module, selftest};
 
 /// Exit status of a run that ended because the channel failed.
 const EXIT_CHANNEL_ERROR: u32 = 0xdead_0003;
@@ -88,6 +89,65 @@ fn execute(cmd: Command) -> Reply {
             }
             Reply::Done
         }
+        Command::Shell { script } => shell(script),
+        Command::InitModule { name, params } => {
+            match module::insmod_from_archive(&name, &params, module::Caller::KERNEL) {
+                Ok(record) => Reply::Module(record),
+                Err(e) => module_error(e),
+            }
+        }
+        Command::DeleteModule { name } => {
+            match module::delete_module(&name, module::Caller::KERNEL) {
+                Ok(()) => Reply::Done,
+                Err(e) => module_error(e),
+            }
+        }
+        Command::ListModules => Reply::Modules(module::list()),
+    }
+}
+
+fn module_error(e: module::ModError) -> Reply {
+    kprintln!("module: {e}");
+    Reply::ModuleError(channel::ModuleError {
+        errno: e.errno() as i32,
+        message: alloc::format!("{e}"),
+    })
+}
+
+/// The shell program in the module archive.
+const SHELL_PATH: &str = "sbin/sh";
+
+/// Runs the shell on `script`'s lines, or interactively on the console.
+fn shell(script: Option<alloc::string::String>) -> Reply {
+    let image = match crate::boot::initramfs()
+        .ok()
+        .and_then(|a| a.find(SHELL_PATH))
+    {
+        Some(f) => f.data,
+        None => return Reply::Error(alloc::format!("{SHELL_PATH} is not in the module archive")),
+    };
+    let mut session = Session::new();
+    let interactive = script.is_none();
+    session.input = match script {
+        Some(s) => Input::Script(s.lines().map(alloc::string::String::from).collect()),
+        None => Input::Console,
+    };
+    // An interactive session can run for hours: its output goes to the console only.
+    session.capture = (!interactive).then(alloc::string::String::new);
+    match crate::user::run_in(image, [u64::from(interactive), 0, 0], &mut session) {
+        Ok(outcome) => match outcome.exit {
+            crate::user::Exit::Status(_) => Reply::Shell(channel::ShellOutput {
+                output: session.capture.unwrap_or_default(),
+                lines: outcome.reports.first().copied().unwrap_or(0) as u32,
+                failed: outcome.reports.get(1).copied().unwrap_or(0) as u32,
+            }),
+            crate::user::Exit::Faulted(f) => Reply::Error(alloc::format!(
+                "the shell faulted: {} at {:#x}",
+                f.vector_name(),
+                f.rip
+            )),
+        },
+        Err(e) => Reply::Error(alloc::format!("{SHELL_PATH}: {e}")),
     }
 }
 

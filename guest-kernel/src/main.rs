@@ -33,8 +33,10 @@ mod arch;
 mod boot;
 mod control;
 mod mm;
+mod module;
 mod panic;
 mod selftest;
+mod syscalls;
 mod user;
 
 use kmodlab_abi::KernelConfig;

@@ -1,9 +1,11 @@
 //! User programs: loading a static ELF executable into the user half, running it, and
 //! serving its system calls.
 
+use alloc::collections::VecDeque;
+use alloc::string::String;
 use alloc::vec::Vec;
 
-use guest_rt::{errno, nr};
+use guest_rt::{cap, errno, nr};
 use kmodlab_abi::channel::FaultReport;
 use kmodlab_abi::layout::PAGE_SIZE;
 use object::elf::{PF_W, PF_X, PT_LOAD};
@@ -138,6 +140,10 @@ impl UserSlice {
         if end > USER_END {
             return Err(errno::EFAULT);
         }
+        if len == 0 {
+            // An empty slice touches no memory, whatever its (possibly dangling) address.
+            return Ok(UserSlice { addr, len: 0 });
+        }
         let mut page = addr & !(PAGE_SIZE - 1);
         while page < end {
             match paging::translate(page) {
@@ -150,6 +156,16 @@ impl UserSlice {
             addr,
             len: len as usize,
         })
+    }
+
+    /// Copies `data` (at most `len` bytes of it) to the user memory; returns bytes copied.
+    /// The slice must have been checked writable.
+    pub fn write_from(&self, data: &[u8]) -> usize {
+        let n = data.len().min(self.len);
+        // SAFETY: `new(.., write = true)` checked that every page of the range is mapped,
+        // user-accessible and writable; the user program is stopped in a system call.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), self.addr as *mut u8, n) };
+        n
     }
 
     /// Copies the user bytes into a kernel buffer.
@@ -181,9 +197,48 @@ pub struct Outcome {
     pub reports: Vec<u64>,
 }
 
+/// Where a program's `read_input` lines come from.
+pub enum Input {
+    /// Nowhere: `read_input` returns end of input.
+    None,
+    /// These lines, then end of input.
+    Script(VecDeque<String>),
+    /// The serial console (interactive), until the user sends end of input (Ctrl-D).
+    Console,
+}
+
+/// The environment a program runs in: its privileges, its input, where its output goes.
+pub struct Session {
+    /// Capability bits (`guest_rt::cap`).
+    pub caps: u64,
+    /// Its input.
+    pub input: Input,
+    /// Everything it writes, if the caller wants it (besides the console).
+    pub capture: Option<String>,
+    /// The kernel's explanation of its last failed module operation.
+    pub last_error: String,
+}
+
+impl Session {
+    /// All capabilities, no input, output to the console only.
+    pub fn new() -> Session {
+        Session {
+            caps: cap::ALL,
+            input: Input::None,
+            capture: None,
+            last_error: String::new(),
+        }
+    }
+}
+
 /// Loads and runs `image` with `args` in `rdi, rsi, rdx` until it exits or faults, then
 /// clears the user half.
 pub fn run(image: &[u8], args: [u64; 3]) -> Result<Outcome, LoadError> {
+    run_in(image, args, &mut Session::new())
+}
+
+/// Like [`run`], in `session`.
+pub fn run_in(image: &[u8], args: [u64; 3], session: &mut Session) -> Result<Outcome, LoadError> {
     let loaded = load(image);
     let program = match loaded {
         Ok(p) => p,
@@ -201,26 +256,20 @@ pub fn run(image: &[u8], args: [u64; 3]) -> Result<Outcome, LoadError> {
                 break Exit::Faulted(ctx.fault.expect("an exception trap records its fault"));
             }
             Ok(Trap::Syscall) => {
-                let (n, a0, a1) = (ctx.rax, ctx.rdi, ctx.rsi);
-
-                let ret = match n {
-                    nr::NULL => 0,
-                    nr::EXIT => break Exit::Status(a0),
+                let a = [ctx.rdi, ctx.rsi, ctx.rdx, ctx.r10];
+                let ret = match ctx.rax {
+                    nr::NULL => Ok(0),
+                    nr::EXIT => break Exit::Status(a[0]),
                     nr::REPORT => {
-                        reports.push(a0);
-                        0
+                        reports.push(a[0]);
+                        Ok(0)
                     }
-                    nr::WRITE => match UserSlice::new(a0, a1, false) {
-                        Ok(s) => {
-                            let bytes = s.read_to_vec();
-                            kprint!("{}", alloc::string::String::from_utf8_lossy(&bytes));
-                            a1
-                        }
-                        Err(e) => e.wrapping_neg(),
-                    },
-                    _ => errno::ENOSYS.wrapping_neg(),
+                    n => crate::syscalls::dispatch(n, a, session),
                 };
-                ctx.set_return(ret);
+                ctx.set_return(match ret {
+                    Ok(v) => v,
+                    Err(errno) => errno.wrapping_neg(),
+                });
             }
         }
     };

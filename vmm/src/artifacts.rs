@@ -9,6 +9,9 @@ use crate::vm::GuestImages;
 pub static KERNEL_MONOLITHIC: &[u8] = include_bytes!(env!("KMODLAB_KERNEL_MONOLITHIC"));
 /// The microkernel kernel ELF.
 pub static KERNEL_MICROKERNEL: &[u8] = include_bytes!(env!("KMODLAB_KERNEL_MICROKERNEL"));
+/// The monolithic kernel built without module unloading (CONFIG_MODULE_UNLOAD off).
+pub static KERNEL_MONOLITHIC_NOUNLOAD: &[u8] =
+    include_bytes!(env!("KMODLAB_KERNEL_MONOLITHIC_NOUNLOAD"));
 /// The module archive: user programs, modules, `modules.dep`.
 pub static INITRAMFS: &[u8] = include_bytes!(env!("KMODLAB_INITRAMFS"));
 
@@ -17,6 +20,14 @@ pub fn kernel(config: KernelConfig) -> &'static [u8] {
     match config {
         KernelConfig::Monolithic => KERNEL_MONOLITHIC,
         KernelConfig::Microkernel => KERNEL_MICROKERNEL,
+    }
+}
+
+/// The embedded images for the monolithic kernel without module unloading.
+pub fn images_without_unload() -> GuestImages<'static> {
+    GuestImages {
+        kernel: KERNEL_MONOLITHIC_NOUNLOAD,
+        initramfs: INITRAMFS,
     }
 }
 

@@ -4,10 +4,12 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kmodlab::KernelConfig;
+use kmodlab::control::Script;
 use kmodlab::devices::serial::Echo;
 use kmodlab::selftest::{self, BootError};
-use kmodlab::vm::{VmConfig, VmError};
+use kmodlab::vm::{GuestImages, RunEnd, VmConfig, VmError};
 use kmodlab_abi::channel::SelfTestParams;
+use kmodlab_abi::channel::{Command as GuestCommand, Reply};
 
 /// kmodlab: a KVM testbed comparing monolithic and microkernel module subsystems.
 #[derive(Debug, Parser)]
@@ -44,20 +46,44 @@ struct VmArgs {
     /// Guest RAM in MiB (64..=3072, even).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(64..=3072))]
     ram_mib: u64,
-    /// Stop the guest and report it hung after this many seconds.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    timeout_secs: u64,
+    /// Stop the guest and report it hung after this many seconds (default: 60; for
+    /// `shell`, a day).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    timeout_secs: Option<u64>,
     /// Show the guest's console output as it arrives (on stderr).
     #[arg(long)]
     console: bool,
+    /// Boot the monolithic kernel built without module unloading (Linux's
+    /// CONFIG_MODULE_UNLOAD off): rmmod answers "not supported".
+    #[arg(long)]
+    no_module_unload: bool,
+    /// Keep the guest kernel's log off the console (it stays readable with `dmesg`): every
+    /// console byte is a VM exit, which would distort the load-step cycle counts.
+    #[arg(long)]
+    quiet: bool,
 }
 
 impl VmArgs {
-    fn vm_config(&self) -> VmConfig {
+    fn vm_config(&self, default_timeout: u64) -> VmConfig {
         VmConfig {
             ram_bytes: self.ram_mib << 20,
-            deadline: Duration::from_secs(self.timeout_secs),
+            deadline: Duration::from_secs(self.timeout_secs.unwrap_or(default_timeout)),
+            cmdline: if self.quiet {
+                "quiet".into()
+            } else {
+                String::new()
+            },
             ..VmConfig::new(self.config.into())
+        }
+    }
+
+    fn images(&self) -> Result<GuestImages<'static>, String> {
+        match (self.no_module_unload, self.config) {
+            (false, c) => Ok(kmodlab::artifacts::images(c.into())),
+            (true, Config::Monolithic) => Ok(kmodlab::artifacts::images_without_unload()),
+            (true, Config::Microkernel) => {
+                Err("--no-module-unload applies to the monolithic configuration only".into())
+            }
         }
     }
 
@@ -86,6 +112,20 @@ enum Command {
         #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u32).range(1..=1001))]
         runs: u32,
     },
+    /// Boot the guest and run shell commands in it (insmod, rmmod, lsmod, modinfo,
+    /// modprobe, dmesg, ls; see `help`), printing the guest console.
+    Run {
+        #[command(flatten)]
+        vm: VmArgs,
+        /// Commands, separated by `;` or newlines, e.g. "insmod hello.ko; lsmod; rmmod hello".
+        #[arg(short = 'c', long = "command", required = true)]
+        command: String,
+    },
+    /// Boot the guest and talk to its shell on this terminal (Ctrl-D or `exit` ends it).
+    Shell {
+        #[command(flatten)]
+        vm: VmArgs,
+    },
     /// Show the .modinfo of modules, like Linux's modinfo.
     Modinfo(kmod_tools::cli::ModinfoArgs),
     /// Compute module dependencies and write modules.dep, like Linux's depmod.
@@ -107,6 +147,8 @@ fn main() -> ExitCode {
             iterations,
             runs,
         } => boot(&vm, json, iterations, runs, t0),
+        Command::Run { vm, command } => shell(&vm, Some(command), t0),
+        Command::Shell { vm } => shell(&vm, None, t0),
         Command::Modinfo(args) => tool(kmod_tools::cli::modinfo(&args)),
         Command::Depmod(args) => tool(kmod_tools::cli::depmod(&args)),
         Command::Objstat(args) => tool(kmod_tools::cli::objstat(&args)),
@@ -126,7 +168,24 @@ fn boot(vm: &VmArgs, json: bool, iterations: u32, runs: u32, t0: Instant) -> Exi
         runs,
         ..SelfTestParams::default()
     };
-    match selftest::boot(vm.config.into(), params, &vm.vm_config(), vm.echo(), t0) {
+    if vm.no_module_unload {
+        eprintln!("kmodlab: note: booting the kernel built without module unloading");
+    }
+    let images = match vm.images() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("kmodlab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match selftest::boot(
+        vm.config.into(),
+        images,
+        params,
+        &vm.vm_config(60),
+        vm.echo(),
+        t0,
+    ) {
         Ok(summary) => {
             if json {
                 match serde_json::to_string_pretty(&summary) {
@@ -158,6 +217,77 @@ fn boot(vm: &VmArgs, json: bool, iterations: u32, runs: u32, t0: Instant) -> Exi
         }
         Err(e) => {
             eprintln!("kmodlab: boot failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `run` (a script) and `shell` (interactive): the guest shell, its console on stdout.
+fn shell(vm: &VmArgs, script: Option<String>, t0: Instant) -> ExitCode {
+    let images = match vm.images() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("kmodlab: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let interactive = script.is_none();
+    let input = interactive.then(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads the terminal for the guest; ends (dropping `tx`, which the guest sees as end
+        // of input) at end of file. It may outlive the run blocked in read(); the process
+        // exits right after the run, which ends it.
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            let mut stdin = std::io::stdin();
+            while let Ok(n) = stdin.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    });
+    let default_timeout = if interactive { 86_400 } else { 60 };
+    let controller = Script::new([GuestCommand::Shell { script }]);
+    let report = match kmodlab::vm::run_with_input(
+        &vm.vm_config(default_timeout),
+        images,
+        controller,
+        Echo::To(Box::new(std::io::stdout())),
+        input,
+        t0,
+    ) {
+        Ok(r) => r,
+        Err(VmError::Preflight(e)) => {
+            eprintln!("kmodlab: KVM is not usable: {e}");
+            return ExitCode::from(EXIT_NO_KVM);
+        }
+        Err(e) => {
+            eprintln!("kmodlab: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if report.end != (RunEnd::Exited { status: 0 }) {
+        eprintln!("kmodlab: {}", report.end.describe());
+        return ExitCode::FAILURE;
+    }
+    match report.controller.replies.first() {
+        Some(Reply::Shell(out)) if out.failed == 0 => ExitCode::SUCCESS,
+        Some(Reply::Shell(out)) => {
+            eprintln!(
+                "kmodlab: {} of {} shell commands failed",
+                out.failed, out.lines
+            );
+            ExitCode::FAILURE
+        }
+        Some(other) => {
+            eprintln!("kmodlab: the guest could not run the shell: {other:?}");
+            ExitCode::FAILURE
+        }
+        None => {
+            eprintln!("kmodlab: the guest did not answer");
             ExitCode::FAILURE
         }
     }

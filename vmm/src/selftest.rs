@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::control::Script;
 use crate::devices::serial::Echo;
 use crate::host::HostInfo;
-use crate::vm::{self, BootTimings, RunEnd, VmConfig, VmError};
+use crate::vm::{self, BootTimings, GuestImages, RunEnd, VmConfig, VmError};
 
 /// Supervisor loops costing more than this many times the user loop mean supervisor code is
 /// not running natively (on kvm_pvm: the VIF page was not honoured).
@@ -118,19 +118,14 @@ pub fn median(v: &[u64]) -> f64 {
 /// Boots `config`, runs the self-test with `params` and summarises it.
 pub fn boot(
     config: KernelConfig,
+    images: GuestImages<'_>,
     params: SelfTestParams,
     vm_config: &VmConfig,
     echo: Echo,
     t0: Instant,
 ) -> Result<BootSummary, BootError> {
     let script = Script::new([Command::SelfTest(params)]);
-    let report = vm::run(
-        vm_config,
-        crate::artifacts::images(config),
-        script,
-        echo,
-        t0,
-    )?;
+    let report = vm::run(vm_config, images, script, echo, t0)?;
     if report.end != (RunEnd::Exited { status: 0 }) || report.controller.replies.len() != 1 {
         return Err(BootError::Guest {
             end: report.end.describe(),

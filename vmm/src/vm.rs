@@ -481,10 +481,26 @@ pub fn run<C: Controller>(
     echo: Echo,
     t0: Instant,
 ) -> Result<RunReport<C>, VmError> {
+    run_with_input(cfg, images, controller, echo, None, t0)
+}
+
+/// Like [`run`], with the serial console's input fed from `input` (chunks of bytes; when
+/// the sender is dropped, the guest reads end of input).
+pub fn run_with_input<C: Controller>(
+    cfg: &VmConfig,
+    images: GuestImages<'_>,
+    controller: C,
+    echo: Echo,
+    input: Option<mpsc::Receiver<Vec<u8>>>,
+    t0: Instant,
+) -> Result<RunReport<C>, VmError> {
     install_kick_handler()?;
     let mut timings = BootTimings::default();
     let machine = build_machine(cfg, images, t0, &mut timings)?;
-    let console = Console::new(echo);
+    let mut console = Console::new(echo);
+    if let Some(rx) = input {
+        console.attach_input(rx);
+    }
     let console_log = console.log();
     let stop = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = mpsc::channel::<()>();

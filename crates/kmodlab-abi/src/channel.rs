@@ -223,6 +223,128 @@ pub enum Command {
         /// How many lines.
         lines: u32,
     },
+    /// Run the guest shell (a user program): on `script`'s lines, or interactively on the
+    /// serial console when `script` is `None`; replies [`Reply::Shell`].
+    Shell {
+        /// Shell lines separated by newlines or `;`.
+        script: Option<String>,
+    },
+    /// Load module `lib/modules/NAME.ko` from the module archive with `params`
+    /// (`key=value …`), through the same `init_module` path as `insmod`; replies
+    /// [`Reply::Module`] or [`Reply::ModuleError`].
+    InitModule {
+        /// Module name.
+        name: String,
+        /// Parameters, `key=value` separated by spaces.
+        params: String,
+    },
+    /// Unload module `name` (`delete_module`); replies [`Reply::Done`] or
+    /// [`Reply::ModuleError`].
+    DeleteModule {
+        /// Module name.
+        name: String,
+    },
+    /// Describe every loaded module; replies [`Reply::Modules`].
+    ListModules,
+}
+
+/// A module's lifecycle state, as the seed article names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModuleState {
+    /// Being loaded (MODULE_STATE_COMING).
+    Coming,
+    /// Loaded and initialised (MODULE_STATE_LIVE).
+    Live,
+    /// Being unloaded (MODULE_STATE_GOING).
+    Going,
+}
+
+impl ModuleState {
+    /// Linux's spelling (`/proc/modules`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ModuleState::Coming => "Loading",
+            ModuleState::Live => "Live",
+            ModuleState::Going => "Unloading",
+        }
+    }
+}
+
+/// TSC cycles of each step of the last load of a module, in the order they ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LoadCycles {
+    /// Copying the image into a kernel buffer.
+    pub copy: u64,
+    /// Validating the ELF file.
+    pub validate: u64,
+    /// Parsing and checking parameters.
+    pub params: u64,
+    /// Laying out the core and init regions.
+    pub layout: u64,
+    /// Allocating and mapping the regions, copying the sections.
+    pub allocate: u64,
+    /// Resolving undefined symbols.
+    pub resolve: u64,
+    /// Applying relocations (and writing parameters).
+    pub relocate: u64,
+    /// Setting final page permissions and serialising instruction fetch.
+    pub protect: u64,
+    /// Running `init_module`.
+    pub init: u64,
+    /// The whole `init_module` call.
+    pub total: u64,
+}
+
+/// What the kernel knows about one loaded module: its accounting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleRecord {
+    /// Module name.
+    pub name: String,
+    /// Lifecycle state.
+    pub state: ModuleState,
+    /// References held by other modules (one per user).
+    pub refcount: u32,
+    /// Modules using this one (`modules_which_use_me`).
+    pub used_by: Vec<String>,
+    /// Modules this one uses.
+    pub uses: Vec<String>,
+    /// Base address of the core region.
+    pub core_base: u64,
+    /// Bytes of the core region (text, rodata, data, bss, GOT).
+    pub core_bytes: u64,
+    /// Bytes of the init region.
+    pub init_bytes: u64,
+    /// Whether the init region has been freed (after a successful init).
+    pub init_freed: bool,
+    /// Kernel heap bytes of bookkeeping (symbols, exports, modinfo, parameters).
+    pub metadata_bytes: u64,
+    /// Pages mapped for the module now.
+    pub pages: u64,
+    /// Relocations applied when it was loaded.
+    pub relocations: u64,
+    /// Cycles of each load step.
+    pub load_cycles: LoadCycles,
+}
+
+/// Why a module operation failed: the errno a system call would return, and the kernel's
+/// explanation (what Linux prints to the kernel log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleError {
+    /// Positive errno value.
+    pub errno: i32,
+    /// What went wrong, naming the module and the culprit.
+    pub message: String,
+}
+
+/// What the shell printed and how its lines went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShellOutput {
+    /// Everything the shell wrote.
+    pub output: String,
+    /// Lines run.
+    pub lines: u32,
+    /// Lines that failed.
+    pub failed: u32,
 }
 
 /// Line `i` of the serial test pattern: printable, position-dependent, so that a lost,
@@ -354,6 +476,14 @@ pub enum Reply {
     UserFaultContained(FaultReport),
     /// The command completed and has nothing to report.
     Done,
+    /// Result of [`Command::Shell`].
+    Shell(ShellOutput),
+    /// A module was loaded ([`Command::InitModule`]).
+    Module(ModuleRecord),
+    /// Result of [`Command::ListModules`].
+    Modules(Vec<ModuleRecord>),
+    /// A module operation failed.
+    ModuleError(ModuleError),
     /// The command failed; the text says why.
     Error(String),
 }

@@ -21,6 +21,8 @@ pub mod boot_info;
 pub mod channel;
 pub mod initramfs;
 pub mod layout;
+pub mod modinfo;
+pub mod modules_dep;
 pub mod ports;
 
 use serde::{Deserialize, Serialize};

@@ -18,11 +18,15 @@ pub struct KernelVariant {
 pub const KERNEL_VARIANTS: &[KernelVariant] = &[
     KernelVariant {
         name: "monolithic",
-        features: "monolithic",
+        features: "monolithic,module-unload",
     },
     KernelVariant {
         name: "microkernel",
         features: "microkernel",
+    },
+    KernelVariant {
+        name: "monolithic-nounload",
+        features: "monolithic",
     },
 ];
 
@@ -71,6 +75,9 @@ pub fn build_kernels(dirs: &BuildDirs) -> Result<Vec<BuiltKernel>> {
     Ok(built)
 }
 
+/// The user programs, placed in the archive as `sbin/NAME`.
+pub const USER_PROGRAMS: &[&str] = &["init", "sh"];
+
 /// Builds the guest user programs (`guest-kernel/user`).
 pub fn build_user_programs(dirs: &BuildDirs) -> Result<Vec<BuiltProgram>> {
     let workdir = dirs.repo_root.join("guest-kernel");
@@ -83,11 +90,16 @@ pub fn build_user_programs(dirs: &BuildDirs) -> Result<Vec<BuiltProgram>> {
             .arg("--target-dir")
             .arg(&target_dir),
     )?;
-    let from = target_dir.join(GUEST_TARGET).join("release/init");
-    let path = dirs.out_dir.join("init.elf");
-    copy_artifact(&from, &path)?;
-    Ok(vec![BuiltProgram {
-        name: "init".into(),
-        path,
-    }])
+    USER_PROGRAMS
+        .iter()
+        .map(|name| {
+            let from = target_dir.join(GUEST_TARGET).join("release").join(name);
+            let path = dirs.out_dir.join(format!("{name}.elf"));
+            copy_artifact(&from, &path)?;
+            Ok(BuiltProgram {
+                name: (*name).into(),
+                path,
+            })
+        })
+        .collect()
 }

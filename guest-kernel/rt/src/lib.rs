@@ -53,16 +53,78 @@ pub mod nr {
     pub const REPORT: u64 = 2;
     /// Writes `rsi` bytes at user address `rdi` to the console.
     pub const WRITE: u64 = 3;
+    /// `init_module(image, image_len, params, params_len)`: loads a module from the image
+    /// (copied into the kernel) with parameters `key=value …`. Needs
+    /// [`super::cap::SYS_MODULE`].
+    pub const INIT_MODULE: u64 = 10;
+    /// `delete_module(name, name_len, flags)`: unloads a module. Needs
+    /// [`super::cap::SYS_MODULE`]; `-ENOSYS` in a kernel without module unloading.
+    pub const DELETE_MODULE: u64 = 11;
+    /// `read_file(path, path_len, buf, cap)`: copies a file of the module archive; returns
+    /// its size (copying nothing when `cap` is too small).
+    pub const READ_FILE: u64 = 12;
+    /// `read_proc(name, name_len, buf, cap)`: copies a kernel-generated text (`modules`,
+    /// `modules-verbose`, `kmsg`, `files`); returns its size like `read_file`.
+    pub const READ_PROC: u64 = 13;
+    /// `read_input(buf, cap)`: reads the next input line (script or console); 0 at the end.
+    pub const READ_INPUT: u64 = 14;
+    /// `cap_drop(mask)`: gives up capabilities for good.
+    pub const CAP_DROP: u64 = 15;
+    /// `last_error(buf, cap)`: the kernel's explanation of this program's last failed module
+    /// operation; returns its size like `read_file`.
+    pub const LAST_ERROR: u64 = 16;
 }
 
-/// Error codes returned (negated) by system calls.
+/// Capabilities of a user program (a bit mask).
+pub mod cap {
+    /// May load and unload modules (Linux's CAP_SYS_MODULE).
+    pub const SYS_MODULE: u64 = 1 << 0;
+    /// Every capability.
+    pub const ALL: u64 = SYS_MODULE;
+}
+
+/// Error codes returned (negated) by system calls: Linux's numbers and meanings.
 pub mod errno {
-    /// No such system call.
-    pub const ENOSYS: u64 = 38;
+    /// Operation not permitted (a capability is missing).
+    pub const EPERM: u64 = 1;
+    /// No such file, module or symbol.
+    pub const ENOENT: u64 = 2;
+    /// Not a valid module (exec format error).
+    pub const ENOEXEC: u64 = 8;
+    /// Out of memory.
+    pub const ENOMEM: u64 = 12;
     /// A pointer argument does not lie in mapped user memory.
     pub const EFAULT: u64 = 14;
-    /// An argument is out of range.
+    /// In use, or busy loading or unloading.
+    pub const EBUSY: u64 = 16;
+    /// Already exists (module already loaded).
+    pub const EEXIST: u64 = 17;
+    /// An argument is invalid.
     pub const EINVAL: u64 = 22;
+    /// Result out of range.
+    pub const ERANGE: u64 = 34;
+    /// Not implemented (e.g. module unloading compiled out).
+    pub const ENOSYS: u64 = 38;
+    /// Message too long.
+    pub const EMSGSIZE: u64 = 90;
+
+    /// Linux's text for an errno (what `strerror` says).
+    pub fn describe(errno: u64) -> &'static str {
+        match errno {
+            EPERM => "Operation not permitted",
+            ENOENT => "No such file or directory",
+            ENOEXEC => "Invalid module format",
+            ENOMEM => "Cannot allocate memory",
+            EFAULT => "Bad address",
+            EBUSY => "Device or resource busy",
+            EEXIST => "File exists",
+            EINVAL => "Invalid argument",
+            ERANGE => "Numerical result out of range",
+            ENOSYS => "Function not implemented",
+            EMSGSIZE => "Message too long",
+            _ => "Unknown error",
+        }
+    }
 }
 
 /// Modes the kernel starts the `init` program in (`rdi` at entry).

@@ -32,10 +32,8 @@ use super::frame;
 /// triple-faults on it in native mode).
 pub const PHYS_MAP_BASE: u64 = 0xffff_c000_0000_0000;
 /// Start of the module area: within ±2 GiB of the kernel, as `-mcmodel=kernel` code needs.
-#[allow(dead_code)] // used by the module subsystem
 pub const MODULE_AREA_START: u64 = 0xffff_ffff_c000_0000;
 /// End of the module area.
-#[allow(dead_code)] // used by the module subsystem
 pub const MODULE_AREA_END: u64 = 0xffff_ffff_e000_0000;
 /// Start of the kernel stack area.
 const STACK_AREA_START: u64 = 0xffff_ffff_e000_0000;
@@ -303,3 +301,119 @@ fn free_table(phys: u64, level: u8) {
     }
     frame::free_contiguous(phys, 1);
 }
+
+/// Final permissions of a module page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelPerm {
+    /// Read-only data.
+    ReadOnly,
+    /// Read-write data.
+    ReadWrite,
+    /// Code.
+    Execute,
+}
+
+fn kernel_perm_flags(perm: KernelPerm) -> F {
+    kernel(match perm {
+        KernelPerm::ReadOnly => F::PRESENT | F::NO_EXECUTE,
+        KernelPerm::ReadWrite => F::PRESENT | F::WRITABLE | F::NO_EXECUTE,
+        KernelPerm::Execute => F::PRESENT,
+    })
+}
+
+/// Maps `pages` fresh zeroed frames read-write (not executable) at `virt`, a free range of
+/// the module area. On failure nothing stays mapped or allocated.
+pub fn map_module_pages(virt: u64, pages: u64) -> Result<(), OutOfMemory> {
+    debug_assert!(virt >= MODULE_AREA_START && virt + pages * PAGE_SIZE <= MODULE_AREA_END);
+    for i in 0..pages {
+        let Some(phys) = frame::alloc() else {
+            unmap_module_pages(virt, i);
+            return Err(OutOfMemory);
+        };
+        with_mapper(|m| {
+            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt + i * PAGE_SIZE));
+            let frame = PhysFrame::containing_address(PhysAddr::new(phys));
+            let flags = kernel_perm_flags(KernelPerm::ReadWrite);
+            let parent = kernel(F::PRESENT | F::WRITABLE);
+            // SAFETY: the frame is fresh and the module-area address is reserved for this
+            // region alone. No TLB flush: the address was not mapped before (the area
+            // allocator hands out only unmapped ranges), and x86 does not cache non-present
+            // translations.
+            match unsafe { m.map_to_with_table_flags(page, frame, flags, parent, &mut Frames) } {
+                Ok(flush) => flush.ignore(),
+                Err(e) => panic!("cannot map module page {:#x}: {e:?}", page.start_address()),
+            }
+        });
+    }
+    // Zeroed through the new mapping rather than the direct map: on kvm_pvm every first
+    // touch of a page through an address costs a shadow-MMU fault, so touching each frame
+    // once instead of twice halves that cost.
+    // SAFETY: the range was just mapped writable and belongs to the caller's region alone.
+    unsafe { core::ptr::write_bytes(virt as *mut u8, 0, (pages * PAGE_SIZE) as usize) };
+    Ok(())
+}
+
+/// Above this many pages, one full TLB flush is cheaper than one `invlpg` per page (Linux's
+/// `tlb_single_page_flush_ceiling`).
+const FLUSH_CEILING: u64 = 33;
+
+/// Flushes the TLB entries of `pages` pages at `virt`: page by page, or all at once above
+/// [`FLUSH_CEILING`], as Linux's `flush_tlb_kernel_range` does.
+pub fn flush_range(virt: u64, pages: u64) {
+    if pages > FLUSH_CEILING {
+        x86_64::instructions::tlb::flush_all();
+    } else {
+        for i in 0..pages {
+            x86_64::instructions::tlb::flush(VirtAddr::new(virt + i * PAGE_SIZE));
+        }
+    }
+}
+
+/// Sets the permissions of `pages` mapped module pages at `virt`. The caller flushes the
+/// TLB afterwards ([`flush_range`]), once for the whole module.
+pub fn protect_module_pages(virt: u64, pages: u64, perm: KernelPerm) {
+    let flags = kernel_perm_flags(perm);
+    with_mapper(|m| {
+        for i in 0..pages {
+            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt + i * PAGE_SIZE));
+            // SAFETY: the page is a module page mapped by map_module_pages; changing its
+            // permissions only affects the module being loaded, which nothing runs yet.
+            match unsafe { m.update_flags(page, flags) } {
+                Ok(flush) => flush.ignore(),
+                Err(e) => panic!(
+                    "module page {:#x} is not mapped: {e:?}",
+                    page.start_address()
+                ),
+            }
+        }
+    });
+}
+
+/// Unmaps `pages` module pages at `virt` and frees their frames (the TLB is flushed before
+/// any frame can be reused).
+pub fn unmap_module_pages(virt: u64, pages: u64) {
+    let mut frames = alloc::vec::Vec::with_capacity(pages as usize);
+    with_mapper(|m| {
+        for i in 0..pages {
+            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt + i * PAGE_SIZE));
+            match m.unmap(page) {
+                Ok((frame, flush)) => {
+                    flush.ignore();
+                    frames.push(frame.start_address().as_u64());
+                }
+                Err(e) => panic!(
+                    "module page {:#x} is not mapped: {e:?}",
+                    page.start_address()
+                ),
+            }
+        }
+    });
+    flush_range(virt, pages);
+    for f in frames {
+        frame::free_contiguous(f, 1);
+    }
+}
+
+/// No frame was left for a mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfMemory;

@@ -1,13 +1,26 @@
 //! The serial console: a 16550 UART at COM1 (emulated by `vm-superio`) whose output goes to
 //! the user's terminal or a log, and is kept for crash reports.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use vm_superio::{Serial, Trigger};
 
 /// How many bytes of console output a run keeps (the oldest are dropped).
 pub const KEPT_BYTES: usize = 1 << 20;
+
+/// End of transmission: queued for the guest when the user's input ends.
+pub const EOT: u8 = 0x04;
+
+/// The UART's receive FIFO size (vm-superio's).
+const FIFO_SIZE: usize = 64;
+
+/// How long a line-status read waits for input when none is queued: long enough that a
+/// guest polling for input does not spin the host CPU, short enough to feel immediate.
+const INPUT_WAIT: Duration = Duration::from_millis(20);
 
 /// The guest has no interrupt controller: the UART's interrupt line goes nowhere.
 #[derive(Debug, Default)]
@@ -92,6 +105,12 @@ impl Write for ConsoleSink {
 pub struct Console {
     uart: Serial<NoInterrupt, vm_superio::serial::NoEvents, ConsoleSink>,
     log: Arc<Mutex<ConsoleLog>>,
+    /// Where input comes from (the user's terminal), if anywhere.
+    input: Option<Receiver<Vec<u8>>>,
+    /// Input received but not yet in the UART's FIFO.
+    pending: VecDeque<u8>,
+    /// The input source has ended (EOT queued).
+    input_closed: bool,
 }
 
 impl Console {
@@ -105,6 +124,50 @@ impl Console {
         Console {
             uart: Serial::new(NoInterrupt, sink),
             log,
+            input: None,
+            pending: VecDeque::new(),
+            input_closed: false,
+        }
+    }
+
+    /// Feeds the guest's input from `rx` (chunks of bytes; dropping the sender ends input).
+    pub fn attach_input(&mut self, rx: Receiver<Vec<u8>>) {
+        self.input = Some(rx);
+    }
+
+    /// Moves input into the UART's FIFO. When `wait` and nothing at all is queued, waits up
+    /// to [`INPUT_WAIT`] for input first.
+    fn pump_input(&mut self, wait: bool) {
+        if let Some(rx) = &self.input {
+            loop {
+                match rx.try_recv() {
+                    Ok(chunk) => self.pending.extend(chunk),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        if !self.input_closed {
+                            self.pending.push_back(EOT);
+                            self.input_closed = true;
+                        }
+                        break;
+                    }
+                }
+            }
+            let idle = self.pending.is_empty() && self.uart.fifo_capacity() == FIFO_SIZE;
+            if wait && idle && !self.input_closed {
+                match rx.recv_timeout(INPUT_WAIT) {
+                    Ok(chunk) => self.pending.extend(chunk),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => {
+                        self.pending.push_back(EOT);
+                        self.input_closed = true;
+                    }
+                }
+            }
+        }
+        let n = self.uart.fifo_capacity().min(self.pending.len());
+        if n > 0 {
+            let chunk: Vec<u8> = self.pending.drain(..n).collect();
+            let _ = self.uart.enqueue_raw_bytes(&chunk);
         }
     }
 
@@ -119,8 +182,13 @@ impl Console {
         let _ = self.uart.write(offset, value);
     }
 
-    /// The guest reads register `offset` (0–7).
+    /// The guest reads register `offset` (0–7). A line-status read is how a guest polls
+    /// for input, so it first moves pending input into the FIFO (waiting briefly if there
+    /// is none).
     pub fn read(&mut self, offset: u8) -> u8 {
+        if offset == 5 {
+            self.pump_input(true);
+        }
         self.uart.read(offset)
     }
 
@@ -153,6 +221,24 @@ mod tests {
     fn line_status_says_transmitter_empty() {
         let mut c = Console::new(Echo::Quiet);
         assert_eq!(c.read(5) & 0x60, 0x60);
+    }
+
+    #[test]
+    fn attached_input_reaches_the_guest_and_ends_with_eot() {
+        let mut c = Console::new(Echo::Quiet);
+        let (tx, rx) = std::sync::mpsc::channel();
+        c.attach_input(rx);
+        tx.send(b"ls\n".to_vec()).unwrap();
+        drop(tx);
+        let mut got = Vec::new();
+        while c.read(5) & 1 == 1 {
+            got.push(c.read(0));
+        }
+        assert_eq!(got, b"ls\n\x04");
+        // Ended input does not wait.
+        let t = std::time::Instant::now();
+        assert_eq!(c.read(5) & 1, 0);
+        assert!(t.elapsed() < INPUT_WAIT);
     }
 
     #[test]

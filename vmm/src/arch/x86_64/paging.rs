@@ -121,5 +121,4 @@ mod tests {
         assert_eq!(read_u64(&mem, BOOT_PD_GPA + 8), 0x20_0087);
         assert_eq!(read_u64(&mem, BOOT_PML4_GPA), 0);
     }
-
 }

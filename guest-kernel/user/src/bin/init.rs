@@ -4,51 +4,21 @@
 #![no_std]
 #![no_main]
 
-use core::arch::{asm, global_asm};
+extern crate alloc;
+
+use core::arch::asm;
 
 use guest_rt::{fault, mode, nr, timed_loop};
 
-global_asm!(
-    r#"
-    .section .text._start, "ax"
-    .global _start
-_start:
-    and rsp, -16
-    xor ebp, ebp
-    call {main}
-    ud2
-    "#,
-    main = sym main,
-);
+use kmodlab_user::{exit, report, syscall4, write};
 
-/// A system call with up to two arguments.
 fn syscall2(n: u64, a0: u64, a1: u64) -> u64 {
-    let ret;
-    // SAFETY: `syscall` enters the kernel, which clobbers only rcx and r11 (and returns the
-    // result in rax); the arguments are plain values the kernel checks itself.
-    unsafe {
-        asm!("syscall", inlateout("rax") n => ret, in("rdi") a0, in("rsi") a1,
-             out("rcx") _, out("r11") _, options(nostack));
-    }
-    ret
+    syscall4(n, a0, a1, 0, 0)
 }
 
-fn report(value: u64) {
-    syscall2(nr::REPORT, value, 0);
-}
-
-fn exit(status: u64) -> ! {
-    syscall2(nr::EXIT, status, 0);
-    // The kernel never returns from exit; if it did, fault so that it notices.
-    // SAFETY: ud2 only raises #UD.
-    unsafe { asm!("ud2", options(noreturn)) }
-}
-
-fn write(bytes: &[u8]) -> u64 {
-    syscall2(nr::WRITE, bytes.as_ptr() as u64, bytes.len() as u64)
-}
-
-extern "C" fn main(which: u64, a: u64, b: u64) -> ! {
+/// Runs the measurement or misdeed `which` asks for; see `guest_rt::mode`.
+#[unsafe(no_mangle)]
+pub extern "C" fn user_main(which: u64, a: u64, b: u64) -> u64 {
     match which {
         mode::LOOP => {
             for _ in 0..b {
@@ -71,10 +41,10 @@ extern "C" fn main(which: u64, a: u64, b: u64) -> ! {
         }
         _ => {
             write(b"init: unknown mode\n");
-            exit(2)
+            return 2;
         }
     }
-    exit(0)
+    0
 }
 
 fn cause_fault(which: u64) -> ! {
@@ -121,10 +91,4 @@ fn recurse(depth: u64) -> u64 {
     pad[depth as usize % 4096] = depth as u8;
     core::hint::black_box(&mut pad);
     recurse(depth + 1) + u64::from(pad[0])
-}
-
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    write(b"init: panic\n");
-    exit(101)
 }

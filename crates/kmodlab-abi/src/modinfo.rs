@@ -1,0 +1,146 @@
+//! Printing a module's `.modinfo` the way Linux's `modinfo` does. Shared by the host tool
+//! (`kmodlab modinfo`) and the guest shell's `modinfo`, so the two print the same bytes.
+
+use alloc::borrow::ToOwned;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+/// One module parameter, from its `parm=` and `parmtype=` lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    /// Name.
+    pub name: String,
+    /// Description (`parm=NAME:DESC`).
+    pub description: Option<String>,
+    /// Type (`parmtype=NAME:TYPE`).
+    pub ty: Option<String>,
+}
+
+impl Param {
+    /// `NAME:DESC (TYPE)`, as modinfo prints a `parm:` line.
+    pub fn display(&self) -> String {
+        match (&self.description, &self.ty) {
+            (None, ty) => alloc::format!("{}:{}", self.name, ty.as_deref().unwrap_or("")),
+            (Some(d), Some(t)) => alloc::format!("{}:{d} ({t})", self.name),
+            (Some(d), None) => alloc::format!("{}:{d}", self.name),
+        }
+    }
+}
+
+/// The parameters described by `modinfo`'s key/value pairs, in the order modinfo prints
+/// them (the reverse of their first appearance, as kmod does).
+pub fn params<'a>(modinfo: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<Param> {
+    let mut list: Vec<Param> = Vec::new();
+    for (key, value) in modinfo {
+        let is_parm = key == "parm";
+        if !is_parm && key != "parmtype" {
+            continue;
+        }
+        let Some((name, rest)) = value.split_once(':') else {
+            continue;
+        };
+        let index = match list.iter().position(|p| p.name == name) {
+            Some(i) => i,
+            None => {
+                list.push(Param {
+                    name: name.to_owned(),
+                    description: None,
+                    ty: None,
+                });
+                list.len() - 1
+            }
+        };
+        if is_parm {
+            list[index].description = Some(rest.to_owned());
+        } else {
+            list[index].ty = Some(rest.to_owned());
+        }
+    }
+    list.reverse();
+    list
+}
+
+fn label(key: &str) -> String {
+    let pad = 15usize.abs_diff(key.len());
+    alloc::format!("{key}:{}", " ".repeat(pad))
+}
+
+/// What modinfo prints for a module file called `filename` whose `.modinfo` is `modinfo`:
+/// every field (`field` = `None`) or just one, each followed by `separator` (`\n`, or `\0`
+/// for `-0`).
+pub fn render<'a>(
+    modinfo: &[(&'a str, &'a str)],
+    filename: &str,
+    field: Option<&str>,
+    separator: char,
+) -> String {
+    let mut out = String::new();
+    match field {
+        Some("filename") => {
+            let _ = write!(out, "{filename}{separator}");
+        }
+        Some("parm") => {
+            for p in params(modinfo.iter().copied()) {
+                let _ = write!(out, "{}{separator}", p.display());
+            }
+        }
+        Some(field) => {
+            for (key, value) in modinfo {
+                if *key == field {
+                    let _ = write!(out, "{value}{separator}");
+                }
+            }
+        }
+        None => {
+            let _ = write!(out, "{:<16}{filename}{separator}", "filename:");
+            for (key, value) in modinfo {
+                if *key == "parm" || *key == "parmtype" {
+                    continue;
+                }
+                if separator == '\0' {
+                    let _ = write!(out, "{key}={value}{separator}");
+                } else {
+                    let _ = write!(out, "{}{value}{separator}", label(key));
+                }
+            }
+            for p in params(modinfo.iter().copied()) {
+                let _ = write!(out, "{:<16}{}{separator}", "parm:", p.display());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INFO: &[(&str, &str)] = &[
+        ("license", "GPL"),
+        ("parm", "count:how many"),
+        ("parmtype", "count:int"),
+        ("parmtype", "verbose:bool"),
+        ("name", "params"),
+    ];
+
+    #[test]
+    fn renders_like_linux_modinfo() {
+        let out = render(INFO, "/lib/modules/params.ko", None, '\n');
+        assert_eq!(
+            out,
+            "filename:       /lib/modules/params.ko\nlicense:        GPL\nname:           params\n\
+             parm:           verbose:bool\nparm:           count:how many (int)\n"
+        );
+    }
+
+    #[test]
+    fn renders_single_fields() {
+        assert_eq!(render(INFO, "f", Some("license"), '\n'), "GPL\n");
+        assert_eq!(render(INFO, "f", Some("filename"), '\0'), "f\0");
+        assert_eq!(
+            render(INFO, "f", Some("parm"), '\n'),
+            "verbose:bool\ncount:how many (int)\n"
+        );
+    }
+}

@@ -1,0 +1,449 @@
+//! `init_module` → `load_module`, step by step as the seed article lays it out, each step
+//! timed with the TSC (the benchmark reads these cycles), and `request_module` (kmod's
+//! auto-load).
+//!
+//! Once a module is announced COMING, every failure goes through [`discard`], which undoes
+//! all steps that ran: the registry holds everything the load has allocated, so the undo
+//! cannot miss a piece.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use guest_rt::rdtsc_ordered;
+use kmod_loader::{Layout, Loaded, Permission, RegionMemory, Regions};
+use kmodlab_abi::channel::{LoadCycles, ModuleRecord, ModuleState};
+use kmodlab_abi::layout::PAGE_SIZE;
+use kmodlab_abi::modules_dep::{ModulesDep, module_name};
+
+use super::notify::{self, Event};
+use super::{
+    Caller, KERNEL, ModError, Module, ModuleId, NEXT_ID, Region, area, as_module, params, provider,
+    with_registry,
+};
+use crate::mm::paging::{self, KernelPerm};
+use crate::user::UserSlice;
+
+/// Where a module image comes from.
+pub enum Image<'a> {
+    /// A user program's buffer (`init_module` system call).
+    #[cfg_attr(not(feature = "monolithic"), allow(dead_code))]
+    User(&'a UserSlice),
+    /// Kernel memory: the module archive (control channel, `request_module`).
+    Kernel(&'a [u8]),
+}
+
+/// Loads a module: Linux's `sys_init_module`. On success the module is LIVE and its init
+/// region freed; on any failure nothing of it remains.
+pub fn init_module(
+    image: Image<'_>,
+    params: &str,
+    caller: Caller,
+) -> Result<ModuleRecord, ModError> {
+    if !caller.may_manage_modules {
+        return Err(ModError::Permission);
+    }
+    let mut cycles = LoadCycles::default();
+    let start = rdtsc_ordered();
+    // Copy into a temporary kernel buffer: the kernel must not read the caller's memory
+    // twice (it could change between checks and use).
+    let buf: Vec<u8> = match image {
+        Image::User(slice) => slice.read_to_vec(),
+        Image::Kernel(bytes) => bytes.to_vec(),
+    };
+    let mut t = rdtsc_ordered();
+    cycles.copy = t - start;
+    let mut lap = |slot: &mut u64| {
+        let now = rdtsc_ordered();
+        *slot = now - t;
+        t = now;
+    };
+
+    let module = kmod_loader::validate(&buf).map_err(ModError::Invalid)?;
+    let name = module.name().to_string();
+    if name.is_empty() {
+        return Err(ModError::NoName);
+    }
+    lap(&mut cycles.validate);
+    let values = params::parse(&name, module.modinfo(), params)?;
+    lap(&mut cycles.params);
+    let layout = kmod_loader::layout(&module).map_err(ModError::Invalid)?;
+    lap(&mut cycles.layout);
+
+    let id = announce(&name)?;
+    // The COMING notification (its log line costs VM exits) belongs to no step.
+    t = rdtsc_ordered();
+    match load_coming(id, &name, &module, &layout, &values, &mut cycles, &mut t) {
+        Ok(()) => {}
+        Err(e) => {
+            discard(id);
+            return Err(e);
+        }
+    }
+    cycles.total = rdtsc_ordered() - start;
+    let record = with_registry(|r| {
+        let m = r.get_mut(id).expect("a live module is registered");
+        m.cycles = cycles;
+        let m = r.get(id).expect("a live module is registered");
+        r.record(m)
+    });
+    Ok(record)
+}
+
+/// Registers `name` as COMING, unless a module of that name exists.
+fn announce(name: &str) -> Result<ModuleId, ModError> {
+    let id = with_registry(|r| match r.find(name) {
+        Some(m) if m.state == ModuleState::Live => Err(ModError::AlreadyLoaded(name.into())),
+        Some(m) => Err(ModError::Busy {
+            name: name.into(),
+            state: m.state,
+        }),
+        None => {
+            let id = NEXT_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            r.modules.push(Module {
+                id,
+                name: name.into(),
+                state: ModuleState::Coming,
+                core: None,
+                init: None,
+                init_bytes: 0,
+                core_bytes: 0,
+                exports: Vec::new(),
+                modinfo: Vec::new(),
+                exit: None,
+                uses: Vec::new(),
+                used_by: Vec::new(),
+                refcount: 0,
+                param_strings: Vec::new(),
+                relocations: 0,
+                cycles: LoadCycles::default(),
+            });
+            Ok(id)
+        }
+    })?;
+    notify::notify(&Event {
+        id,
+        name,
+        state: ModuleState::Coming,
+    });
+    Ok(id)
+}
+
+/// Reserves and maps a region of `size` bytes (read-write until protected).
+fn map_region(size: u64) -> Option<Region> {
+    let pages = size.div_ceil(PAGE_SIZE);
+    let base = area::reserve(pages)?;
+    if paging::map_module_pages(base, pages).is_err() {
+        area::release(base, pages);
+        return None;
+    }
+    Some(Region { base, pages })
+}
+
+/// The bytes of a mapped region.
+///
+/// # Safety
+/// `region` must be mapped writable and used by nothing else for the life of the slice.
+unsafe fn region_bytes<'a>(region: Region) -> &'a mut [u8] {
+    // SAFETY: per the function's contract.
+    unsafe {
+        core::slice::from_raw_parts_mut(region.base as *mut u8, (region.pages * PAGE_SIZE) as usize)
+    }
+}
+
+fn kernel_perm(p: Permission) -> KernelPerm {
+    match p {
+        Permission::ReadExecute => KernelPerm::Execute,
+        Permission::ReadOnly => KernelPerm::ReadOnly,
+        Permission::ReadWrite => KernelPerm::ReadWrite,
+    }
+}
+
+/// The steps after COMING, up to LIVE. The caller discards the module on error.
+#[allow(clippy::too_many_arguments)]
+fn load_coming(
+    id: ModuleId,
+    name: &str,
+    module: &kmod_loader::Module<'_>,
+    layout: &Layout,
+    values: &[(String, params::Value)],
+    cycles: &mut LoadCycles,
+    t: &mut u64,
+) -> Result<(), ModError> {
+    let mut lap = |slot: &mut u64| {
+        let now = rdtsc_ordered();
+        *slot = now - *t;
+        *t = now;
+    };
+    let no_memory = || ModError::NoMemory {
+        module: name.to_string(),
+    };
+
+    // Allocate the final core and init regions and copy the SHF_ALLOC sections.
+    let core = map_region(layout.core.size.max(PAGE_SIZE)).ok_or_else(no_memory)?;
+    with_registry(|r| {
+        let m = r.get_mut(id).expect("coming module is registered");
+        m.core = Some(core);
+        m.core_bytes = layout.core.size;
+    });
+    let init = if layout.init.size > 0 {
+        let init = map_region(layout.init.size).ok_or_else(no_memory)?;
+        with_registry(|r| {
+            let m = r.get_mut(id).expect("coming module is registered");
+            m.init = Some(init);
+            m.init_bytes = layout.init.size;
+        });
+        Some(init)
+    } else {
+        None
+    };
+    // SAFETY: both regions were just mapped writable for this module alone; nothing runs
+    // its code before `protect` below.
+    let core_bytes = unsafe { region_bytes(core) };
+    let mut empty: [u8; 0] = [];
+    let init_bytes: &mut [u8] = match init {
+        // SAFETY: as for core.
+        Some(r) => unsafe { region_bytes(r) },
+        None => &mut empty,
+    };
+    let mut regions = Regions {
+        core: RegionMemory {
+            base: core.base,
+            bytes: core_bytes,
+        },
+        init: RegionMemory {
+            base: init.map_or(0, |r| r.base),
+            bytes: init_bytes,
+        },
+    };
+    let copy_counts =
+        kmod_loader::copy_sections(module, layout, &mut regions).map_err(ModError::Invalid)?;
+    lap(&mut cycles.allocate);
+
+    // Resolve against the kernel and LIVE modules, refusing exports that would clash.
+    let resolution = with_registry(|r| {
+        for e in module.exports() {
+            if let Some(owner) = r.exports.get(e.name) {
+                return Err(ModError::Invalid(kmod_loader::Error::DuplicateExport {
+                    symbol: e.name.into(),
+                    existing: owner.provider,
+                    new: provider(id),
+                }));
+            }
+        }
+        kmod_loader::resolve(module, &r.exports).map_err(ModError::Invalid)
+    })?;
+    lap(&mut cycles.resolve);
+
+    let relocate_counts = kmod_loader::relocate(module, layout, &resolution, &mut regions)
+        .map_err(ModError::Invalid)?;
+    let counts = kmod_loader::LoadCounts {
+        validate: *module.counts(),
+        layout: *layout.counts(),
+        resolve: *resolution.counts(),
+        copy: copy_counts,
+        relocate: relocate_counts,
+    };
+    let loaded = Loaded::new(module, layout, &resolution, regions.bases(), counts);
+    let mut strings: Vec<Box<[u8]>> = Vec::new();
+    params::apply(name, &loaded, values, regions.core.bytes, &mut strings)?;
+    lap(&mut cycles.relocate);
+
+    // Text executable, everything else not; then serialise instruction fetch, since the
+    // code was just written through data accesses.
+    for (region, rl) in [(Some(core), &layout.core), (init, &layout.init)] {
+        let Some(region) = region else { continue };
+        for range in &rl.ranges {
+            let pages = (range.end - range.start) / PAGE_SIZE;
+            paging::protect_module_pages(
+                region.base + range.start,
+                pages,
+                kernel_perm(range.permission),
+            );
+        }
+        paging::flush_range(region.base, region.pages);
+    }
+    // cpuid is architecturally serialising; its result is not needed.
+    let _ = core::arch::x86_64::__cpuid(0);
+    lap(&mut cycles.protect);
+
+    let code = |sym: &str| {
+        loaded
+            .symbol(sym)
+            .filter(|s| s.permission == Permission::ReadExecute)
+            .map(|s| s.address)
+    };
+    let init_fn = code("init_module");
+    let exit_fn = code("cleanup_module");
+    // Record the dependencies (both ways) and take a reference on each provider.
+    with_registry(|r| {
+        let users: Vec<ModuleId> = loaded
+            .providers
+            .iter()
+            .map(|p| p.0)
+            .filter(|&p| p != KERNEL && p != id)
+            .collect();
+        for &p in &users {
+            if let Some(pm) = r.get_mut(p) {
+                pm.used_by.push(id);
+                pm.refcount += 1;
+            }
+        }
+        let m = r.get_mut(id).expect("coming module is registered");
+        m.uses = users;
+        m.exports = loaded.exports.clone();
+        m.modinfo = loaded.modinfo.clone();
+        m.exit = exit_fn;
+        m.param_strings = strings;
+        m.relocations = counts.relocate.applied.total();
+    });
+
+    if let Some(addr) = init_fn {
+        // SAFETY: `addr` is `init_module` of this module, relocated and mapped executable
+        // above, with the ABI's signature `extern "C" fn() -> i32`. In the monolithic
+        // configuration module code is trusted like kernel code: a fault in it is a kernel
+        // fault, which is the point this configuration makes.
+        let init: extern "C" fn() -> i32 = unsafe { core::mem::transmute(addr as usize) };
+        let status = as_module(id, || init());
+        lap(&mut cycles.init);
+        if status != 0 {
+            return Err(ModError::InitFailed {
+                module: name.to_string(),
+                code: status,
+            });
+        }
+    }
+
+    // LIVE: exports become visible, the init region goes.
+    let exports: Vec<(String, u64)> = loaded
+        .exports
+        .iter()
+        .map(|e| (e.name.clone(), e.address))
+        .collect();
+    with_registry(|r| {
+        r.exports
+            .insert_all(exports.iter().map(|(n, a)| (n.as_str(), *a)), provider(id))
+            .map_err(ModError::Invalid)?;
+        let m = r.get_mut(id).expect("coming module is registered");
+        m.state = ModuleState::Live;
+        Ok::<(), ModError>(())
+    })?;
+    if let Some(init) = init {
+        paging::unmap_module_pages(init.base, init.pages);
+        area::release(init.base, init.pages);
+        with_registry(|r| r.get_mut(id).expect("live module is registered").init = None);
+        kprintln!(
+            "module {name}: freed {} bytes of init memory",
+            init.pages * PAGE_SIZE
+        );
+    }
+    notify::notify(&Event {
+        id,
+        name,
+        state: ModuleState::Live,
+    });
+    Ok(())
+}
+
+/// Undoes a load that failed after COMING (or a module's whole life, for unload): GOING is
+/// announced (listeners drop its services and reclaim its allocations), its references and
+/// dependency edges go, its exports go, its memory is unmapped and freed, and its record is
+/// removed.
+pub(super) fn discard(id: ModuleId) {
+    let found = with_registry(|r| {
+        let m = r.get_mut(id)?;
+        let was = m.state;
+        m.state = ModuleState::Going;
+        Some((m.name.clone(), was))
+    });
+    let Some((name, was)) = found else { return };
+    if was != ModuleState::Going {
+        notify::notify(&Event {
+            id,
+            name: &name,
+            state: ModuleState::Going,
+        });
+    }
+    super::kapi::reclaim_allocations(id, &name);
+    let module = with_registry(|r| {
+        r.exports.remove_provider(provider(id));
+        let index = r.modules.iter().position(|m| m.id == id)?;
+        let m = r.modules.remove(index);
+        for &p in &m.uses {
+            if let Some(pm) = r.get_mut(p) {
+                pm.used_by.retain(|&u| u != id);
+                pm.refcount = pm.refcount.saturating_sub(1);
+            }
+        }
+        Some(m)
+    });
+    let Some(m) = module else { return };
+    for region in [m.core, m.init].into_iter().flatten() {
+        paging::unmap_module_pages(region.base, region.pages);
+        area::release(region.base, region.pages);
+    }
+    // Parameter strings and the rest of the record are freed with `m`.
+    drop(m);
+}
+
+/// Whether module `name` is LIVE; `Err` if it exists in another state.
+fn live(name: &str) -> Result<bool, ModError> {
+    with_registry(|r| match r.find(name) {
+        None => Ok(false),
+        Some(m) if m.state == ModuleState::Live => Ok(true),
+        Some(m) => Err(ModError::Busy {
+            name: name.into(),
+            state: m.state,
+        }),
+    })
+}
+
+/// The module archive's `modules.dep`.
+fn modules_dep() -> Result<(kmodlab_abi::initramfs::Archive<'static>, &'static str), ModError> {
+    let archive = crate::boot::initramfs()
+        .map_err(|e| ModError::NotInArchive(format!("(module archive unreadable: {e})")))?;
+    let dep = archive
+        .find("lib/modules/modules.dep")
+        .and_then(|f| core::str::from_utf8(f.data).ok())
+        .ok_or_else(|| ModError::NotInArchive("modules.dep".into()))?;
+    Ok((archive, dep))
+}
+
+/// Loads `lib/modules/<name>.ko` from the archive (no dependencies, like insmod).
+pub fn insmod_from_archive(
+    name: &str,
+    params: &str,
+    caller: Caller,
+) -> Result<ModuleRecord, ModError> {
+    let archive = crate::boot::initramfs()
+        .map_err(|e| ModError::NotInArchive(format!("{name} (module archive unreadable: {e})")))?;
+    let file = archive
+        .find(&format!("lib/modules/{name}.ko"))
+        .ok_or_else(|| ModError::NotInArchive(name.into()))?;
+    init_module(Image::Kernel(file.data), params, caller)
+}
+
+/// Linux's `request_module`: makes module `name` LIVE, loading what it depends on first
+/// (from `modules.dep`), unless it is LIVE already.
+pub fn request_module(name: &str) -> Result<(), ModError> {
+    if live(name)? {
+        return Ok(());
+    }
+    let (archive, dep) = modules_dep()?;
+    let order = ModulesDep::parse(dep)
+        .load_order(name)
+        .ok_or_else(|| ModError::NotInArchive(name.into()))?;
+    for path in order {
+        let modname = module_name(path);
+        if live(&modname)? {
+            continue;
+        }
+        let file = archive
+            .find(&format!("lib/modules/{path}"))
+            .ok_or_else(|| ModError::NotInArchive(modname.clone()))?;
+        kprintln!("request_module: loading {modname}");
+        init_module(Image::Kernel(file.data), "", Caller::KERNEL)?;
+    }
+    Ok(())
+}

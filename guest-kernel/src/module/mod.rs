@@ -1,0 +1,409 @@
+//! The monolithic module subsystem: Linux's `init_module` → `load_module` and
+//! `delete_module` → `free_module`, as `shared/seed-lkm-anatomy.txt` describes them, on the
+//! loader core of `crates/kmod-loader`.
+//!
+//! A module is loaded into the kernel's module area (within ±2 GiB of the kernel, so its
+//! `-mcmodel=kernel` code can reach kernel exports), runs in supervisor mode, and calls the
+//! kernel API (`modules/kmod-api`) directly. Its lifecycle is COMING → LIVE → GOING, every
+//! change announced on a notifier chain ([`notify`]). Modules that resolve symbols exported
+//! by another module depend on it (`uses`/`used_by`, the seed's `modules_which_use_me`) and
+//! hold a reference on it; a module in use cannot be removed.
+//!
+//! Locking: the registry lock is never held while module code runs (`init_module`,
+//! `cleanup_module`, service handlers), because module code calls back into the kernel API
+//! — including `kmod_request_module`, which loads other modules. A module still COMING is
+//! visible to others only as "busy".
+
+mod area;
+mod kapi;
+mod load;
+pub mod notify;
+mod params;
+mod services;
+#[cfg(feature = "module-unload")]
+mod unload;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use kmod_loader::{ExportTable, ExportedSymbol, ProviderId};
+use kmodlab_abi::channel::{LoadCycles, ModuleRecord, ModuleState};
+use spin::Mutex;
+
+#[cfg(feature = "monolithic")]
+pub use load::{Image, init_module};
+pub use load::{insmod_from_archive, request_module};
+
+use guest_rt::errno;
+
+/// Identifies a loaded module; 0 is the kernel itself (as a symbol provider and as the
+/// context of code that is not a module's).
+pub type ModuleId = u64;
+/// The kernel, as a provider and as a caller.
+pub const KERNEL: ModuleId = 0;
+
+/// One region of a module (core or init): pages of the module area.
+#[derive(Debug, Clone, Copy)]
+pub struct Region {
+    /// First address.
+    pub base: u64,
+    /// Pages mapped.
+    pub pages: u64,
+}
+
+/// A loaded (or loading) module.
+pub struct Module {
+    pub id: ModuleId,
+    pub name: String,
+    pub state: ModuleState,
+    pub core: Option<Region>,
+    pub init: Option<Region>,
+    /// Bytes of the init region when loaded (kept after it is freed, for accounting).
+    pub init_bytes: u64,
+    pub core_bytes: u64,
+    pub exports: Vec<ExportedSymbol>,
+    pub modinfo: Vec<(String, String)>,
+    /// Address of `cleanup_module`, if the module has one.
+    pub exit: Option<u64>,
+    /// Modules this one resolved symbols from.
+    pub uses: Vec<ModuleId>,
+    /// Modules that resolved symbols from this one (`modules_which_use_me`).
+    pub used_by: Vec<ModuleId>,
+    /// References held on this module (one per user).
+    pub refcount: u32,
+    /// Kernel copies of `charp` parameters, pointed to from the module's data.
+    pub param_strings: Vec<alloc::boxed::Box<[u8]>>,
+    pub relocations: u64,
+    pub cycles: LoadCycles,
+}
+
+impl Module {
+    /// Heap bytes this record uses (what `lsmod -v` calls metadata).
+    fn metadata_bytes(&self) -> u64 {
+        let strings: usize = self.name.len()
+            + self
+                .exports
+                .iter()
+                .map(|e| e.name.len() + 16)
+                .sum::<usize>()
+            + self
+                .modinfo
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 48)
+                .sum::<usize>()
+            + self.param_strings.iter().map(|s| s.len()).sum::<usize>();
+        (core::mem::size_of::<Module>() + strings + (self.uses.len() + self.used_by.len()) * 8)
+            as u64
+    }
+
+    fn pages(&self) -> u64 {
+        self.core.map_or(0, |r| r.pages) + self.init.map_or(0, |r| r.pages)
+    }
+}
+
+/// All modules, and the symbols they (and the kernel) export.
+pub struct Registry {
+    pub modules: Vec<Module>,
+    /// The kernel API (provider [`KERNEL`]) and the exports of LIVE modules.
+    pub exports: ExportTable,
+}
+
+impl Registry {
+    fn find(&self, name: &str) -> Option<&Module> {
+        self.modules.iter().find(|m| m.name == name)
+    }
+
+    fn get(&self, id: ModuleId) -> Option<&Module> {
+        self.modules.iter().find(|m| m.id == id)
+    }
+
+    fn get_mut(&mut self, id: ModuleId) -> Option<&mut Module> {
+        self.modules.iter_mut().find(|m| m.id == id)
+    }
+
+    fn name_of(&self, id: ModuleId) -> String {
+        self.get(id)
+            .map_or_else(|| format!("#{id}"), |m| m.name.clone())
+    }
+
+    fn record(&self, m: &Module) -> ModuleRecord {
+        ModuleRecord {
+            name: m.name.clone(),
+            state: m.state,
+            refcount: m.refcount,
+            used_by: m.used_by.iter().map(|&id| self.name_of(id)).collect(),
+            uses: m.uses.iter().map(|&id| self.name_of(id)).collect(),
+            core_base: m.core.map_or(0, |r| r.base),
+            core_bytes: m.core_bytes,
+            init_bytes: m.init_bytes,
+            init_freed: m.init.is_none() && m.init_bytes > 0,
+            metadata_bytes: m.metadata_bytes(),
+            pages: m.pages(),
+            relocations: m.relocations,
+            load_cycles: m.cycles,
+        }
+    }
+}
+
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Runs `f` on the registry, creating it (with the kernel's export table) on first use.
+fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
+    let mut guard = REGISTRY.lock();
+    let registry = guard.get_or_insert_with(|| Registry {
+        modules: Vec::new(),
+        exports: kapi::kernel_exports(),
+    });
+    f(registry)
+}
+
+/// The module whose code is running (for attributing allocations and services), or
+/// [`KERNEL`].
+static CURRENT: AtomicU64 = AtomicU64::new(KERNEL);
+
+/// Runs module code `f` as module `id`, restoring the previous context afterwards (module
+/// code nests: an init may load another module, whose init runs inside).
+fn as_module<R>(id: ModuleId, f: impl FnOnce() -> R) -> R {
+    let previous = CURRENT.swap(id, Ordering::SeqCst);
+    let r = f();
+    CURRENT.store(previous, Ordering::SeqCst);
+    r
+}
+
+/// The module whose code is running now.
+fn current() -> ModuleId {
+    CURRENT.load(Ordering::SeqCst)
+}
+
+/// Who asks for a module operation, and whether they may.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    /// Holds CAP_SYS_MODULE.
+    pub may_manage_modules: bool,
+}
+
+impl Caller {
+    /// The kernel itself (request_module) or the VMM's control channel.
+    pub const KERNEL: Caller = Caller {
+        may_manage_modules: true,
+    };
+}
+
+/// Why a module operation failed. Each variant names the module and the culprit; `errno`
+/// gives the number a system call returns.
+#[derive(Debug)]
+pub enum ModError {
+    /// The caller lacks CAP_SYS_MODULE.
+    Permission,
+    /// The file is not a loadable module.
+    Invalid(kmod_loader::Error),
+    /// The module has no `name=` in `.modinfo`.
+    NoName,
+    /// A module of that name is loaded already.
+    AlreadyLoaded(String),
+    /// The module is being loaded or unloaded by another request.
+    Busy { name: String, state: ModuleState },
+    /// No module of that name is loaded.
+    #[cfg_attr(not(feature = "module-unload"), allow(dead_code))]
+    NotLoaded(String),
+    /// No such module file in the archive.
+    NotInArchive(String),
+    /// Other modules use it.
+    #[cfg_attr(not(feature = "module-unload"), allow(dead_code))]
+    InUse { name: String, users: Vec<String> },
+    /// The module has no `cleanup_module`, so it cannot be unloaded.
+    #[cfg_attr(not(feature = "module-unload"), allow(dead_code))]
+    NoExit(String),
+    /// A parameter the module does not declare.
+    UnknownParam { module: String, param: String },
+    /// A parameter value of the wrong form.
+    BadParam {
+        module: String,
+        param: String,
+        why: &'static str,
+    },
+    /// Out of memory (module area or frames).
+    NoMemory { module: String },
+    /// `init_module` returned an error.
+    InitFailed { module: String, code: i32 },
+    /// Unloading is not compiled into this kernel (CONFIG_MODULE_UNLOAD off).
+    #[cfg_attr(feature = "module-unload", allow(dead_code))]
+    NotSupported,
+    /// The module subsystem is not part of this configuration.
+    #[cfg_attr(feature = "monolithic", allow(dead_code))]
+    NotInThisConfiguration,
+}
+
+impl ModError {
+    /// The errno a system call returns for this error.
+    pub fn errno(&self) -> u64 {
+        match self {
+            ModError::Permission => errno::EPERM,
+            ModError::Invalid(e) => match e.kind() {
+                kmod_loader::ErrorKind::UnknownSymbol => errno::ENOENT,
+                kmod_loader::ErrorKind::OutOfMemory => errno::ENOMEM,
+                _ => errno::ENOEXEC,
+            },
+            ModError::NoName => errno::ENOEXEC,
+            ModError::AlreadyLoaded(_) => errno::EEXIST,
+            ModError::Busy { .. } | ModError::InUse { .. } | ModError::NoExit(_) => errno::EBUSY,
+            ModError::NotLoaded(_) | ModError::NotInArchive(_) => errno::ENOENT,
+            ModError::UnknownParam { .. } => errno::ENOENT,
+            ModError::BadParam { .. } => errno::EINVAL,
+            ModError::NoMemory { .. } => errno::ENOMEM,
+            ModError::InitFailed { code, .. } => {
+                if *code < 0 {
+                    u64::from(code.unsigned_abs())
+                } else {
+                    errno::EINVAL
+                }
+            }
+            ModError::NotSupported | ModError::NotInThisConfiguration => errno::ENOSYS,
+        }
+    }
+}
+
+impl fmt::Display for ModError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModError::Permission => write!(f, "module management needs CAP_SYS_MODULE"),
+            ModError::Invalid(e) => write!(f, "{e}"),
+            ModError::NoName => write!(f, "module has no name= in .modinfo"),
+            ModError::AlreadyLoaded(n) => write!(f, "module {n} is already loaded"),
+            ModError::Busy { name, state } => {
+                write!(f, "module {name} is busy ({})", state.name())
+            }
+            ModError::NotLoaded(n) => write!(f, "Module {n} is not currently loaded"),
+            ModError::NotInArchive(n) => write!(f, "module {n} is not in the module archive"),
+            ModError::InUse { name, users } => {
+                write!(f, "Module {name} is in use by: {}", users.join(" "))
+            }
+            ModError::NoExit(n) => {
+                write!(f, "module {n} has no cleanup_module and cannot be unloaded")
+            }
+            ModError::UnknownParam { module, param } => {
+                write!(f, "{module}: unknown parameter '{param}'")
+            }
+            ModError::BadParam { module, param, why } => {
+                write!(f, "{module}: invalid value for parameter '{param}': {why}")
+            }
+            ModError::NoMemory { module } => write!(f, "{module}: out of memory"),
+            ModError::InitFailed { module, code } => {
+                write!(f, "{module}: init_module failed with {code}")
+            }
+            ModError::NotSupported => {
+                write!(
+                    f,
+                    "module unloading is not supported (kernel built without module-unload)"
+                )
+            }
+            ModError::NotInThisConfiguration => {
+                write!(
+                    f,
+                    "this kernel configuration has no in-kernel module loader"
+                )
+            }
+        }
+    }
+}
+
+/// Every module's record, in load order.
+pub fn list() -> Vec<ModuleRecord> {
+    with_registry(|r| r.modules.iter().map(|m| r.record(m)).collect())
+}
+
+/// `/proc/modules`: `name size refcount users, state address` per module, newest first,
+/// as Linux prints it.
+pub fn proc_modules() -> String {
+    let mut out = String::new();
+    for rec in list().iter().rev() {
+        let size = rec.core_bytes + if rec.init_freed { 0 } else { rec.init_bytes };
+        let users = if rec.used_by.is_empty() {
+            String::from("-")
+        } else {
+            let mut s = rec.used_by.join(",");
+            s.push(',');
+            s
+        };
+        out.push_str(&format!(
+            "{} {} {} {} {} {:#x}\n",
+            rec.name,
+            size,
+            rec.refcount,
+            users,
+            rec.state.name(),
+            rec.core_base
+        ));
+    }
+    out
+}
+
+/// The accounting of every module, one block each (what `lsmod -v` shows).
+pub fn proc_modules_verbose() -> String {
+    let mut out = String::new();
+    for r in list() {
+        let c = r.load_cycles;
+        out.push_str(&format!(
+            "{}: state {}, core {} B at {:#x}, init {} B ({}), metadata {} B, {} pages, {} relocations\n  \
+             load cycles: copy {} validate {} params {} layout {} allocate {} resolve {} relocate {} protect {} init {} total {}\n",
+            r.name,
+            r.state.name(),
+            r.core_bytes,
+            r.core_base,
+            r.init_bytes,
+            if r.init_freed { "freed" } else { "kept" },
+            r.metadata_bytes,
+            r.pages,
+            r.relocations,
+            c.copy,
+            c.validate,
+            c.params,
+            c.layout,
+            c.allocate,
+            c.resolve,
+            c.relocate,
+            c.protect,
+            c.init,
+            c.total
+        ));
+    }
+    out
+}
+
+/// The module (and offset) containing `addr`, for fault reports. Never waits: a fault may
+/// have happened with the registry locked.
+pub fn locate(addr: u64) -> Option<(String, u64)> {
+    let guard = REGISTRY.try_lock()?;
+    let registry = guard.as_ref()?;
+    registry.modules.iter().find_map(|m| {
+        [m.core, m.init].into_iter().flatten().find_map(|r| {
+            (addr >= r.base && addr < r.base + r.pages * kmodlab_abi::layout::PAGE_SIZE)
+                .then(|| (m.name.clone(), addr - r.base))
+        })
+    })
+}
+
+/// Unloads module `name` (`delete_module`).
+#[cfg(feature = "module-unload")]
+pub fn delete_module(name: &str, caller: Caller) -> Result<(), ModError> {
+    unload::delete_module(name, caller)
+}
+
+/// Unloading is compiled out (CONFIG_MODULE_UNLOAD off): always "not supported", after the
+/// same permission check Linux makes first.
+#[cfg(not(feature = "module-unload"))]
+pub fn delete_module(_name: &str, caller: Caller) -> Result<(), ModError> {
+    if !caller.may_manage_modules {
+        return Err(ModError::Permission);
+    }
+    Err(ModError::NotSupported)
+}
+
+/// The provider id a module's exports are registered under.
+fn provider(id: ModuleId) -> ProviderId {
+    ProviderId(id)
+}
