@@ -103,7 +103,31 @@ fn execute(cmd: Command) -> Reply {
             }
         }
         Command::ListModules => Reply::Modules(module::list()),
+        Command::InitModuleImage { image, params } => load_image(&image, &params),
+        Command::MemoryStats => {
+            let heap = crate::mm::heap_stats();
+            let (frames_total, frames_free) = crate::mm::frame_stats();
+            Reply::Memory(channel::MemoryStats {
+                heap_used: heap.used as u64,
+                heap_size: heap.size as u64,
+                frames_free,
+                frames_total,
+            })
+        }
     }
+}
+
+#[cfg(feature = "monolithic")]
+fn load_image(image: &[u8], params: &str) -> Reply {
+    match module::init_module(module::Image::Kernel(image), params, module::Caller::KERNEL) {
+        Ok(record) => Reply::Module(record),
+        Err(e) => module_error(e),
+    }
+}
+
+#[cfg(not(feature = "monolithic"))]
+fn load_image(_image: &[u8], _params: &str) -> Reply {
+    module_error(module::ModError::NotInThisConfiguration)
 }
 
 fn module_error(e: module::ModError) -> Reply {

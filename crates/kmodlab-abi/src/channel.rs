@@ -246,6 +246,29 @@ pub enum Command {
     },
     /// Describe every loaded module; replies [`Reply::Modules`].
     ListModules,
+    /// Load a module from these bytes (sent by the host: a module not in the archive, e.g. a
+    /// deliberately malformed one); replies like [`Command::InitModule`].
+    InitModuleImage {
+        /// The module file.
+        image: Vec<u8>,
+        /// Parameters, `key=value` separated by spaces.
+        params: String,
+    },
+    /// Report the kernel's memory accounting; replies [`Reply::Memory`].
+    MemoryStats,
+}
+
+/// The kernel's memory accounting: what a load that fails must leave unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryStats {
+    /// Kernel heap bytes allocated.
+    pub heap_used: u64,
+    /// Kernel heap size.
+    pub heap_size: u64,
+    /// Free physical frames.
+    pub frames_free: u64,
+    /// Physical frames managed.
+    pub frames_total: u64,
 }
 
 /// A module's lifecycle state, as the seed article names them.
@@ -484,6 +507,8 @@ pub enum Reply {
     Modules(Vec<ModuleRecord>),
     /// A module operation failed.
     ModuleError(ModuleError),
+    /// Result of [`Command::MemoryStats`].
+    Memory(MemoryStats),
     /// The command failed; the text says why.
     Error(String),
 }

@@ -365,6 +365,10 @@ pub(super) fn discard(id: ModuleId) {
             state: ModuleState::Going,
         });
     }
+    let services = super::services::drop_owned_by(id);
+    if services > 0 {
+        kprintln!("module {name}: dropped {services} service(s) it left registered");
+    }
     super::kapi::reclaim_allocations(id, &name);
     let module = with_registry(|r| {
         r.exports.remove_provider(provider(id));

@@ -344,7 +344,8 @@ pub fn proc_modules() -> String {
 
 /// The accounting of every module, one block each (what `lsmod -v` shows).
 pub fn proc_modules_verbose() -> String {
-    let mut out = String::new();
+    let (coming, live, going) = notify::transitions();
+    let mut out = format!("transitions since boot: {coming} COMING, {live} LIVE, {going} GOING\n");
     for r in list() {
         let c = r.load_cycles;
         out.push_str(&format!(

@@ -19,9 +19,31 @@ pub struct Event<'a> {
 /// A listener.
 pub type Listener = fn(&Event<'_>);
 
-/// The chain, in call order: the kernel log, then the service registry (which drops a
-/// going module's services before its code can go away).
-const CHAIN: &[Listener] = &[log_listener, super::services::on_module_event];
+/// The chain, in call order. (What a going module leaves behind — services, allocations —
+/// is reclaimed by `free_module` after its exit has run, not here: the exit still uses it.)
+const CHAIN: &[Listener] = &[log_listener, count_listener];
+
+/// Lifecycle transitions seen, for `/proc/modules-verbose`: COMING, LIVE, GOING.
+static TRANSITIONS: [core::sync::atomic::AtomicU64; 3] = [
+    core::sync::atomic::AtomicU64::new(0),
+    core::sync::atomic::AtomicU64::new(0),
+    core::sync::atomic::AtomicU64::new(0),
+];
+
+fn count_listener(event: &Event<'_>) {
+    let i = match event.state {
+        ModuleState::Coming => 0,
+        ModuleState::Live => 1,
+        ModuleState::Going => 2,
+    };
+    TRANSITIONS[i].fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// `(COMING, LIVE, GOING)` transitions since boot.
+pub fn transitions() -> (u64, u64, u64) {
+    let get = |i: usize| TRANSITIONS[i].load(core::sync::atomic::Ordering::Relaxed);
+    (get(0), get(1), get(2))
+}
 
 /// Tells every listener about `event`.
 pub fn notify(event: &Event<'_>) {
@@ -36,5 +58,5 @@ fn log_listener(event: &Event<'_>) {
         kmodlab_abi::channel::ModuleState::Live => "LIVE",
         kmodlab_abi::channel::ModuleState::Going => "GOING",
     };
-    kprintln!("module {}: {what}", event.name);
+    kprintln!("module {} (#{}): {what}", event.name, event.id);
 }

@@ -8,10 +8,9 @@ use core::ffi::c_void;
 
 use guest_rt::errno;
 use kmod_api::abi::ServiceHandler;
-use kmodlab_abi::channel::ModuleState;
 use spin::Mutex;
 
-use super::{ModuleId, as_module, notify};
+use super::{ModuleId, as_module};
 
 /// Longest service name.
 pub const MAX_NAME: usize = 64;
@@ -131,12 +130,13 @@ pub unsafe fn call(
     status
 }
 
-/// Notifier listener: a module that is going loses its services, so that no handle can
-/// reach code about to be unmapped.
-pub fn on_module_event(event: &notify::Event<'_>) {
-    if event.state == ModuleState::Going {
-        SERVICES.lock().list.retain(|x| x.owner != event.id);
-    }
+/// Drops the services module `owner` left registered (its exit did not unregister them),
+/// so that no handle can reach code about to be unmapped; returns how many.
+pub fn drop_owned_by(owner: ModuleId) -> usize {
+    let mut s = SERVICES.lock();
+    let before = s.list.len();
+    s.list.retain(|x| x.owner != owner);
+    before - s.list.len()
 }
 
 /// Names of the services module `owner` has registered.
