@@ -74,14 +74,15 @@ impl LogRing {
 struct Console {
     uart: Uart,
     log: LogRing,
-    /// Whether the kernel log also goes to the UART.
-    to_uart: bool,
+    /// Whether the kernel log stays off the UART. (False by default, so that the whole
+    /// console, 64 KiB of log included, is zero-initialised and lives in .bss.)
+    quiet: bool,
 }
 
 impl Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         for &b in s.as_bytes() {
-            if self.to_uart {
+            if !self.quiet {
                 if b == b'\n' {
                     self.uart.put(b'\r');
                 }
@@ -99,23 +100,23 @@ static CONSOLE: Mutex<Console> = Mutex::new(Console {
         buf: [0; LOG_SIZE],
         written: 0,
     },
-    to_uart: true,
+    quiet: false,
 });
 
 /// Quiet mode (kernel command line `quiet`): the kernel log stays in the ring (`dmesg`)
 /// and off the UART, where every byte is a VM exit that would distort measurements. User
 /// programs' output and fatal reports still reach the UART.
 pub fn set_quiet(quiet: bool) {
-    CONSOLE.lock().to_uart = !quiet;
+    CONSOLE.lock().quiet = quiet;
 }
 
 /// Writes user-program output: always to the UART, and to the log.
 pub fn print_user(text: &str) {
     let mut c = CONSOLE.lock();
-    let to_uart = c.to_uart;
-    c.to_uart = true;
+    let quiet = c.quiet;
+    c.quiet = false;
     let _ = c.write_str(text);
-    c.to_uart = to_uart;
+    c.quiet = quiet;
 }
 
 /// Programs the UART.
@@ -138,7 +139,7 @@ pub fn print_fatal(args: fmt::Arguments<'_>) {
         // again; nothing else can touch the console concurrently on this single CPU.
         unsafe { CONSOLE.force_unlock() };
     }
-    CONSOLE.lock().to_uart = true;
+    CONSOLE.lock().quiet = false;
     print(args);
 }
 
