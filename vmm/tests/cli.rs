@@ -59,7 +59,7 @@ fn help_lists_the_subcommands() {
     let out = kmodlab(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["boot", "modinfo", "depmod", "objstat"] {
+    for cmd in ["boot", "run", "shell", "modinfo", "depmod", "objstat"] {
         assert!(
             help.lines().any(|l| l.trim_start().starts_with(cmd)),
             "--help lacks {cmd}:\n{help}"
