@@ -246,20 +246,12 @@ pub fn supervisor_fault(kind: FaultKind) -> ! {
             panic!("reading a non-canonical address returned {v:#x}");
         }
         FaultKind::StackOverflow => {
-            let depth = recurse(core::hint::black_box(0));
+            let depth = guest_rt::overflow_stack(core::hint::black_box(0));
             panic!("recursion returned at depth {depth}");
         }
     }
 }
 
-/// Uses 4 KiB of stack per level, forever (until the guard page).
-#[allow(unconditional_recursion)] // it ends at the stack's guard page, on purpose
-fn recurse(depth: u64) -> u64 {
-    let mut pad = [0u8; 4096];
-    pad[depth as usize % 4096] = depth as u8;
-    core::hint::black_box(&mut pad);
-    recurse(depth + 1) + u64::from(pad[0])
-}
 
 /// Runs the init program in fault mode and reports what the kernel contained.
 pub fn user_fault(kind: FaultKind) -> Reply {

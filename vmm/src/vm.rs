@@ -459,7 +459,6 @@ fn build_machine(
     mem.write_slice(&info.encode(), GuestAddress(layout::BOOT_INFO_GPA))
         .map_err(mem_err)?;
     timings.loaded_ms = ms(Instant::now());
-    timings.vcpu_ready_ms = timings.loaded_ms;
     Ok(Machine {
         _vm: vm,
         vcpu,

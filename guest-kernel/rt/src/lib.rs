@@ -42,6 +42,16 @@ pub fn timed_loop(iterations: u32) -> u64 {
     rdtsc_ordered() - start
 }
 
+/// Recurses, using 4 KiB of stack per level, until the stack's guard page stops it: the
+/// stack-overflow fault both privilege levels' tests cause. Never returns normally.
+#[allow(unconditional_recursion)] // it ends at the stack's guard page, on purpose
+pub fn overflow_stack(depth: u64) -> u64 {
+    let mut pad = [0u8; 4096];
+    pad[depth as usize % 4096] = depth as u8;
+    core::hint::black_box(&mut pad);
+    overflow_stack(depth + 1) + u64::from(pad[0])
+}
+
 /// System call numbers (`rax` at `syscall`). Arguments go in `rdi, rsi, rdx, r10, r8, r9`,
 /// the result comes back in `rax`: a non-negative value, or a negated [`errno`] code.
 pub mod nr {

@@ -66,7 +66,7 @@ fn cause_fault(which: u64) -> ! {
             unsafe { asm!("hlt") };
         }
         fault::STACK_OVERFLOW => {
-            core::hint::black_box(recurse(0));
+            core::hint::black_box(guest_rt::overflow_stack(0));
         }
         fault::READ_KERNEL => {
             // SAFETY: none: user mode reading kernel memory is meant to fault.
@@ -85,10 +85,3 @@ fn cause_fault(which: u64) -> ! {
     exit(3)
 }
 
-#[allow(unconditional_recursion)] // it ends at the stack's guard page, on purpose
-fn recurse(depth: u64) -> u64 {
-    let mut pad = [0u8; 4096];
-    pad[depth as usize % 4096] = depth as u8;
-    core::hint::black_box(&mut pad);
-    recurse(depth + 1) + u64::from(pad[0])
-}
