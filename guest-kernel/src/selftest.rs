@@ -252,7 +252,6 @@ pub fn supervisor_fault(kind: FaultKind) -> ! {
     }
 }
 
-
 /// Runs the init program in fault mode and reports what the kernel contained.
 pub fn user_fault(kind: FaultKind) -> Reply {
     let which = match kind {

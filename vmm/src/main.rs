@@ -44,7 +44,7 @@ struct VmArgs {
     #[arg(long, value_enum, default_value = "monolithic")]
     config: Config,
     /// Guest RAM in MiB (64..=3072, even).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(64..=3072))]
+    #[arg(long, default_value_t = 256, value_parser = parse_ram_mib)]
     ram_mib: u64,
     /// Stop the guest and report it hung after this many seconds (default: 60; for
     /// `shell`, a day).
@@ -132,6 +132,20 @@ enum Command {
     Depmod(kmod_tools::cli::DepmodArgs),
     /// Sections, sizes and relocation counts of modules.
     Objstat(kmod_tools::cli::ObjstatArgs),
+}
+
+/// `--ram-mib`: even (guest RAM is mapped in 2 MiB pages) and within 64..=3072.
+fn parse_ram_mib(s: &str) -> Result<u64, String> {
+    let v: u64 = s.parse().map_err(|e| format!("{e}"))?;
+    if !(64..=3072).contains(&v) {
+        return Err(format!("{v} is not in 64..=3072"));
+    }
+    if v % 2 != 0 {
+        return Err(format!(
+            "{v} is odd; guest RAM is a whole number of 2 MiB pages"
+        ));
+    }
+    Ok(v)
 }
 
 /// Exit status when KVM is unusable.

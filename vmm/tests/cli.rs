@@ -48,7 +48,6 @@ fn usage_errors_exit_with_status_2() {
 /// `--ram-mib` must be even (the help says so; guest RAM is mapped in 2 MiB pages), and an
 /// odd value is a usage error like any other out-of-range value.
 #[test]
-#[ignore = "kmodlab exits 1, not 2: main.rs checks --ram-mib's range but not that it is even"]
 fn odd_ram_size_is_a_usage_error() {
     let out = kmodlab(&["boot", "--ram-mib", "65"]);
     assert_eq!(out.status.code(), Some(USAGE), "{}", stderr(&out));

@@ -50,7 +50,8 @@ fn builds_the_whole_module_set() {
     assert_eq!(
         names,
         [
-            "big", "crc32", "cstats", "faulty", "hello", "kvclient", "kvstore", "params", "ramblk"
+            "autoload", "big", "crc32", "cstats", "faulty", "hello", "kvclient", "kvstore",
+            "params", "ramblk"
         ]
     );
     assert_eq!(b.get("cstats").unwrap().source, ModuleSource::C);

@@ -84,4 +84,3 @@ fn cause_fault(which: u64) -> ! {
     write(b"init: the requested fault did not happen\n");
     exit(3)
 }
-

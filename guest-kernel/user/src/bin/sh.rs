@@ -24,9 +24,10 @@ const MODULE_DIR: &str = "lib/modules";
 /// Reports the number of commands run and failed; exits 1 if any failed.
 #[unsafe(no_mangle)]
 pub extern "C" fn user_main(interactive: u64, _: u64, _: u64) -> u64 {
+    let arena: *mut [u8; 16 << 20] = &raw mut ARENA;
     // SAFETY: this is the only reference ever taken to ARENA, handed to the allocator for
     // the program's lifetime.
-    kmodlab_user::init_heap(unsafe { &mut *(&raw mut ARENA) });
+    kmodlab_user::init_heap(unsafe { &mut *arena });
     let interactive = interactive != 0;
     let (mut run, mut failed) = (0u64, 0u64);
     loop {
