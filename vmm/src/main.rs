@@ -140,7 +140,7 @@ fn parse_ram_mib(s: &str) -> Result<u64, String> {
     if !(64..=3072).contains(&v) {
         return Err(format!("{v} is not in 64..=3072"));
     }
-    if v % 2 != 0 {
+    if !v.is_multiple_of(2) {
         return Err(format!(
             "{v} is odd; guest RAM is a whole number of 2 MiB pages"
         ));
