@@ -110,13 +110,16 @@ pub fn set_quiet(quiet: bool) {
     CONSOLE.lock().quiet = quiet;
 }
 
-/// Writes user-program output: always to the UART, and to the log.
+/// Writes user-program output: to the UART only (it is not the kernel's log, so `dmesg`
+/// does not show it), whatever the quiet setting.
 pub fn print_user(text: &str) {
     let mut c = CONSOLE.lock();
-    let quiet = c.quiet;
-    c.quiet = false;
-    let _ = c.write_str(text);
-    c.quiet = quiet;
+    for &b in text.as_bytes() {
+        if b == b'\n' {
+            c.uart.put(b'\r');
+        }
+        c.uart.put(b);
+    }
 }
 
 /// Programs the UART.

@@ -288,7 +288,8 @@ fn shell(vm: &VmArgs, script: Option<String>, t0: Instant) -> ExitCode {
         return ExitCode::FAILURE;
     }
     match report.controller.replies.first() {
-        Some(Reply::Shell(out)) if out.failed == 0 => ExitCode::SUCCESS,
+        // A user at the prompt saw each failure already; the session itself succeeded.
+        Some(Reply::Shell(out)) if out.failed == 0 || interactive => ExitCode::SUCCESS,
         Some(Reply::Shell(out)) => {
             eprintln!(
                 "kmodlab: {} of {} shell commands failed",
