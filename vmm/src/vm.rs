@@ -174,6 +174,9 @@ pub enum RunEnd {
     },
     /// KVM could not run the vCPU (internal error, failed entry, unexpected exit).
     KvmFailure(String),
+    /// The controller's next message does not fit the control channel (the host's fault,
+    /// e.g. a module image larger than the channel's half).
+    AnswerTooLarge(String),
 }
 
 impl RunEnd {
@@ -218,6 +221,10 @@ impl RunEnd {
                 if *write { "wrote" } else { "read" }
             ),
             RunEnd::KvmFailure(s) => format!("KVM could not run the guest: {s}"),
+            RunEnd::AnswerTooLarge(s) => format!(
+                "the VMM's command does not fit the control channel ({} KiB): {s}",
+                kmodlab_abi::channel::MAX_PAYLOAD >> 10
+            ),
         }
     }
 }
@@ -736,6 +743,7 @@ impl<C: Controller> VcpuRun<C> {
         let answer = self.controller.next(event);
         match self.channel.write_host_msg(seq, &answer) {
             Ok(()) => None,
+            Err(ControlError::Frame(e)) => Some(RunEnd::AnswerTooLarge(e.to_string())),
             Err(e) => Some(RunEnd::KvmFailure(format!("answering the guest: {e}"))),
         }
     }

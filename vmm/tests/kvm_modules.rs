@@ -1768,3 +1768,28 @@ fn kmodlab_run_loads_and_removes_the_chain_and_fails_on_a_failed_line() {
         .unwrap_or_else(|| panic!("{stdout}"));
     assert_lsmod_rows(lsmod, &[("hello", "0")]);
 }
+
+/// A command the control channel cannot carry (a module image larger than its host half)
+/// ends the run with a typed host-side error, not a KVM failure or a panic; what ran before
+/// it completed.
+#[test]
+fn a_command_too_large_for_the_channel_is_a_host_error() {
+    if !kvm_usable() {
+        return;
+    }
+    let too_big = vec![0u8; kmodlab_abi::channel::MAX_PAYLOAD + 1];
+    let run = Boot::monolithic().run(vec![
+        init_module("hello", ""),
+        Command::InitModuleImage {
+            image: too_big,
+            params: String::new(),
+        },
+    ]);
+    assert!(
+        matches!(run.report.end, kmodlab::vm::RunEnd::AnswerTooLarge(_)),
+        "{:?}",
+        run.report.end
+    );
+    assert_eq!(run.report.controller.replies.len(), 1);
+    assert!(matches!(run.report.controller.replies[0], Reply::Module(_)));
+}
