@@ -111,6 +111,9 @@ pub struct Console {
     pending: VecDeque<u8>,
     /// The input source has ended (EOT queued).
     input_closed: bool,
+    /// Line-status reads since the guest last touched another register: a guest polling for
+    /// input reads it over and over; one transmitting reads it once per FIFO burst.
+    status_polls: u32,
 }
 
 impl Console {
@@ -127,6 +130,7 @@ impl Console {
             input: None,
             pending: VecDeque::new(),
             input_closed: false,
+            status_polls: 0,
         }
     }
 
@@ -178,16 +182,21 @@ impl Console {
 
     /// The guest wrote `value` to register `offset` (0–7).
     pub fn write(&mut self, offset: u8, value: u8) {
+        self.status_polls = 0;
         // Writes cannot fail with a trigger that does nothing and a sink that never errors.
         let _ = self.uart.write(offset, value);
     }
 
-    /// The guest reads register `offset` (0–7). A line-status read is how a guest polls
-    /// for input, so it first moves pending input into the FIFO (waiting briefly if there
-    /// is none).
+    /// The guest reads register `offset` (0–7). Line-status reads move pending input into
+    /// the FIFO; when the guest reads the line status repeatedly (it is polling for input, not
+    /// transmitting), they also wait briefly for input to arrive, so that the guest's poll
+    /// loop does not spin the host CPU.
     pub fn read(&mut self, offset: u8) -> u8 {
         if offset == 5 {
-            self.pump_input(true);
+            self.status_polls = self.status_polls.saturating_add(1);
+            self.pump_input(self.status_polls > 2);
+        } else {
+            self.status_polls = 0;
         }
         self.uart.read(offset)
     }
@@ -237,8 +246,31 @@ mod tests {
         assert_eq!(got, b"ls\n\x04");
         // Ended input does not wait.
         let t = std::time::Instant::now();
-        assert_eq!(c.read(5) & 1, 0);
+        for _ in 0..5 {
+            assert_eq!(c.read(5) & 1, 0);
+        }
         assert!(t.elapsed() < INPUT_WAIT);
+    }
+
+    #[test]
+    fn transmitting_never_waits_for_input_but_polling_does() {
+        let mut c = Console::new(Echo::Quiet);
+        let (_tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        c.attach_input(rx);
+        let t = std::time::Instant::now();
+        for b in b"a line of output\n" {
+            assert_ne!(c.read(5) & 0x20, 0, "transmitter ready");
+            c.write(0, *b);
+        }
+        assert!(t.elapsed() < INPUT_WAIT, "output waited for input");
+        let t = std::time::Instant::now();
+        for _ in 0..4 {
+            assert_eq!(c.read(5) & 1, 0);
+        }
+        assert!(
+            t.elapsed() >= INPUT_WAIT,
+            "a polling reader should wait for input"
+        );
     }
 
     #[test]
