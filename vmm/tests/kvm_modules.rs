@@ -8,15 +8,16 @@
 //! output costs more, one VM exit per byte, so only tests that check module messages print
 //! the kernel log).
 
+mod common;
+
+use common::{echo, kvm_usable};
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use kmodlab::KernelConfig;
 use kmodlab::control::Script;
-use kmodlab::devices::serial::Echo;
 use kmodlab::vm::{self, GuestImages, RunEnd, RunReport, VmConfig};
 use kmodlab_abi::channel::{
     Command, MemoryStats, ModuleError, ModuleRecord, ModuleState, Reply, ShellOutput, vector_name,
@@ -28,7 +29,7 @@ use kmodlab_abi::modules_dep::{ModulesDep, module_name};
 
 /// Deadline of runs expected to finish: long for a loaded 2-core host, short enough that a
 /// hanging guest fails the test instead of stalling the suite.
-const DEADLINE: Duration = Duration::from_secs(30);
+const DEADLINE: Duration = common::DEADLINE;
 
 /// The guest's module area (`guest-kernel/src/mm/paging.rs`, `MODULE_AREA_START..END`):
 /// where a module's code runs, so where a fault in a module must be reported.
@@ -43,32 +44,6 @@ const LOADABLE: [&str; 10] = [
 
 /// The kvclient chain in dependency order (providers first).
 const CHAIN: [&str; 4] = ["crc32", "ramblk", "kvstore", "kvclient"];
-
-/// Whether this process can use KVM (the convention of `tests/common`): without it the test
-/// returns early and says so on stderr, unless `KMODLAB_REQUIRE_KVM=1`, where it fails.
-fn kvm_usable() -> bool {
-    match kmodlab::kvm::availability() {
-        Ok(()) => true,
-        Err(e) => {
-            if std::env::var("KMODLAB_REQUIRE_KVM").as_deref() == Ok("1") {
-                panic!("KMODLAB_REQUIRE_KVM=1 but KVM is unusable: {e}");
-            }
-            let test = std::thread::current().name().unwrap_or("test").to_owned();
-            let line = format!("{test}: SKIPPED (no usable /dev/kvm: {e})\n");
-            let _ = std::io::stderr().write_all(line.as_bytes());
-            false
-        }
-    }
-}
-
-/// Console echo: quiet unless `KMODLAB_TEST_CONSOLE=1` (to watch the guest while debugging).
-fn echo() -> Echo {
-    if std::env::var("KMODLAB_TEST_CONSOLE").as_deref() == Ok("1") {
-        Echo::To(Box::new(std::io::stderr()))
-    } else {
-        Echo::Quiet
-    }
-}
 
 /// How to boot for one test.
 struct Boot {
