@@ -23,6 +23,7 @@ pub mod initramfs;
 pub mod layout;
 pub mod modinfo;
 pub mod modules_dep;
+pub mod params;
 pub mod ports;
 
 use serde::{Deserialize, Serialize};

@@ -218,13 +218,10 @@ pub enum ModError {
     /// The module has no `cleanup_module`, so it cannot be unloaded.
     #[cfg_attr(not(feature = "module-unload"), allow(dead_code))]
     NoExit(String),
-    /// A parameter the module does not declare.
-    UnknownParam { module: String, param: String },
-    /// A parameter value of the wrong form.
-    BadParam {
+    /// A parameter the module does not declare, or a value of the wrong form.
+    Param {
         module: String,
-        param: String,
-        why: &'static str,
+        error: kmodlab_abi::params::ParamError,
     },
     /// Out of memory (module area or frames).
     NoMemory { module: String },
@@ -252,8 +249,10 @@ impl ModError {
             ModError::AlreadyLoaded(_) => errno::EEXIST,
             ModError::Busy { .. } | ModError::InUse { .. } | ModError::NoExit(_) => errno::EBUSY,
             ModError::NotLoaded(_) | ModError::NotInArchive(_) => errno::ENOENT,
-            ModError::UnknownParam { .. } => errno::ENOENT,
-            ModError::BadParam { .. } => errno::EINVAL,
+            ModError::Param { error, .. } => match error {
+                kmodlab_abi::params::ParamError::Unknown { .. } => errno::ENOENT,
+                kmodlab_abi::params::ParamError::BadValue { .. } => errno::EINVAL,
+            },
             ModError::NoMemory { .. } => errno::ENOMEM,
             ModError::InitFailed { code, .. } => {
                 if *code < 0 {
@@ -285,12 +284,7 @@ impl fmt::Display for ModError {
             ModError::NoExit(n) => {
                 write!(f, "module {n} has no cleanup_module and cannot be unloaded")
             }
-            ModError::UnknownParam { module, param } => {
-                write!(f, "{module}: unknown parameter '{param}'")
-            }
-            ModError::BadParam { module, param, why } => {
-                write!(f, "{module}: invalid value for parameter '{param}': {why}")
-            }
+            ModError::Param { module, error } => write!(f, "{module}: {error}"),
             ModError::NoMemory { module } => write!(f, "{module}: out of memory"),
             ModError::InitFailed { module, code } => {
                 write!(f, "{module}: init_module failed with {code}")
