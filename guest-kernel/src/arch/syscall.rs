@@ -109,8 +109,11 @@ impl UserContext {
         }
         self.fault = None;
         // SAFETY: `self` stays borrowed (and so alive and unmoved) for the whole call; the
-        // asm saves and restores every callee-saved register and the kernel stack pointer;
-        // user code cannot reach kernel memory because kernel pages are supervisor-only.
+        // asm saves and restores every callee-saved register and the kernel stack pointer, so
+        // the kernel's state survives whatever the user code does to registers. (Whether user
+        // code can *read* kernel memory depends on the hypervisor: not on hardware KVM, where
+        // kernel pages are supervisor-only; yes on kvm_pvm, see mm::paging. Kernel text and
+        // read-only data are never writable, and the self-test checks both every boot.)
         let code = unsafe { enter_user(self) };
         Ok(if code == 0 {
             Trap::Syscall
