@@ -61,6 +61,11 @@ struct VmArgs {
     /// console byte is a VM exit, which would distort the load-step cycle counts.
     #[arg(long)]
     quiet: bool,
+    /// Refuse modules without a valid signature by the build's key (kernel command line
+    /// `module.sig_enforce=1`, Linux's CONFIG_MODULE_SIG_FORCE); without it they load with a
+    /// warning in the kernel log.
+    #[arg(long)]
+    sig_enforce: bool,
 }
 
 impl VmArgs {
@@ -68,11 +73,14 @@ impl VmArgs {
         VmConfig {
             ram_bytes: self.ram_mib << 20,
             deadline: Duration::from_secs(self.timeout_secs.unwrap_or(default_timeout)),
-            cmdline: if self.quiet {
-                "quiet".into()
-            } else {
-                String::new()
-            },
+            cmdline: [
+                self.quiet.then_some("quiet"),
+                self.sig_enforce.then_some("module.sig_enforce=1"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" "),
             ..VmConfig::new(self.config.into())
         }
     }
@@ -132,6 +140,8 @@ enum Command {
     Depmod(kmod_tools::cli::DepmodArgs),
     /// Sections, sizes and relocation counts of modules.
     Objstat(kmod_tools::cli::ObjstatArgs),
+    /// Sign a module (Linux's sign-file), or create a signing key (--new-key).
+    Sign(kmod_tools::cli::SignArgs),
 }
 
 /// `--ram-mib`: even (guest RAM is mapped in 2 MiB pages) and within 64..=3072.
@@ -166,6 +176,7 @@ fn main() -> ExitCode {
         Command::Modinfo(args) => tool(kmod_tools::cli::modinfo(&args)),
         Command::Depmod(args) => tool(kmod_tools::cli::depmod(&args)),
         Command::Objstat(args) => tool(kmod_tools::cli::objstat(&args)),
+        Command::Sign(args) => tool(kmod_tools::cli::sign(&args)),
     }
 }
 

@@ -270,8 +270,8 @@ fn expected_lsmod_verbose(records: &[ModuleRecord], transitions: (u64, u64, u64)
         let c = r.load_cycles;
         out.push_str(&format!(
             "{}: state Live, core {} B at {:#x}, init {} B (freed), metadata {} B, {} pages, \
-             {} relocations\n  load cycles: copy {} validate {} params {} layout {} allocate {} \
-             resolve {} relocate {} protect {} init {} total {}\n",
+             {} relocations\n  load cycles: copy {} verify {} validate {} params {} layout {} \
+             allocate {} resolve {} relocate {} protect {} init {} total {}\n",
             r.name,
             r.core_bytes,
             r.core_base,
@@ -280,6 +280,7 @@ fn expected_lsmod_verbose(records: &[ModuleRecord], transitions: (u64, u64, u64)
             r.pages,
             r.relocations,
             c.copy,
+            c.verify,
             c.validate,
             c.params,
             c.layout,

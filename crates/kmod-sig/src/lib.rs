@@ -73,7 +73,7 @@ mod trailer;
 
 pub use error::{Tolerance, VerifyError};
 pub use info::SignatureInfo;
-pub use key::{KeyError, KeyIdentity, SIGNER_NAME, TrustedKey};
+pub use key::{KeyError, KeyIdentity, SERIAL_LEN, SIGNER_NAME, TrustedKey};
 pub use pkcs7::oid;
 #[cfg(any(test, feature = "sign"))]
 pub use sign::{SignError, SigningKey};

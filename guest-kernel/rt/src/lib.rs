@@ -115,8 +115,19 @@ pub mod errno {
     pub const ERANGE: u64 = 34;
     /// Not implemented (e.g. module unloading compiled out).
     pub const ENOSYS: u64 = 38;
+    /// No data available (a module without a signature).
+    pub const ENODATA: u64 = 61;
+    /// Package not installed (a module signed with unsupported crypto).
+    pub const ENOPKG: u64 = 65;
+    /// Bad message (a malformed module signature).
+    pub const EBADMSG: u64 = 74;
     /// Message too long.
     pub const EMSGSIZE: u64 = 90;
+    /// Required key not available (a module signed by an unknown key).
+    pub const ENOKEY: u64 = 126;
+    /// Key was rejected by service (a signature that does not match, or no valid signature
+    /// while signatures are enforced).
+    pub const EKEYREJECTED: u64 = 129;
 
     /// Linux's text for an errno (what `strerror` says).
     pub fn describe(errno: u64) -> &'static str {
@@ -132,6 +143,11 @@ pub mod errno {
             ERANGE => "Numerical result out of range",
             ENOSYS => "Function not implemented",
             EMSGSIZE => "Message too long",
+            ENODATA => "No data available",
+            ENOPKG => "Package not installed",
+            EBADMSG => "Bad message",
+            ENOKEY => "Required key not available",
+            EKEYREJECTED => "Key was rejected by service",
             _ => "Unknown error",
         }
     }

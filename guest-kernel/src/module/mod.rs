@@ -20,6 +20,7 @@ mod load;
 pub mod notify;
 mod params;
 mod services;
+pub mod signature;
 #[cfg(feature = "module-unload")]
 mod unload;
 
@@ -233,6 +234,15 @@ pub enum ModError {
     /// The module subsystem is not part of this configuration.
     #[cfg_attr(feature = "monolithic", allow(dead_code))]
     NotInThisConfiguration,
+    /// Signatures are enforced and the module has no valid one (`module_sig_check`).
+    SignatureRequired {
+        /// Linux's words: "unsigned module", "module with unavailable key", …
+        reason: &'static str,
+        /// What the check found.
+        cause: kmod_sig::VerifyError,
+    },
+    /// The module's signature is malformed or does not match (refused whatever the setting).
+    BadSignature(kmod_sig::VerifyError),
 }
 
 impl ModError {
@@ -262,6 +272,8 @@ impl ModError {
                 }
             }
             ModError::NotSupported | ModError::NotInThisConfiguration => errno::ENOSYS,
+            ModError::SignatureRequired { .. } => errno::EKEYREJECTED,
+            ModError::BadSignature(e) => u64::from(e.errno().unsigned_abs()),
         }
     }
 }
@@ -300,6 +312,13 @@ impl fmt::Display for ModError {
                     f,
                     "this kernel configuration has no in-kernel module loader"
                 )
+            }
+            ModError::SignatureRequired { reason, cause } => write!(
+                f,
+                "Loading of {reason} is rejected (module.sig_enforce=1): {cause}"
+            ),
+            ModError::BadSignature(cause) => {
+                write!(f, "module signature verification failed: {cause}")
             }
         }
     }
@@ -344,7 +363,7 @@ pub fn proc_modules_verbose() -> String {
         let c = r.load_cycles;
         out.push_str(&format!(
             "{}: state {}, core {} B at {:#x}, init {} B ({}), metadata {} B, {} pages, {} relocations\n  \
-             load cycles: copy {} validate {} params {} layout {} allocate {} resolve {} relocate {} protect {} init {} total {}\n",
+             load cycles: copy {} verify {} validate {} params {} layout {} allocate {} resolve {} relocate {} protect {} init {} total {}\n",
             r.name,
             r.state.name(),
             r.core_bytes,
@@ -355,6 +374,7 @@ pub fn proc_modules_verbose() -> String {
             r.pages,
             r.relocations,
             c.copy,
+            c.verify,
             c.validate,
             c.params,
             c.layout,
