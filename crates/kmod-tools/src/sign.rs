@@ -10,13 +10,37 @@ use kmod_sig::{SigningKey, TrailerError};
 use crate::error::{Result, ToolError};
 use crate::ko::ModuleFile;
 
-/// Reads a signing key file (PEM PKCS#8, ECDSA P-256).
+/// Largest key file read: a PEM P-256 key is about 250 bytes.
+pub const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// Reads a signing key file (PEM PKCS#8, ECDSA P-256). Only a regular file of at most
+/// [`MAX_KEY_FILE`] bytes is read.
 pub fn read_key(path: &Path) -> Result<SigningKey> {
-    let text = std::fs::read_to_string(path).map_err(|source| ToolError::Io {
+    use std::io::Read;
+    let io = |source| ToolError::Io {
         path: path.to_owned(),
         source,
-    })?;
-    SigningKey::from_pkcs8_pem(&text).map_err(|e| ToolError::Key {
+    };
+    let not_key = |why: &str| ToolError::Key {
+        path: path.to_owned(),
+        reason: format!(
+            "not a PEM PKCS#8 ECDSA P-256 private key (\"-----BEGIN PRIVATE KEY-----\"): {why}"
+        ),
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(not_key("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(not_key(&format!("larger than {MAX_KEY_FILE} bytes")));
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| not_key("not text"))?;
+    SigningKey::from_pkcs8_pem(text).map_err(|e| ToolError::Key {
         path: path.to_owned(),
         reason: e.to_string(),
     })

@@ -273,8 +273,15 @@ fn new_keys_are_private_and_never_overwrite() {
     let err = sign::new_key(&path).unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
     let err = sign::read_key(&fixtures().join("kmodlab/hello.ko")).unwrap_err();
+    assert!(matches!(err, ToolError::Key { .. }), "{err}");
+    assert!(err.to_string().ends_with(": not text"), "{err}");
+    let err = sign::read_key(Path::new("/dev/zero")).unwrap_err();
+    assert!(err.to_string().ends_with(": not a regular file"), "{err}");
+    let big = dir.join("big.pem");
+    std::fs::write(&big, vec![b'A'; 70_000]).unwrap();
+    let err = sign::read_key(&big).unwrap_err();
     assert!(
-        matches!(err, ToolError::Io { .. } | ToolError::Key { .. }),
+        err.to_string().ends_with("larger than 65536 bytes"),
         "{err}"
     );
 }
