@@ -439,8 +439,10 @@ fn kmodlab_cli(args: &[&str]) -> Output {
 }
 
 /// The loader's own verdict on a module file, on the host: the error of the steps that need
-/// no kernel (validation and layout), if they refuse it.
+/// no kernel (validation and layout), if they refuse it. Like the kernel's loader, it sees
+/// the file without its signature trailer (the Linux modules of the corpus are signed).
 fn host_loader_error(bytes: &[u8]) -> Option<kmod_loader::Error> {
+    let bytes = kmod_sig::check(bytes, None).module;
     let module = match kmod_loader::validate::validate(bytes) {
         Ok(m) => m,
         Err(e) => return Some(e),
