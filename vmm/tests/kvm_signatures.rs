@@ -282,3 +282,33 @@ fn a_module_re_signed_with_the_build_key_after_a_change_loads_under_enforcement(
     let report = run("module.sig_enforce=1", vec![image(key.sign(&elf).unwrap())]);
     assert_eq!(loaded(&report, 0).name, "hello");
 }
+
+#[test]
+fn kmodlab_run_sig_enforce_sets_the_kernel_switch() {
+    if !kvm_usable() {
+        return;
+    }
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kmodlab"))
+            .args(args)
+            .output()
+            .expect("cannot run the kmodlab binary");
+        let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+        (
+            out.status.code(),
+            text,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run(&["run", "--sig-enforce", "-c", "insmod hello.ko; lsmod"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("module: signatures enforced (module.sig_enforce=1)\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\nhello "), "{stdout}");
+    let (code, stdout, stderr) = run(&["run", "-c", "insmod hello.ko"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(!stdout.contains("signatures enforced"), "{stdout}");
+    assert!(!stdout.contains("module verification failed"), "{stdout}");
+}
