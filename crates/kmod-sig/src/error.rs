@@ -56,6 +56,12 @@ pub enum VerifyError {
         /// Who signed it.
         signer: KeyIdentity,
     },
+    /// Signed by a key named by subject key identifier (`sign-file -k`); kmodlab's key is
+    /// named by issuer and serial number, so this is a key the kernel does not hold.
+    UnknownKeyId {
+        /// The subject key identifier.
+        key_id: alloc::vec::Vec<u8>,
+    },
     /// The signature value is not a DER ECDSA signature.
     BadSignatureEncoding,
     /// The signature does not match the module: the module (or the signature) was changed
@@ -91,7 +97,9 @@ impl VerifyError {
             | VerifyError::Malformed { .. }
             | VerifyError::Shape { .. }
             | VerifyError::BadSignatureEncoding => errno::EBADMSG,
-            VerifyError::NoTrustedKey | VerifyError::UnknownKey { .. } => errno::ENOKEY,
+            VerifyError::NoTrustedKey
+            | VerifyError::UnknownKey { .. }
+            | VerifyError::UnknownKeyId { .. } => errno::ENOKEY,
             VerifyError::Rejected => errno::EKEYREJECTED,
         }
     }
@@ -146,6 +154,20 @@ impl fmt::Display for VerifyError {
                 f,
                 "the module is signed by a key this kernel does not trust ({signer})"
             ),
+            VerifyError::UnknownKeyId { key_id } => {
+                write!(
+                    f,
+                    "the module is signed by a key this kernel does not trust (subject key \
+                     identifier "
+                )?;
+                for (i, b) in key_id.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(":")?;
+                    }
+                    write!(f, "{b:02X}")?;
+                }
+                f.write_str(")")
+            }
             VerifyError::BadSignatureEncoding => {
                 write!(
                     f,

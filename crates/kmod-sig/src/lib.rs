@@ -55,6 +55,14 @@
 //! unless signatures are enforced; everything else — a signature that does not match, a
 //! malformed trailer or PKCS#7 message — refuses the module whatever the setting.
 //!
+//! Where this is stricter or narrower than Linux's PKCS#7 verifier: exactly one signer (Linux
+//! accepts several, one of them trusted); no signed attributes (Linux verifies their
+//! `messageDigest`; here they are "unsupported crypto", `ENOPKG`); the unauthenticated fields
+//! (versions, the digest algorithm set, unsigned attributes) must be what `sign-file` writes,
+//! so changing them is tampering (`EBADMSG`) rather than ignored; embedded certificates are
+//! ignored (the kernel trusts its one key, not a chain); DER only (Linux's parser is BER, but
+//! `sign-file` writes DER).
+//!
 //! Nothing here panics on any input (property-tested); every slice is taken with checked
 //! lengths.
 

@@ -88,11 +88,6 @@ impl SignedMessage {
                 reason: "carries its content (a module signature's content is the module)",
             });
         }
-        if self.data.version != CmsVersion::V1 {
-            return Err(VerifyError::Shape {
-                reason: "is not SignedData version 1",
-            });
-        }
         let [signer] = self.data.signer_infos.0.as_slice() else {
             return Err(VerifyError::Shape {
                 reason: "does not have exactly one signer",
@@ -105,9 +100,14 @@ impl SignedMessage {
                 reason: "lists digest algorithms other than its signer's",
             });
         }
-        if signer.version != CmsVersion::V1 {
+        // RFC 5652: version 1 with issuer and serial number, 3 with a key identifier.
+        let expected = match signer.sid {
+            SignerIdentifier::IssuerAndSerialNumber(_) => CmsVersion::V1,
+            SignerIdentifier::SubjectKeyIdentifier(_) => CmsVersion::V3,
+        };
+        if signer.version != expected || self.data.version != expected {
             return Err(VerifyError::Shape {
-                reason: "has a signer info that is not version 1",
+                reason: "has a version that does not match its signer identifier",
             });
         }
         if signer.unsigned_attrs.is_some() {
@@ -168,8 +168,8 @@ impl Signer<'_> {
                 &id.issuer,
                 id.serial_number.as_bytes().to_vec(),
             )),
-            SignerIdentifier::SubjectKeyIdentifier(_) => Err(VerifyError::Shape {
-                reason: "names its signer by key identifier, not by issuer and serial number",
+            SignerIdentifier::SubjectKeyIdentifier(id) => Err(VerifyError::UnknownKeyId {
+                key_id: id.0.as_bytes().to_vec(),
             }),
         }
     }

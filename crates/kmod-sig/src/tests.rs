@@ -437,3 +437,60 @@ proptest! {
         let _ = SignatureInfo::of(short);
     }
 }
+
+#[test]
+fn hostile_der_lengths_are_malformed_not_allocated() {
+    // A ContentInfo SEQUENCE claiming 4 GiB, and one whose inner OID claims more than the
+    // sequence holds.
+    for der in [
+        &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff, 0x06, 0x09][..],
+        &[0x30, 0x05, 0x06, 0x7f, 0x2a, 0x86, 0x48][..],
+        &[0x30, 0x80, 0x00, 0x00][..], // BER indefinite length: not DER
+    ] {
+        let file = with_info(ModuleSignature::pkcs7(der.len() as u32), der);
+        assert!(
+            matches!(outcome(&file), Err(VerifyError::Malformed { .. })),
+            "{der:02x?}: {:?}",
+            outcome(&file)
+        );
+        assert_eq!(SignatureInfo::of(&file), None);
+    }
+}
+
+#[test]
+fn a_signer_named_by_key_identifier_is_an_unknown_key() {
+    use cms::signed_data::{SignedData, SignerIdentifier};
+    use der::{Decode, Encode};
+    // Our message, re-encoded with the signer named by a subject key identifier (versions 3,
+    // as RFC 5652 wants), as `sign-file -k` would name it.
+    let der = key().pkcs7_signature(&module()).unwrap();
+    let mut info = cms::content_info::ContentInfo::from_der(&der).unwrap();
+    let mut data: SignedData = info.content.decode_as().unwrap();
+    let mut signer = data.signer_infos.0.as_slice()[0].clone();
+    signer.sid =
+        SignerIdentifier::SubjectKeyIdentifier(x509_cert::ext::pkix::SubjectKeyIdentifier(
+            der::asn1::OctetString::new(vec![0xab; 20]).unwrap(),
+        ));
+    signer.version = cms::content_info::CmsVersion::V3;
+    data.version = cms::content_info::CmsVersion::V3;
+    let mut signers = der::asn1::SetOfVec::new();
+    signers.insert(signer).unwrap();
+    data.signer_infos = cms::signed_data::SignerInfos(signers);
+    info.content = der::Any::encode_from(&data).unwrap();
+    let reencoded = info.to_der().unwrap();
+    let file = with_info(ModuleSignature::pkcs7(reencoded.len() as u32), &reencoded);
+    let e = outcome(&file).unwrap_err();
+    assert_eq!(
+        e,
+        VerifyError::UnknownKeyId {
+            key_id: vec![0xab; 20]
+        }
+    );
+    assert_eq!(e.errno(), error::errno::ENOKEY);
+    assert!(
+        e.to_string().ends_with(
+            "(subject key identifier AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB)"
+        ),
+        "{e}"
+    );
+}
