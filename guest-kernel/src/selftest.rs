@@ -278,6 +278,7 @@ pub fn user_fault(kind: FaultKind) -> Reply {
             Exit::Status(s) => {
                 Reply::Error(format!("the program exited with {s} instead of faulting"))
             }
+            Exit::Stalled => Reply::Error(format!("the program blocked instead of faulting")),
         },
         Err(e) => Reply::Error(format!("{e}")),
     }

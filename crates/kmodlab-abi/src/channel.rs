@@ -545,7 +545,7 @@ pub struct Check {
 }
 
 /// An exception, as the guest kernel saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct FaultReport {
     /// Exception vector (0–31).
     pub vector: u8,

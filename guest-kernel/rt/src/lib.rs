@@ -99,10 +99,20 @@ pub mod errno {
     pub const EPERM: u64 = 1;
     /// No such file, module or symbol.
     pub const ENOENT: u64 = 2;
+    /// No such task.
+    pub const ESRCH: u64 = 3;
+    /// I/O error.
+    pub const EIO: u64 = 5;
     /// Not a valid module (exec format error).
     pub const ENOEXEC: u64 = 8;
+    /// Bad handle (an empty capability slot).
+    pub const EBADF: u64 = 9;
+    /// Try again (no free task slot).
+    pub const EAGAIN: u64 = 11;
     /// Out of memory.
     pub const ENOMEM: u64 = 12;
+    /// Permission denied (a capability lacks the right).
+    pub const EACCES: u64 = 13;
     /// A pointer argument does not lie in mapped user memory.
     pub const EFAULT: u64 = 14;
     /// In use, or busy loading or unloading.
@@ -111,27 +121,50 @@ pub mod errno {
     pub const EEXIST: u64 = 17;
     /// An argument is invalid.
     pub const EINVAL: u64 = 22;
+    /// No space left (a full capability table).
+    pub const ENOSPC: u64 = 28;
+    /// Broken pipe: the server is dead, or died during the call.
+    pub const EPIPE: u64 = 32;
     /// Result out of range.
     pub const ERANGE: u64 = 34;
+    /// The call would deadlock (a cycle of tasks waiting for each other).
+    pub const EDEADLK: u64 = 35;
+    /// A name is too long.
+    pub const ENAMETOOLONG: u64 = 36;
     /// Not implemented (e.g. module unloading compiled out).
     pub const ENOSYS: u64 = 38;
+    /// Value too large for the destination.
+    pub const EOVERFLOW: u64 = 75;
     /// Message too long.
     pub const EMSGSIZE: u64 = 90;
+    /// Timed out (a server stopped by the watchdog).
+    pub const ETIMEDOUT: u64 = 110;
 
     /// Linux's text for an errno (what `strerror` says).
     pub fn describe(errno: u64) -> &'static str {
         match errno {
             EPERM => "Operation not permitted",
             ENOENT => "No such file or directory",
+            ESRCH => "No such process",
+            EIO => "Input/output error",
             ENOEXEC => "Invalid module format",
+            EBADF => "Bad file descriptor",
+            EAGAIN => "Resource temporarily unavailable",
+            EACCES => "Permission denied",
             ENOMEM => "Cannot allocate memory",
             EFAULT => "Bad address",
             EBUSY => "Device or resource busy",
             EEXIST => "File exists",
             EINVAL => "Invalid argument",
+            ENOSPC => "No space left on device",
+            EPIPE => "Broken pipe",
             ERANGE => "Numerical result out of range",
+            EDEADLK => "Resource deadlock avoided",
+            ENAMETOOLONG => "File name too long",
             ENOSYS => "Function not implemented",
+            EOVERFLOW => "Value too large for defined data type",
             EMSGSIZE => "Message too long",
+            ETIMEDOUT => "Connection timed out",
             _ => "Unknown error",
         }
     }

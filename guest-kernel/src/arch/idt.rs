@@ -244,7 +244,7 @@ fn kernel_fault(frame: &TrapFrame, report: FaultReport) -> ! {
         report.rflags,
         frame.rbp,
     ));
-    if let Some((module, offset)) = crate::module::locate(report.rip) {
+    if let Some((module, offset)) = crate::backend::backend().locate(report.rip) {
         crate::console::print_fatal(format_args!(
             "  rip is in module {module} at offset {offset:#x}\n"
         ));
