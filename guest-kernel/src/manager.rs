@@ -100,6 +100,21 @@ impl Microkernel {
     }
 }
 
+/// The manager's start flags, from the kernel command line (`module.unload=0`,
+/// `module.sig_enforce=1`, as Linux spells them).
+fn manager_flags() -> u64 {
+    let cmdline = crate::boot::state().info.cmdline_str().unwrap_or("");
+    let mut flags = mgr::flags::UNLOAD;
+    for word in cmdline.split_whitespace() {
+        match word {
+            "module.unload=0" => flags &= !mgr::flags::UNLOAD,
+            "module.sig_enforce=1" => flags |= mgr::flags::SIG_ENFORCE,
+            _ => {}
+        }
+    }
+    flags
+}
+
 impl ModuleBackend for Microkernel {
     fn start(&self) -> Result<(), String> {
         let archive = crate::boot::initramfs().map_err(|e| format!("module archive: {e}"))?;
@@ -107,7 +122,7 @@ impl ModuleBackend for Microkernel {
             .find(MANAGER_PATH)
             .ok_or_else(|| format!("{MANAGER_PATH} is not in the module archive"))?
             .data;
-        let id = user::spawn(image, "modmgr", [0; 3], Session::none())
+        let id = user::spawn(image, "modmgr", [manager_flags(), 0, 0], Session::none())
             .map_err(|e| format!("{MANAGER_PATH}: {e}"))?;
         with_tasks(|t| {
             if let Some(task) = t.get_mut(id) {
@@ -201,13 +216,36 @@ impl ModuleBackend for Microkernel {
         request: &[u8],
         reply_cap: usize,
     ) -> Result<Vec<u8>, Failure> {
-        let request = mgr::ServiceCall {
+        let lookup = mgr::ServiceLookup {
             service: service.into(),
-            op: op_,
-            request: request.to_vec(),
-            reply_cap: reply_cap.min(REPLY_CAP) as u32,
         };
-        self.call::<_, mgr::ServiceReply>(op::SERVICE_CALL, &request, &[])?
+        let at: mgr::ServiceAddress =
+            self.call::<_, mgr::ServiceLookupReply>(op::SERVICE_LOOKUP, &lookup, &[])??;
+        // The kernel calls the server itself: the manager never waits for a server.
+        let reply = kernel_call(
+            at.task,
+            KernelRequest {
+                op: kmodlab_ipc::srv::op::SERVICE_CALL,
+                words: [at.index, u64::from(op_), 0, 0, 0, 0],
+                payload: request,
+                leases: &[],
+                reply_cap: reply_cap.min(REPLY_CAP),
+            },
+        )
+        .map_err(|e| Failure {
+            errno: match e {
+                KernelCallError::Errno(e) => e,
+                KernelCallError::NoAnswer => errno::EIO,
+            },
+            message: format!("service {service}: the call to its server failed ({e:?})"),
+        })?;
+        if reply.status < 0 {
+            return Err(Failure {
+                errno: reply.status.unsigned_abs(),
+                message: format!("service {service} op {op_} failed with {}", reply.status),
+            });
+        }
+        Ok(reply.payload)
     }
 
     fn locate(&self, _addr: u64) -> Option<(String, u64)> {

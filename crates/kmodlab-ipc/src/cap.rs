@@ -15,6 +15,9 @@ pub const SUPERVISOR: u64 = 1;
 /// The module manager's factory capability (only the manager has one): creating tasks.
 pub const FACTORY: u64 = 2;
 
+/// The task argument of `cap_delete` that names the caller itself.
+pub const SELF_TASK: u64 = u64::MAX;
+
 /// The badge the kernel uses when it calls a server itself (the VMM's control commands and
 /// the module system calls of user programs forwarded to the module manager).
 pub const KERNEL_BADGE: u64 = u64::MAX;

@@ -16,6 +16,15 @@ use alloc::vec::Vec;
 use kmodlab_abi::channel::ModuleRecord;
 use serde::{Deserialize, Serialize};
 
+/// Flags the kernel starts the manager with (`rdi` at its entry), from the kernel command
+/// line.
+pub mod flags {
+    /// Modules may be unloaded (Linux's CONFIG_MODULE_UNLOAD; off with `module.unload=0`).
+    pub const UNLOAD: u64 = 1 << 0;
+    /// Unsigned or badly signed modules are refused (`module.sig_enforce=1`).
+    pub const SIG_ENFORCE: u64 = 1 << 1;
+}
+
 /// Ops the kernel sends to the manager.
 pub mod op {
     /// Load a module from lease 0 ([`super::Insmod`] payload); replies
@@ -28,9 +37,10 @@ pub mod op {
     pub const RMMOD: u64 = 3;
     /// Every module's record; replies [`super::ListReply`].
     pub const LIST: u64 = 4;
-    /// Call a module's service by name ([`super::ServiceCall`]); replies
-    /// [`super::ServiceReply`].
-    pub const SERVICE_CALL: u64 = 5;
+    /// Find a module's service by name ([`super::ServiceLookup`]); replies
+    /// [`super::ServiceLookupReply`]. The kernel then calls the server itself
+    /// ([`crate::srv::op::SERVICE_CALL`]), so that the manager never waits for a server.
+    pub const SERVICE_LOOKUP: u64 = 5;
     /// The module (and offset) containing an address of a task, for fault reports
     /// ([`super::Locate`]); replies [`super::LocateReply`].
     pub const LOCATE: u64 = 6;
@@ -76,17 +86,21 @@ pub struct Rmmod {
     pub may_manage_modules: bool,
 }
 
-/// [`op::SERVICE_CALL`].
+/// [`op::SERVICE_LOOKUP`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceCall {
+pub struct ServiceLookup {
     /// Service name.
     pub service: String,
-    /// The service's op.
-    pub op: u32,
-    /// Request bytes.
-    pub request: Vec<u8>,
-    /// Largest reply wanted.
-    pub reply_cap: u32,
+}
+
+/// Where a service is: the server task and the service's index in it (word 0 of a
+/// [`crate::srv::op::SERVICE_CALL`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceAddress {
+    /// The module server.
+    pub task: crate::task::TaskId,
+    /// The service's index in that server.
+    pub index: u64,
 }
 
 /// [`op::LOCATE`].
@@ -111,9 +125,8 @@ pub struct ListReply {
     /// COMING, LIVE and GOING transitions since the manager started.
     pub transitions: (u64, u64, u64),
 }
-/// Reply to [`op::SERVICE_CALL`]: the reply bytes, or the service's (or the manager's)
-/// negative status with an explanation.
-pub type ServiceReply = Result<Vec<u8>, Failure>;
+/// Reply to [`op::SERVICE_LOOKUP`].
+pub type ServiceLookupReply = Result<ServiceAddress, Failure>;
 /// Reply to [`op::LOCATE`]: module name and offset in it.
 pub type LocateReply = Option<(String, u64)>;
 
@@ -149,13 +162,10 @@ mod tests {
             message: "Module kvstore is in use by: kvclient".into(),
         });
         assert_eq!(decode::<DoneReply>(&encode(&f).unwrap()).unwrap(), f);
-        let s = ServiceCall {
+        let s = ServiceLookup {
             service: "crc32".into(),
-            op: 0,
-            request: vec![1, 2, 3],
-            reply_cap: 4,
         };
-        assert_eq!(decode::<ServiceCall>(&encode(&s).unwrap()).unwrap(), s);
+        assert_eq!(decode::<ServiceLookup>(&encode(&s).unwrap()).unwrap(), s);
     }
 
     #[test]
@@ -174,11 +184,11 @@ mod tests {
         fn decoding_arbitrary_replies_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode::<LoadReply>(&bytes);
             let _ = decode::<ListReply>(&bytes);
-            let _ = decode::<ServiceReply>(&bytes);
+            let _ = decode::<ServiceLookupReply>(&bytes);
             let _ = decode::<DoneReply>(&bytes);
             let _ = decode::<LocateReply>(&bytes);
             let _ = decode::<Insmod>(&bytes);
-            let _ = decode::<ServiceCall>(&bytes);
+            let _ = decode::<ServiceLookup>(&bytes);
         }
     }
 }

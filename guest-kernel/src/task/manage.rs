@@ -252,7 +252,7 @@ pub fn delete(t: &mut Tasks, caller: TaskId, a: [u64; 2]) -> u64 {
 }
 
 /// The `task_slot` of `cap_delete` that names the caller itself.
-pub const SELF: u64 = u64::MAX;
+pub const SELF: u64 = kmodlab_ipc::cap::SELF_TASK;
 
 /// Resolves `task_destroy(task_slot)`'s target (the destruction itself runs without the task
 /// table locked, see [`super::destroy`]); also empties the slot.
