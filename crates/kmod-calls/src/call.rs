@@ -93,13 +93,28 @@ impl RequestHeader {
 
     /// Reads a request payload (untrusted: any bytes give `Ok` or an error).
     pub fn decode(payload: &[u8]) -> Result<RequestHeader, RequestError> {
-        let b: &[u8; HEADER_LEN] = payload
-            .try_into()
-            .map_err(|_| RequestError::HeaderLength {
-                len: payload.len() as u64,
-                expected: HEADER_LEN,
-            })?;
-        let [f0, f1, f2, f3, f4, f5, f6, f7, e0, e1, e2, e3, null_mask, version, r0, r1] = *b;
+        let b: &[u8; HEADER_LEN] = payload.try_into().map_err(|_| RequestError::HeaderLength {
+            len: payload.len() as u64,
+            expected: HEADER_LEN,
+        })?;
+        let [
+            f0,
+            f1,
+            f2,
+            f3,
+            f4,
+            f5,
+            f6,
+            f7,
+            e0,
+            e1,
+            e2,
+            e3,
+            null_mask,
+            version,
+            r0,
+            r1,
+        ] = *b;
         let reserved = u16::from_le_bytes([r0, r1]);
         if version != VERSION || reserved != 0 {
             return Err(RequestError::Version { version, reserved });
@@ -355,15 +370,15 @@ impl Descriptor {
             let (len, written) = match *a {
                 Arg::Int(_) => continue,
                 Arg::Buffer { dir, extent } => {
-                    let len = self.buffer_len(extent, &words).ok_or(
-                        MarshalError::NegativeCount {
-                            arg: i,
-                            count: match extent {
-                                Extent::Count { arg, .. } => usize::from(arg),
-                                Extent::Fixed { .. } => i,
-                            },
-                        },
-                    )?;
+                    let len =
+                        self.buffer_len(extent, &words)
+                            .ok_or(MarshalError::NegativeCount {
+                                arg: i,
+                                count: match extent {
+                                    Extent::Count { arg, .. } => usize::from(arg),
+                                    Extent::Fixed { .. } => i,
+                                },
+                            })?;
                     check_limits(i, len, &mut total, limits)?;
                     if let Some(l) = leases.get_mut(lease_count) {
                         *l = Lease {
@@ -556,7 +571,12 @@ impl Descriptor {
     }
 }
 
-fn check_limits(arg: usize, len: u64, total: &mut u64, limits: &Limits) -> Result<(), MarshalError> {
+fn check_limits(
+    arg: usize,
+    len: u64,
+    total: &mut u64,
+    limits: &Limits,
+) -> Result<(), MarshalError> {
     if len > limits.max_buffer {
         return Err(MarshalError::BufferTooLarge {
             arg,
@@ -761,9 +781,9 @@ impl Accepted {
             let filled = match (b.dir, self.sig.outlen_of(i)) {
                 (Dir::Out, Some(j)) => match (self.slots.get(j), cells.get(j).copied()) {
                     (Some(Slot::OutLen), Some(OUTLEN_UNSET) | None) => 0,
-                    (Some(Slot::OutLen), Some(n)) => n
-                        .saturating_mul(u64::from(extent.unit()))
-                        .min(b.len),
+                    (Some(Slot::OutLen), Some(n)) => {
+                        n.saturating_mul(u64::from(extent.unit())).min(b.len)
+                    }
                     _ => b.len,
                 },
                 _ => b.len,

@@ -20,9 +20,7 @@ pub mod errno {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     /// More than [`crate::MAX_ARGS`] arguments.
-    #[error(
-        "{count} arguments: an export may take at most 6 (the integer argument registers)"
-    )]
+    #[error("{count} arguments: an export may take at most 6 (the integer argument registers)")]
     TooManyArgs {
         /// How many.
         count: usize,

@@ -189,10 +189,13 @@ pub use call::{
     OUTLEN_UNSET, OutLenWrite, Request, RequestHeader, Slot, VERSION,
 };
 pub use error::{
-    CoverageError, DescriptorError, FindError, MarshalError, ModuleError, RecordError,
-    ReplyError, RequestError, SectionError, SignatureError,
+    CoverageError, DescriptorError, FindError, MarshalError, ModuleError, RecordError, ReplyError,
+    RequestError, SectionError, SignatureError,
 };
-pub use sig::{Arg, Dir, Export, Extent, Int, MAX_ARGS, MAX_BUFFERS, MAX_NAME, MAX_RECORD, MAX_SIZE, Ret, Signature};
+pub use sig::{
+    Arg, Dir, Export, Extent, Int, MAX_ARGS, MAX_BUFFERS, MAX_NAME, MAX_RECORD, MAX_SIZE, Ret,
+    Signature,
+};
 pub use table::{ExportTable, MAX_EXPORTS, MAX_SECTION, SECTION, find_section};
 
 #[cfg(test)]

@@ -106,9 +106,7 @@ impl Int {
         match word {
             b"usize" => Some(Int::U64),
             b"isize" => Some(Int::I64),
-            _ => Int::ALL
-                .into_iter()
-                .find(|i| i.name().as_bytes() == word),
+            _ => Int::ALL.into_iter().find(|i| i.name().as_bytes() == word),
         }
     }
 
@@ -336,17 +334,11 @@ impl Signature {
                     Extent::Count { arg, elem } => {
                         match args.get(usize::from(arg)) {
                             None => {
-                                return Err(SignatureError::CountOutOfRange {
-                                    arg: i,
-                                    count: arg,
-                                });
+                                return Err(SignatureError::CountOutOfRange { arg: i, count: arg });
                             }
                             Some(Arg::Int(_)) => {}
                             Some(_) => {
-                                return Err(SignatureError::CountNotInteger {
-                                    arg: i,
-                                    count: arg,
-                                });
+                                return Err(SignatureError::CountNotInteger { arg: i, count: arg });
                             }
                         }
                         if elem == 0 || elem > MAX_SIZE {
@@ -515,8 +507,8 @@ impl<'a> Export<'a> {
                 expected: "the end of the record after the return type",
             });
         }
-        let sig = Signature::new(args.get(..argc).unwrap_or(&[]), ret)
-            .map_err(RecordError::Invalid)?;
+        let sig =
+            Signature::new(args.get(..argc).unwrap_or(&[]), ret).map_err(RecordError::Invalid)?;
         Ok(Export { name, sig })
     }
 
@@ -643,7 +635,10 @@ impl<'a> Parser<'a> {
             b"inout" => Dir::InOut,
             b"outlen" => {
                 self.expect(b"[", "`[` after outlen")?;
-                self.expect(b"@", "`@` and the buffer argument's position in outlen[...]")?;
+                self.expect(
+                    b"@",
+                    "`@` and the buffer argument's position in outlen[...]",
+                )?;
                 let buffer = self.index()?;
                 self.expect(b"]", "`]` after outlen's buffer position")?;
                 return Ok(Arg::OutLen { buffer });
@@ -681,7 +676,12 @@ impl<'a> Parser<'a> {
     fn index(&mut self) -> Result<u8, RecordError> {
         self.spaces();
         match self.peek() {
-            Some(b @ b'0'..=b'5') if !self.s.get(self.at.saturating_add(1)).is_some_and(u8::is_ascii_digit) => {
+            Some(b @ b'0'..=b'5')
+                if !self
+                    .s
+                    .get(self.at.saturating_add(1))
+                    .is_some_and(u8::is_ascii_digit) =>
+            {
                 self.bump();
                 Ok(b.saturating_sub(b'0'))
             }

@@ -31,9 +31,7 @@ pub fn find_section(file: &[u8]) -> Result<Option<&[u8]>, FindError> {
     let sections = header.sections(endian, file).map_err(FindError::Elf)?;
     let mut found: Option<(usize, &elf::SectionHeader64<object::Endianness>)> = None;
     for (index, sh) in sections.iter().enumerate() {
-        let name = sections
-            .section_name(endian, sh)
-            .map_err(FindError::Elf)?;
+        let name = sections.section_name(endian, sh).map_err(FindError::Elf)?;
         if name != SECTION.as_bytes() {
             continue;
         }

@@ -19,7 +19,10 @@ fn parse_err(s: &str) -> String {
 /// The module set's exports, as their modules declare them (the Rust ones as `export!`
 /// writes them, with `usize` and `*1`), and their canonical forms.
 const MODULE_SET: &[(&str, &str)] = &[
-    ("crc32_compute(in[@1], usize) -> u32", "crc32_compute(in[@1], u64) -> u32"),
+    (
+        "crc32_compute(in[@1], usize) -> u32",
+        "crc32_compute(in[@1], u64) -> u32",
+    ),
     (
         "crc32_update(u32, in[@2], usize) -> u32",
         "crc32_update(u32, in[@2], u64) -> u32",
@@ -75,7 +78,10 @@ fn spaces_between_tokens_are_allowed_and_dropped() {
     let e = parse("  f ( in [ @ 1 * 4 ] ,u64,out[ 8 ] )->void ");
     assert_eq!(e.to_string(), "f(in[@1*4], u64, out[8]) -> void");
     assert_eq!(parse("g()->i8").to_string(), "g() -> i8");
-    assert_eq!(parse("h(inout[@1*1], u16) -> void").to_string(), "h(inout[@1], u16) -> void");
+    assert_eq!(
+        parse("h(inout[@1*1], u16) -> void").to_string(),
+        "h(inout[@1], u16) -> void"
+    );
 }
 
 #[test]
@@ -88,7 +94,12 @@ fn fingerprint_is_fnv1a_of_the_canonical_text() {
     assert_eq!(parse("f()->void").fingerprint(), h);
     // Name, types and buffer sizes are all part of it.
     let base = parse("f(u32) -> void").fingerprint();
-    for other in ["g(u32) -> void", "f(i32) -> void", "f(u32) -> u8", "f() -> void"] {
+    for other in [
+        "g(u32) -> void",
+        "f(i32) -> void",
+        "f(u32) -> u8",
+        "f() -> void",
+    ] {
         assert_ne!(parse(other).fingerprint(), base, "{other}");
     }
     assert_ne!(
@@ -101,22 +112,46 @@ fn fingerprint_is_fnv1a_of_the_canonical_text() {
 fn syntax_errors_say_where_and_what_was_expected() {
     let cases = [
         ("", "at byte 0: expected the export's name (a C identifier)"),
-        ("1f() -> void", "at byte 0: expected a name that does not start with a digit"),
-        ("f -> void", "at byte 2: expected `(` after the export's name"),
-        ("f(u32 u32) -> void", "at byte 6: expected `,` or `)` after an argument"),
+        (
+            "1f() -> void",
+            "at byte 0: expected a name that does not start with a digit",
+        ),
+        (
+            "f -> void",
+            "at byte 2: expected `(` after the export's name",
+        ),
+        (
+            "f(u32 u32) -> void",
+            "at byte 6: expected `,` or `)` after an argument",
+        ),
         (
             "f(char) -> void",
             "at byte 2: expected an argument: u8..u64, i8..i64, usize, isize, in[..], out[..], inout[..] or outlen[..]",
         ),
-        ("f()", "at byte 3: expected `->` and the return type after `)`"),
+        (
+            "f()",
+            "at byte 3: expected `->` and the return type after `)`",
+        ),
         (
             "f() -> bool",
             "at byte 7: expected a return type: void, u8..u64, i8..i64, usize or isize",
         ),
-        ("f() -> void x", "at byte 12: expected the end of the record after the return type"),
-        ("f(in) -> void", "at byte 4: expected `[` and the buffer's length after in/out/inout"),
-        ("f(in[@6], u64) -> void", "at byte 6: expected an argument position, 0 to 5"),
-        ("f(in[@12], u64) -> void", "at byte 6: expected an argument position, 0 to 5"),
+        (
+            "f() -> void x",
+            "at byte 12: expected the end of the record after the return type",
+        ),
+        (
+            "f(in) -> void",
+            "at byte 4: expected `[` and the buffer's length after in/out/inout",
+        ),
+        (
+            "f(in[@6], u64) -> void",
+            "at byte 6: expected an argument position, 0 to 5",
+        ),
+        (
+            "f(in[@12], u64) -> void",
+            "at byte 6: expected an argument position, 0 to 5",
+        ),
         (
             "f(out[0]) -> void",
             "at byte 6: expected a size in bytes, 1 to 65536, without leading zeros",
@@ -133,9 +168,18 @@ fn syntax_errors_say_where_and_what_was_expected() {
             "f(out[100000]) -> void",
             "at byte 6: expected a size in bytes, 1 to 65536, without leading zeros",
         ),
-        ("f(in[@1 u64) -> void", "at byte 8: expected `]` after the buffer's length"),
-        ("f(outlen[1]) -> void", "at byte 9: expected `@` and the buffer argument's position in outlen[...]"),
-        ("f(u8,) -> void", "at byte 5: expected an argument: u8..u64, i8..i64, usize, isize, in[..], out[..], inout[..] or outlen[..]"),
+        (
+            "f(in[@1 u64) -> void",
+            "at byte 8: expected `]` after the buffer's length",
+        ),
+        (
+            "f(outlen[1]) -> void",
+            "at byte 9: expected `@` and the buffer argument's position in outlen[...]",
+        ),
+        (
+            "f(u8,) -> void",
+            "at byte 5: expected an argument: u8..u64, i8..i64, usize, isize, in[..], out[..], inout[..] or outlen[..]",
+        ),
         ("f\t() -> void", "byte 0x09 at 1 is not printable ASCII"),
         ("f(\u{e9}) -> void", "byte 0xc3 at 2 is not printable ASCII"),
     ];
@@ -143,7 +187,10 @@ fn syntax_errors_say_where_and_what_was_expected() {
         assert_eq!(parse_err(input), message, "{input:?}");
     }
     let long = format!("{}() -> void", "a".repeat(256));
-    assert_eq!(parse_err(&long), "export name of 256 bytes is longer than 255");
+    assert_eq!(
+        parse_err(&long),
+        "export name of 256 bytes is longer than 255"
+    );
     let longer = format!("{}() -> void", "a".repeat(600));
     assert_eq!(parse_err(&longer), "record of 610 bytes is longer than 512");
     assert!(Export::parse(format!("{}() -> void", "a".repeat(255)).as_bytes()).is_ok());
@@ -216,7 +263,10 @@ fn a_section_is_nul_terminated_records_with_optional_padding() {
     assert_eq!(t.len(), 2);
     let names: Vec<&str> = t.iter().map(|e| e.name).collect();
     assert_eq!(names, ["b", "a"]);
-    assert_eq!(t.find("a").map(|(i, e)| (i, e.to_string())), Some((1, "a(in[@1], u64) -> u32".into())));
+    assert_eq!(
+        t.find("a").map(|(i, e)| (i, e.to_string())),
+        Some((1, "a(in[@1], u64) -> u32".into()))
+    );
     assert_eq!(t.get(0).unwrap().name, "b");
     assert!(t.get(2).is_none());
     assert!(t.find("c").is_none());
@@ -300,7 +350,13 @@ fn elf(sections: &[(&str, u32, u64, &[u8])]) -> Vec<u8> {
         .zip(&names)
         .map(|(((_, ty, flags, data), off), name)| (*name, *ty, *flags, *off, data.len() as u64))
         .collect();
-    all.push((*names.last().unwrap(), 3, 0, shstr_off, shstrtab.len() as u64));
+    all.push((
+        *names.last().unwrap(),
+        3,
+        0,
+        shstr_off,
+        shstrtab.len() as u64,
+    ));
     for (name, ty, flags, off, size) in &all {
         let mut sh = [0u8; 64];
         sh[0..4].copy_from_slice(&name.to_le_bytes());
@@ -335,7 +391,10 @@ const ALLOC: u64 = 2;
 fn the_section_is_found_by_name_and_must_not_be_loaded() {
     let records: &[u8] = b"f(u8) -> u8\0";
     let text: &[u8] = &[0xc3];
-    let file = elf(&[(".text", PROGBITS, ALLOC | 4, text), (SECTION, PROGBITS, 0, records)]);
+    let file = elf(&[
+        (".text", PROGBITS, ALLOC | 4, text),
+        (SECTION, PROGBITS, 0, records),
+    ]);
     assert_eq!(find_section(&file), Ok(Some(records)));
     let table = ExportTable::from_module(&file).unwrap();
     assert_eq!(table.get(0).unwrap().to_string(), "f(u8) -> u8");
@@ -353,7 +412,10 @@ fn the_section_is_found_by_name_and_must_not_be_loaded() {
         "section [1] .kmod_exportsig has type 8, not SHT_PROGBITS"
     );
     assert_eq!(
-        msg(&elf(&[(SECTION, PROGBITS, 0, records), (SECTION, PROGBITS, 0, records)])),
+        msg(&elf(&[
+            (SECTION, PROGBITS, 0, records),
+            (SECTION, PROGBITS, 0, records)
+        ])),
         "sections [1] and [2] are both named .kmod_exportsig"
     );
     assert_eq!(
@@ -369,7 +431,10 @@ fn the_section_is_found_by_name_and_must_not_be_loaded() {
     let mut file = elf(&[(SECTION, PROGBITS, 0, records)]);
     let shoff = u64::from_le_bytes(file[40..48].try_into().unwrap()) as usize;
     file[shoff + 64 + 24..shoff + 64 + 32].copy_from_slice(&u64::MAX.to_le_bytes());
-    assert_eq!(msg(&file), "section [1] .kmod_exportsig extends past the end of the file");
+    assert_eq!(
+        msg(&file),
+        "section [1] .kmod_exportsig extends past the end of the file"
+    );
     assert!(msg(b"not an ELF file").starts_with("not a readable ELF64 file: "));
     let mut be = elf(&[]);
     be[5] = 2;
@@ -404,15 +469,42 @@ fn bad_descriptors_are_refused() {
         b[at] = v;
         Descriptor::from_bytes(&b).map_err(|e| e.to_string())
     };
-    assert_eq!(with(12, 7), Err("descriptor byte 12 holds 0x07, which is not valid there".into()));
-    assert_eq!(with(13, 9), Err("descriptor byte 13 holds 0x09, which is not valid there".into()));
-    assert_eq!(with(14, 1), Err("descriptor byte 14 holds 0x01, which is not valid there".into()));
-    assert_eq!(with(16, 99), Err("descriptor byte 16 holds 0x63, which is not valid there".into()));
-    assert_eq!(with(18, 1), Err("descriptor byte 18 holds 0x01, which is not valid there".into()));
-    assert_eq!(with(25, 1), Err("descriptor byte 24 holds 0x04, which is not valid there".into()));
-    assert_eq!(with(32, 1), Err("descriptor byte 32 holds 0x01, which is not valid there".into()));
-    assert_eq!(with(17, 0), Err("argument 0: its length is argument 0, which is not an integer".into()));
-    assert_eq!(with(20, 0), Err("argument 0: size 0 is not 1 to 65536 bytes".into()));
+    assert_eq!(
+        with(12, 7),
+        Err("descriptor byte 12 holds 0x07, which is not valid there".into())
+    );
+    assert_eq!(
+        with(13, 9),
+        Err("descriptor byte 13 holds 0x09, which is not valid there".into())
+    );
+    assert_eq!(
+        with(14, 1),
+        Err("descriptor byte 14 holds 0x01, which is not valid there".into())
+    );
+    assert_eq!(
+        with(16, 99),
+        Err("descriptor byte 16 holds 0x63, which is not valid there".into())
+    );
+    assert_eq!(
+        with(18, 1),
+        Err("descriptor byte 18 holds 0x01, which is not valid there".into())
+    );
+    assert_eq!(
+        with(25, 1),
+        Err("descriptor byte 24 holds 0x04, which is not valid there".into())
+    );
+    assert_eq!(
+        with(32, 1),
+        Err("descriptor byte 32 holds 0x01, which is not valid there".into())
+    );
+    assert_eq!(
+        with(17, 0),
+        Err("argument 0: its length is argument 0, which is not an integer".into())
+    );
+    assert_eq!(
+        with(20, 0),
+        Err("argument 0: size 0 is not 1 to 65536 bytes".into())
+    );
     assert_eq!(
         Descriptor::from_bytes(&good[..63]).map_err(|e| e.to_string()),
         Err("descriptor of 63 bytes, expected 64".into())
@@ -480,9 +572,17 @@ fn model(sig: &Signature, regs: &[u64; 6], mem: &mut dyn Pointed) -> u64 {
     let args = sig.args();
     let len_of = |i: usize| -> u64 {
         match args[i] {
-            Arg::Buffer { extent: Extent::Fixed { bytes }, .. } => u64::from(bytes),
-            Arg::Buffer { extent: Extent::Count { arg, elem }, .. } => {
-                let Arg::Int(t) = args[arg as usize] else { unreachable!() };
+            Arg::Buffer {
+                extent: Extent::Fixed { bytes },
+                ..
+            } => u64::from(bytes),
+            Arg::Buffer {
+                extent: Extent::Count { arg, elem },
+                ..
+            } => {
+                let Arg::Int(t) = args[arg as usize] else {
+                    unreachable!()
+                };
                 t.canonical(regs[arg as usize]) * u64::from(elem)
             }
             _ => unreachable!(),
@@ -504,12 +604,18 @@ fn model(sig: &Signature, regs: &[u64; 6], mem: &mut dyn Pointed) -> u64 {
         }
     }
     for (i, a) in args.iter().enumerate() {
-        let Arg::Buffer { dir, extent } = *a else { continue };
+        let Arg::Buffer { dir, extent } = *a else {
+            continue;
+        };
         if regs[i] == 0 || !dir.writes() {
             continue;
         }
         let len = len_of(i);
-        let mut data = if dir.reads() { mem.read(regs[i], len) } else { vec![0; len as usize] };
+        let mut data = if dir.reads() {
+            mem.read(regs[i], len)
+        } else {
+            vec![0; len as usize]
+        };
         let unit = u64::from(extent.unit());
         let outlen = sig.outlen_of(i).filter(|&j| regs[j] != 0);
         if outlen.is_some() && dir == Dir::Out && h % 5 == 0 {
@@ -631,7 +737,10 @@ fn call_through_ipc(
 }
 
 fn kvstore_get() -> Descriptor {
-    Descriptor::new(1, &parse("kvstore_get(in[@1], usize, out[@3], usize, outlen[@2]) -> i32"))
+    Descriptor::new(
+        1,
+        &parse("kvstore_get(in[@1], usize, out[@3], usize, outlen[@2]) -> i32"),
+    )
 }
 
 #[test]
@@ -655,8 +764,16 @@ fn a_kvstore_get_call_becomes_leases_and_words() {
     assert_eq!(
         req.leases(),
         [
-            kmodlab_ipc::msg::Lease { addr: 0x1000, len: 3, flags: LEASE_READ },
-            kmodlab_ipc::msg::Lease { addr: 0x2000, len: 440, flags: LEASE_WRITE },
+            kmodlab_ipc::msg::Lease {
+                addr: 0x1000,
+                len: 3,
+                flags: LEASE_READ
+            },
+            kmodlab_ipc::msg::Lease {
+                addr: 0x2000,
+                len: 440,
+                flags: LEASE_WRITE
+            },
         ]
     );
     let (received, payload) = deliver(&req, 65);
@@ -665,9 +782,17 @@ fn a_kvstore_get_call_becomes_leases_and_words() {
     assert_eq!(
         acc.slots(),
         [
-            Slot::Buffer(BufferSlot { lease: 0, len: 3, dir: Dir::In }),
+            Slot::Buffer(BufferSlot {
+                lease: 0,
+                len: 3,
+                dir: Dir::In
+            }),
             Slot::Scalar(3),
-            Slot::Buffer(BufferSlot { lease: 1, len: 440, dir: Dir::Out }),
+            Slot::Buffer(BufferSlot {
+                lease: 1,
+                len: 440,
+                dir: Dir::Out
+            }),
             Slot::Scalar(440),
             Slot::OutLen,
         ]
@@ -677,25 +802,65 @@ fn a_kvstore_get_call_becomes_leases_and_words() {
     // The function returned 0 with eax's upper half garbage, and stored 12 in *len.
     let fin = acc.finish(0xffff_ffff_0000_0000, &[0, 0, 0, 0, 12, 0]);
     assert_eq!(fin.words, [0, 12, 0, 0, 0, 0]);
-    assert_eq!(fin.copy_backs(), [CopyBack { arg: 2, lease: 1, len: 12 }]);
+    assert_eq!(
+        fin.copy_backs(),
+        [CopyBack {
+            arg: 2,
+            lease: 1,
+            len: 12
+        }]
+    );
     let done = req.complete(&fin.words).unwrap();
     assert_eq!(done.ret, 0);
-    assert_eq!(done.outlen_writes(), [OutLenWrite { addr: 0x3000, value: 12 }]);
+    assert_eq!(
+        done.outlen_writes(),
+        [OutLenWrite {
+            addr: 0x3000,
+            value: 12
+        }]
+    );
     // -ENOENT comes back sign-extended; the out-length the function did not store stays
     // unset: the caller's variable is not written and nothing is copied back.
     let fin = acc.finish((-2i32) as u32 as u64, &[0, 0, 0, 0, OUTLEN_UNSET, 0]);
     assert_eq!(fin.words, [(-2i64) as u64, OUTLEN_UNSET, 0, 0, 0, 0]);
-    assert_eq!(fin.copy_backs(), [CopyBack { arg: 2, lease: 1, len: 0 }]);
+    assert_eq!(
+        fin.copy_backs(),
+        [CopyBack {
+            arg: 2,
+            lease: 1,
+            len: 0
+        }]
+    );
     let done = req.complete(&fin.words).unwrap();
     assert_eq!(done.ret, (-2i64) as u64);
     assert_eq!(done.outlen_writes(), []);
     // Storing 0 is storing: 0 bytes back, and *len = 0.
     let fin = acc.finish(0, &[0; 6]);
-    assert_eq!(fin.copy_backs(), [CopyBack { arg: 2, lease: 1, len: 0 }]);
-    assert_eq!(req.complete(&fin.words).unwrap().outlen_writes(), [OutLenWrite { addr: 0x3000, value: 0 }]);
+    assert_eq!(
+        fin.copy_backs(),
+        [CopyBack {
+            arg: 2,
+            lease: 1,
+            len: 0
+        }]
+    );
+    assert_eq!(
+        req.complete(&fin.words).unwrap().outlen_writes(),
+        [OutLenWrite {
+            addr: 0x3000,
+            value: 0
+        }]
+    );
     // A callee claiming more than the buffer holds gets the buffer, not more.
     let fin = acc.finish(0, &[0, 0, 0, 0, 1 << 40, 0]);
-    assert_eq!(fin.copy_backs(), [CopyBack { arg: 2, lease: 1, len: 440 }]);
+    assert_eq!(
+        fin.copy_backs(),
+        [CopyBack {
+            arg: 2,
+            lease: 1,
+            len: 440
+        }]
+    );
 }
 
 #[test]
@@ -705,12 +870,25 @@ fn null_pointers_travel_as_null_and_get_no_lease() {
     let req = d.marshal(&regs, &Limits::DEFAULT).unwrap();
     assert_eq!(req.header[12], 0b1_0000);
     let (rcv, payload) = deliver(&req, 65);
-    let acc = d.accept(&RequestHeader::decode(&payload).unwrap(), &rcv, &Limits::DEFAULT).unwrap();
+    let acc = d
+        .accept(
+            &RequestHeader::decode(&payload).unwrap(),
+            &rcv,
+            &Limits::DEFAULT,
+        )
+        .unwrap();
     assert_eq!(acc.slots()[4], Slot::Null);
     assert_eq!(acc.registers(&[1, 0, 2, 0, 3, 0])[4], 0);
     // Without an out-length the whole buffer goes back.
     let fin = acc.finish(0, &[0; 6]);
-    assert_eq!(fin.copy_backs(), [CopyBack { arg: 2, lease: 1, len: 440 }]);
+    assert_eq!(
+        fin.copy_backs(),
+        [CopyBack {
+            arg: 2,
+            lease: 1,
+            len: 440
+        }]
+    );
     assert_eq!(fin.words, [0; 6]);
     // A null buffer with a non-zero count goes to the function as (null, count): the
     // function decides (cstats returns -EFAULT), as in the monolithic kernel.
@@ -718,16 +896,36 @@ fn null_pointers_travel_as_null_and_get_no_lease() {
     let req = d.marshal(&regs, &Limits::DEFAULT).unwrap();
     assert_eq!(req.leases().len(), 1);
     let (rcv, payload) = deliver(&req, 65);
-    let acc = d.accept(&RequestHeader::decode(&payload).unwrap(), &rcv, &Limits::DEFAULT).unwrap();
+    let acc = d
+        .accept(
+            &RequestHeader::decode(&payload).unwrap(),
+            &rcv,
+            &Limits::DEFAULT,
+        )
+        .unwrap();
     assert_eq!(acc.slots()[0], Slot::Null);
-    assert_eq!(acc.slots()[2], Slot::Buffer(BufferSlot { lease: 0, len: 440, dir: Dir::Out }));
+    assert_eq!(
+        acc.slots()[2],
+        Slot::Buffer(BufferSlot {
+            lease: 0,
+            len: 440,
+            dir: Dir::Out
+        })
+    );
     assert_eq!(acc.registers(&[9, 0, 8, 0, 7, 0]), [0, 3, 8, 440, 7, 0]);
 }
 
 #[test]
 fn narrow_integers_are_made_canonical_by_the_stub_and_checked_by_the_server() {
     let d = Descriptor::new(0, &parse("f(u8, i8, u16, i32, u32, i64) -> i16"));
-    let regs = [0xaaaa_bb01, 0x1234_56ff, 0xffff_0002, 0x0000_0001_8000_0000, u64::MAX, 5];
+    let regs = [
+        0xaaaa_bb01,
+        0x1234_56ff,
+        0xffff_0002,
+        0x0000_0001_8000_0000,
+        u64::MAX,
+        5,
+    ];
     let req = d.marshal(&regs, &Limits::DEFAULT).unwrap();
     assert_eq!(
         req.words,
@@ -738,20 +936,28 @@ fn narrow_integers_are_made_canonical_by_the_stub_and_checked_by_the_server() {
     assert!(d.accept(&h, &rcv, &Limits::DEFAULT).is_ok());
     rcv.words[0] = 0x101;
     assert_eq!(
-        d.accept(&h, &rcv, &Limits::DEFAULT).unwrap_err().to_string(),
+        d.accept(&h, &rcv, &Limits::DEFAULT)
+            .unwrap_err()
+            .to_string(),
         "argument 0: word 0x101 is not a canonical u8"
     );
     rcv.words[0] = 1;
     rcv.words[3] = 0x8000_0000;
     assert_eq!(
-        d.accept(&h, &rcv, &Limits::DEFAULT).unwrap_err().to_string(),
+        d.accept(&h, &rcv, &Limits::DEFAULT)
+            .unwrap_err()
+            .to_string(),
         "argument 3: word 0x80000000 is not a canonical i32"
     );
     // The return value: canonical on both sides.
-    let acc = d.accept(&h, &deliver(&req, 65).0, &Limits::DEFAULT).unwrap();
+    let acc = d
+        .accept(&h, &deliver(&req, 65).0, &Limits::DEFAULT)
+        .unwrap();
     assert_eq!(acc.finish(0x1_8000, &[0; 6]).words[0], (-32768i64) as u64);
     assert_eq!(
-        req.complete(&[0x8000, 0, 0, 0, 0, 0]).unwrap_err().to_string(),
+        req.complete(&[0x8000, 0, 0, 0, 0, 0])
+            .unwrap_err()
+            .to_string(),
         "return word 0x8000 is not a canonical i16"
     );
     assert_eq!(
@@ -772,7 +978,10 @@ fn the_server_refuses_requests_that_do_not_match_its_signature() {
         (e.errno(), e.to_string())
     };
     // A stub built from another signature: another fingerprint.
-    let other = Descriptor::new(1, &parse("kvstore_get(in[@1], u64, out[@3], u64, outlen[@2]) -> i64"));
+    let other = Descriptor::new(
+        1,
+        &parse("kvstore_get(in[@1], u64, out[@3], u64, outlen[@2]) -> i64"),
+    );
     let stale = other.marshal(&regs, &Limits::DEFAULT).unwrap();
     let (r2, p2) = deliver(&stale, 65);
     let (errno, msg) = refuse(&RequestHeader::decode(&p2).unwrap(), &r2);
@@ -786,31 +995,55 @@ fn the_server_refuses_requests_that_do_not_match_its_signature() {
     );
     let mut wrong = h;
     wrong.export = 2;
-    assert_eq!(refuse(&wrong, &rcv).1, "call for export 2 checked against export 1");
+    assert_eq!(
+        refuse(&wrong, &rcv).1,
+        "call for export 2 checked against export 1"
+    );
     let mut masked = h;
     masked.null_mask = 0b10;
-    assert_eq!(refuse(&masked, &rcv).1, "null mask 0x02 marks arguments that are not pointers");
+    assert_eq!(
+        refuse(&masked, &rcv).1,
+        "null mask 0x02 marks arguments that are not pointers"
+    );
     let mut masked = h;
     masked.null_mask = 0b1;
-    assert_eq!(refuse(&masked, &rcv).1, "argument 2: lease 0 has flags 0x1, expected 0x2");
+    assert_eq!(
+        refuse(&masked, &rcv).1,
+        "argument 2: lease 0 has flags 0x1, expected 0x2"
+    );
     let mut masked = h;
     masked.null_mask = 0b100;
-    assert_eq!(refuse(&masked, &rcv).1, "2 leases, but the signature and null mask ask for 1");
+    assert_eq!(
+        refuse(&masked, &rcv).1,
+        "2 leases, but the signature and null mask ask for 1"
+    );
     let mut r = rcv;
     r.words[4] = 7;
     assert_eq!(refuse(&h, &r).1, "word 4 is 0x7, expected 0");
     let mut r = rcv;
     r.lease_flags[1] = LEASE_READ | LEASE_WRITE;
-    assert_eq!(refuse(&h, &r).1, "argument 2: lease 1 has flags 0x3, expected 0x2");
+    assert_eq!(
+        refuse(&h, &r).1,
+        "argument 2: lease 1 has flags 0x3, expected 0x2"
+    );
     let mut r = rcv;
     r.lease_len[0] = 4;
-    assert_eq!(refuse(&h, &r).1, "argument 0: lease 0 is 4 bytes, but the arguments say 3");
+    assert_eq!(
+        refuse(&h, &r).1,
+        "argument 0: lease 0 is 4 bytes, but the arguments say 3"
+    );
     let mut r = rcv;
     r.lease_count = 1;
-    assert_eq!(refuse(&h, &r).1, "1 leases, but the signature and null mask ask for 2");
+    assert_eq!(
+        refuse(&h, &r).1,
+        "1 leases, but the signature and null mask ask for 2"
+    );
     let mut r = rcv;
     r.lease_count = 3;
-    assert_eq!(refuse(&h, &r).1, "3 leases, but the signature and null mask ask for 2");
+    assert_eq!(
+        refuse(&h, &r).1,
+        "3 leases, but the signature and null mask ask for 2"
+    );
     let mut r = rcv;
     r.words[5] = 1;
     assert_eq!(refuse(&h, &r).1, "word 5 is 0x1, expected 0");
@@ -820,9 +1053,17 @@ fn the_server_refuses_requests_that_do_not_match_its_signature() {
     let mut r = rcv;
     r.words[3] = 2 << 20;
     let (errno, msg) = refuse(&h, &r);
-    assert_eq!((errno, msg.as_str()), (7, "argument 2: buffer of 2097152 bytes exceeds the call limit of 1048576"));
     assert_eq!(
-        RequestHeader::decode(&payload[..15]).unwrap_err().to_string(),
+        (errno, msg.as_str()),
+        (
+            7,
+            "argument 2: buffer of 2097152 bytes exceeds the call limit of 1048576"
+        )
+    );
+    assert_eq!(
+        RequestHeader::decode(&payload[..15])
+            .unwrap_err()
+            .to_string(),
         "request payload of 15 bytes, expected a 16-byte call header"
     );
     let mut p = payload.clone();
@@ -839,7 +1080,10 @@ fn the_server_refuses_requests_that_do_not_match_its_signature() {
 #[test]
 fn the_stub_refuses_what_the_call_cannot_carry() {
     let d = Descriptor::new(0, &parse("f(in[@1*8], i32, out[@1], inout[16]) -> i32"));
-    let marshal = |regs: [u64; 6]| d.marshal(&regs, &Limits::DEFAULT).map_err(|e| (e.errno(), e.to_string()));
+    let marshal = |regs: [u64; 6]| {
+        d.marshal(&regs, &Limits::DEFAULT)
+            .map_err(|e| (e.errno(), e.to_string()))
+    };
     assert!(marshal([0x1000, 2, 0x2000, 0x3000, 0, 0]).is_ok());
     assert_eq!(
         marshal([0x1000, (-1i32) as u32 as u64, 0x2000, 0x3000, 0, 0]),
@@ -849,44 +1093,75 @@ fn the_stub_refuses_what_the_call_cannot_carry() {
     assert!(marshal([0, (-1i32) as u32 as u64, 0, 0x3000, 0, 0]).is_ok());
     assert_eq!(
         marshal([0x1000, 200_000, 0x2000_0000, 0x3000, 0, 0]),
-        Err((7, "argument 0: buffer of 1600000 bytes exceeds the call limit of 1048576".into()))
+        Err((
+            7,
+            "argument 0: buffer of 1600000 bytes exceeds the call limit of 1048576".into()
+        ))
     );
-    let small = Limits { max_buffer: 1 << 20, max_total: 20 };
+    let small = Limits {
+        max_buffer: 1 << 20,
+        max_total: 20,
+    };
     assert_eq!(
-        d.marshal(&[0x1000, 2, 0x2000, 0x3000, 0, 0], &small).unwrap_err().to_string(),
+        d.marshal(&[0x1000, 2, 0x2000, 0x3000, 0, 0], &small)
+            .unwrap_err()
+            .to_string(),
         "buffers of 34 bytes in all exceed the call limit of 20"
     );
     assert_eq!(
         marshal([u64::MAX - 4, 2, 0x2000, 0x3000, 0, 0]),
-        Err((14, "argument 0: buffer at 0xfffffffffffffffb wraps around the address space".into()))
+        Err((
+            14,
+            "argument 0: buffer at 0xfffffffffffffffb wraps around the address space".into()
+        ))
     );
     // The out buffer inside the in buffer: one memory in the monolithic kernel, two copies
     // here; refused.
     assert_eq!(
         marshal([0x1000, 2, 0x1008, 0x3000, 0, 0]),
-        Err((22, "arguments 0 and 2: buffers overlap and one is written".into()))
+        Err((
+            22,
+            "arguments 0 and 2: buffers overlap and one is written".into()
+        ))
     );
     assert_eq!(
         marshal([0x1000, 2, 0x2000, 0x1ff8, 0, 0]),
-        Err((22, "arguments 2 and 3: buffers overlap and one is written".into()))
+        Err((
+            22,
+            "arguments 2 and 3: buffers overlap and one is written".into()
+        ))
     );
     // Two read-only buffers may overlap; adjacent ones do not.
     let two_in = Descriptor::new(0, &parse("g(in[8], in[8]) -> void"));
-    assert!(two_in.marshal(&[0x1000, 0x1004, 0, 0, 0, 0], &Limits::DEFAULT).is_ok());
+    assert!(
+        two_in
+            .marshal(&[0x1000, 0x1004, 0, 0, 0, 0], &Limits::DEFAULT)
+            .is_ok()
+    );
     assert!(marshal([0x1000, 2, 0x1010, 0x1012, 0, 0]).is_ok());
 }
 
 #[test]
 fn cstats_summarize_round_trips_through_the_simulated_kernel() {
     let d = Descriptor::new(0, &parse("cstats_summarize(in[@1*4], u64, out[24]) -> i32"));
-    let mut direct = Memory { base: 0x1000, bytes: (0..4096u32).map(|i| (i * 7) as u8).collect() };
+    let mut direct = Memory {
+        base: 0x1000,
+        bytes: (0..4096u32).map(|i| (i * 7) as u8).collect(),
+    };
     let mut ipc = direct.clone();
     let regs = [0x1100, 10, 0x1800, 0, 0, 0];
     let want = model(&d.sig, &regs, &mut direct);
     let got = call_through_ipc(&d, &regs, &mut ipc).unwrap();
     assert_eq!(got, d.sig.ret().canonical(want));
     assert_eq!(ipc, direct);
-    assert_ne!(direct.read(0x1800, 24), Memory { base: 0x1000, bytes: (0..4096u32).map(|i| (i * 7) as u8).collect() }.read(0x1800, 24));
+    assert_ne!(
+        direct.read(0x1800, 24),
+        Memory {
+            base: 0x1000,
+            bytes: (0..4096u32).map(|i| (i * 7) as u8).collect()
+        }
+        .read(0x1800, 24)
+    );
 }
 
 // ---- properties ---------------------------------------------------------------------
@@ -898,22 +1173,40 @@ fn build_signature(raw: &[(u8, u8, u8, u16)], ret: u8) -> Signature {
     let mut args: Vec<Arg> = Vec::new();
     for &(kind, sub, _, _) in &raw[..n] {
         args.push(match kind % 4 {
-            0 | 3 if args.iter().filter(|a| matches!(a, Arg::Buffer { .. })).count() < 4 && kind % 4 == 0 => {
+            0 | 3
+                if args
+                    .iter()
+                    .filter(|a| matches!(a, Arg::Buffer { .. }))
+                    .count()
+                    < 4
+                    && kind % 4 == 0 =>
+            {
                 let dir = [Dir::In, Dir::Out, Dir::InOut][usize::from(sub % 3)];
-                Arg::Buffer { dir, extent: Extent::Fixed { bytes: 1 } }
+                Arg::Buffer {
+                    dir,
+                    extent: Extent::Fixed { bytes: 1 },
+                }
             }
             1 => Arg::OutLen { buffer: 0 },
             _ => Arg::Int(Int::ALL[usize::from(sub % 8)]),
         });
     }
-    let ints: Vec<u8> = (0..n).filter(|&i| matches!(args[i], Arg::Int(_))).map(|i| i as u8).collect();
+    let ints: Vec<u8> = (0..n)
+        .filter(|&i| matches!(args[i], Arg::Int(_)))
+        .map(|i| i as u8)
+        .collect();
     for i in 0..n {
         let (_, _, pick, size) = raw[i];
         if let Arg::Buffer { dir, .. } = args[i] {
             let extent = if !ints.is_empty() && pick % 3 != 0 {
-                Extent::Count { arg: ints[usize::from(pick) % ints.len()], elem: u32::from(size % 16) + 1 }
+                Extent::Count {
+                    arg: ints[usize::from(pick) % ints.len()],
+                    elem: u32::from(size % 16) + 1,
+                }
             } else {
-                Extent::Fixed { bytes: u32::from(size % 64) + 1 }
+                Extent::Fixed {
+                    bytes: u32::from(size % 64) + 1,
+                }
             };
             args[i] = Arg::Buffer { dir, extent };
         }
@@ -922,7 +1215,10 @@ fn build_signature(raw: &[(u8, u8, u8, u16)], ret: u8) -> Signature {
     for i in 0..n {
         if let Arg::OutLen { .. } = args[i] {
             let free: Vec<u8> = (0..n)
-                .filter(|&j| matches!(args[j], Arg::Buffer { dir, .. } if dir.writes()) && !taken.contains(&j))
+                .filter(|&j| {
+                    matches!(args[j], Arg::Buffer { dir, .. } if dir.writes())
+                        && !taken.contains(&j)
+                })
                 .map(|j| j as u8)
                 .collect();
             if free.is_empty() {
@@ -939,7 +1235,10 @@ fn build_signature(raw: &[(u8, u8, u8, u16)], ret: u8) -> Signature {
 }
 
 fn signature() -> impl Strategy<Value = Signature> {
-    (proptest::collection::vec(any::<(u8, u8, u8, u16)>(), 0..=6), any::<u8>())
+    (
+        proptest::collection::vec(any::<(u8, u8, u8, u16)>(), 0..=6),
+        any::<u8>(),
+    )
         .prop_map(|(raw, ret)| build_signature(&raw, ret))
 }
 
@@ -953,7 +1252,11 @@ fn registers(sig: &Signature, seed: &[u64; 12], base: u64) -> [u64; 6] {
             let counted = args.iter().any(|b| matches!(b, Arg::Buffer { extent: Extent::Count { arg, .. }, .. } if usize::from(*arg) == i));
             regs[i] = if counted {
                 let small = seed[i] % 24;
-                if t.bits() < 64 { small | (seed[i + 6] << t.bits()) } else { small }
+                if t.bits() < 64 {
+                    small | (seed[i + 6] << t.bits())
+                } else {
+                    small
+                }
             } else {
                 seed[i]
             };
@@ -964,9 +1267,17 @@ fn registers(sig: &Signature, seed: &[u64; 12], base: u64) -> [u64; 6] {
         let len = match *a {
             Arg::Int(_) => continue,
             Arg::OutLen { .. } => 8,
-            Arg::Buffer { extent: Extent::Fixed { bytes }, .. } => u64::from(bytes),
-            Arg::Buffer { extent: Extent::Count { arg, elem }, .. } => {
-                let Arg::Int(t) = args[usize::from(arg)] else { unreachable!() };
+            Arg::Buffer {
+                extent: Extent::Fixed { bytes },
+                ..
+            } => u64::from(bytes),
+            Arg::Buffer {
+                extent: Extent::Count { arg, elem },
+                ..
+            } => {
+                let Arg::Int(t) = args[usize::from(arg)] else {
+                    unreachable!()
+                };
                 t.as_count(t.canonical(regs[usize::from(arg)])).unwrap_or(0) * u64::from(elem)
             }
         };
