@@ -339,7 +339,7 @@ fn elf(sections: &[(&str, u32, u64, &[u8])]) -> Vec<u8> {
     }
     let shstr_off = file.len() as u64;
     file.extend_from_slice(&shstrtab);
-    while file.len() % 8 != 0 {
+    while !file.len().is_multiple_of(8) {
         file.push(0);
     }
     let shoff = file.len() as u64;
@@ -618,7 +618,7 @@ fn model(sig: &Signature, regs: &[u64; 6], mem: &mut dyn Pointed) -> u64 {
         };
         let unit = u64::from(extent.unit());
         let outlen = sig.outlen_of(i).filter(|&j| regs[j] != 0);
-        if outlen.is_some() && dir == Dir::Out && h % 5 == 0 {
+        if outlen.is_some() && dir == Dir::Out && h.is_multiple_of(5) {
             // An error path: neither the buffer nor the length is stored.
             continue;
         }
@@ -1281,7 +1281,7 @@ fn registers(sig: &Signature, seed: &[u64; 12], base: u64) -> [u64; 6] {
                 t.as_count(t.canonical(regs[usize::from(arg)])).unwrap_or(0) * u64::from(elem)
             }
         };
-        if seed[i + 6] % 8 == 0 {
+        if seed[i + 6].is_multiple_of(8) {
             regs[i] = 0;
         } else {
             regs[i] = next;
