@@ -6,7 +6,6 @@
 //! run with its own permission and no page is ever writable and executable. Offsets are
 //! relative to the region base, which the caller chooses later (it must be page-aligned).
 
-use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::counts::{LayoutCounts, RegionCounts};
@@ -50,7 +49,7 @@ pub struct SectionPlacement {
 }
 
 /// Result of [`layout`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Layout {
     /// The core region.
     pub core: RegionLayout,
@@ -58,6 +57,10 @@ pub struct Layout {
     pub init: RegionLayout,
     /// Placement of each section, by section index (`None`: not loaded).
     placements: Vec<Option<SectionPlacement>>,
+    /// Loaded section indices in offset order: the core region's, then the init region's.
+    order: Vec<u32>,
+    /// How many of `order` are in the core region.
+    core_sections: usize,
     /// Offset of the GOT in the core region.
     got_offset: u64,
     /// Symbol index of each GOT slot.
@@ -82,6 +85,18 @@ impl Layout {
             .iter()
             .enumerate()
             .filter_map(|(i, p)| Some((u32::try_from(i).ok()?, (*p)?)))
+    }
+
+    /// The loaded sections of `region`, by section index, in offset order.
+    pub fn order(&self, region: RegionKind) -> &[u32] {
+        let (core, init) = self
+            .order
+            .split_at_checked(self.core_sections)
+            .unwrap_or((&self.order, &[]));
+        match region {
+            RegionKind::Core => core,
+            RegionKind::Init => init,
+        }
     }
 
     /// The region layout for `region`.
@@ -118,6 +133,15 @@ impl Layout {
             .checked_add(self.got_offset)
     }
 
+    /// A GOT whose only slot is for `symbol`, at `offset` (unit tests of the relocation loop).
+    #[cfg(test)]
+    pub(crate) fn set_got_for_test(&mut self, symbol: u32, offset: u64) {
+        self.got_offset = offset;
+        self.got_symbols = alloc::vec![symbol];
+        self.got_slot_of = alloc::vec![u32::MAX; symbol as usize + 1];
+        self.got_slot_of[symbol as usize] = 0;
+    }
+
     /// What layout counted.
     pub fn counts(&self) -> &LayoutCounts {
         &self.counts
@@ -149,25 +173,51 @@ fn advance(cursor: u64, by: u64, region: RegionKind) -> Result<u64, Error> {
 }
 
 /// Computes where every loaded section goes and reserves one GOT slot per distinct symbol
-/// referenced by a GOTPCREL-family relocation.
+/// referenced by a GOTPCREL-family relocation (validation found them).
 pub fn layout(module: &Module<'_>) -> Result<Layout, Error> {
-    let (got_symbols, got_slot_of) = reserve_got(module);
+    let mut layout = Layout::default();
+    layout_into(module, &mut layout)?;
+    Ok(layout)
+}
+
+/// [`layout`], into `layout`'s memory (whatever it held is replaced).
+pub(crate) fn layout_into(module: &Module<'_>, layout: &mut Layout) -> Result<(), Error> {
+    let got_symbols = module.got_symbols();
+    layout.got_symbols.clear();
+    layout.got_symbols.extend_from_slice(got_symbols);
+    layout.got_slot_of.clear();
+    if !got_symbols.is_empty() {
+        layout.got_slot_of.resize(module.symbol_count(), u32::MAX);
+        for (slot, &symbol) in got_symbols.iter().enumerate() {
+            if let Some(entry) = usize::try_from(symbol)
+                .ok()
+                .and_then(|i| layout.got_slot_of.get_mut(i))
+            {
+                *entry = u32::try_from(slot).unwrap_or(u32::MAX);
+            }
+        }
+    }
     let got_size = u64::try_from(got_symbols.len())
         .ok()
         .and_then(|n| n.checked_mul(GOT_SLOT_SIZE))
         .unwrap_or(u64::MAX);
 
-    let mut placements = vec![None; module.sections().len()];
+    let sections = module.section_entries();
+    layout.placements.clear();
+    layout.placements.resize(sections.len(), None);
+    layout.order.clear();
+    layout.core_sections = 0;
     let mut counts = LayoutCounts {
         got_slots: got_symbols.len(),
         ..LayoutCounts::default()
     };
     let mut got_offset = 0;
-    let mut regions = [RegionLayout::default(), RegionLayout::default()];
-    for (region, region_layout) in [RegionKind::Core, RegionKind::Init]
-        .into_iter()
-        .zip(regions.iter_mut())
-    {
+    for region in [RegionKind::Core, RegionKind::Init] {
+        let region_layout = match region {
+            RegionKind::Core => &mut layout.core,
+            RegionKind::Init => &mut layout.init,
+        };
+        region_layout.ranges.clear();
         let mut region_counts = RegionCounts::default();
         let mut cursor = 0u64;
         for permission in [
@@ -177,18 +227,19 @@ pub fn layout(module: &Module<'_>) -> Result<Layout, Error> {
         ] {
             let run_start = cursor;
             let wanted = Disposition::Load { region, permission };
-            for section in module.sections().iter().filter(|s| s.disposition == wanted) {
+            for (index, section) in sections.iter().enumerate() {
+                if section.disposition != wanted {
+                    continue;
+                }
                 cursor = align_up(cursor, section.align, region)?;
-                if let Some(slot) = usize::try_from(section.index)
-                    .ok()
-                    .and_then(|i| placements.get_mut(i))
-                {
+                if let Some(slot) = layout.placements.get_mut(index) {
                     *slot = Some(SectionPlacement {
                         region,
                         offset: cursor,
                         size: section.size,
                         permission,
                     });
+                    layout.order.push(u32::try_from(index).unwrap_or(u32::MAX));
                 }
                 cursor = advance(cursor, section.size, region)?;
                 region_counts.sections = region_counts.sections.saturating_add(1);
@@ -223,49 +274,18 @@ pub fn layout(module: &Module<'_>) -> Result<Layout, Error> {
         region_layout.size = cursor;
         region_counts.size = cursor;
         match region {
-            RegionKind::Core => counts.core = region_counts,
+            RegionKind::Core => {
+                counts.core = region_counts;
+                layout.core_sections = layout.order.len();
+            }
             RegionKind::Init => counts.init = region_counts,
         }
     }
-    counts.not_loaded_sections = module
-        .sections()
+    counts.not_loaded_sections = sections
         .len()
         .saturating_sub(counts.core.sections)
         .saturating_sub(counts.init.sections);
-    let [core, init] = regions;
-    Ok(Layout {
-        core,
-        init,
-        placements,
-        got_offset,
-        got_symbols,
-        got_slot_of,
-        counts,
-    })
-}
-
-fn reserve_got(module: &Module<'_>) -> (Vec<u32>, Vec<u32>) {
-    let mut got_symbols = Vec::new();
-    let mut got_slot_of = Vec::new();
-    for relocation in module
-        .relocation_sections()
-        .iter()
-        .flat_map(|s| s.relocations())
-        .filter(|r| r.kind.uses_got())
-    {
-        if got_slot_of.is_empty() {
-            got_slot_of = vec![u32::MAX; module.symbols().len()];
-        }
-        let Some(slot) = usize::try_from(relocation.symbol)
-            .ok()
-            .and_then(|i| got_slot_of.get_mut(i))
-        else {
-            continue;
-        };
-        if *slot == u32::MAX {
-            *slot = u32::try_from(got_symbols.len()).unwrap_or(u32::MAX);
-            got_symbols.push(relocation.symbol);
-        }
-    }
-    (got_symbols, got_slot_of)
+    layout.got_offset = got_offset;
+    layout.counts = counts;
+    Ok(())
 }

@@ -92,32 +92,44 @@ impl Loaded {
         counts: LoadCounts,
     ) -> Self {
         let addresses = SymbolAddresses::new(module, layout, resolution, bases);
-        let location_of = |index: u32| -> Option<SymbolLocation> {
-            let sym = module.symbol(index)?;
-            let Definition::Section(section) = sym.definition else {
-                return None;
-            };
-            let placement = layout.placement(section)?;
-            Some(SymbolLocation {
-                region: placement.region,
-                offset: placement.offset.checked_add(sym.value)?,
-                address: addresses.get(index)?,
-                size: sym.size,
-                permission: placement.permission,
-            })
-        };
         let mut symbols = HashMap::new();
-        for sym in module.symbols() {
-            if sym.binding == Binding::Local || sym.is_section() || sym.name.is_empty() {
+        for (i, sym) in module.symbol_entries().iter().enumerate() {
+            if sym.binding == Binding::Local || sym.st_type == object::elf::STT_SECTION.0 {
                 continue;
             }
+            let Definition::Section(section) = sym.definition else {
+                continue;
+            };
+            let Ok(index) = u32::try_from(i) else {
+                continue;
+            };
+            // A name that is not UTF-8 cannot be asked for by name: it is not kept.
+            let Ok(name) = core::str::from_utf8(module.name_bytes(sym)) else {
+                continue;
+            };
             // find_symbol applies the global-over-weak rule.
-            if module.find_symbol(sym.name).map(|s| s.index) != Some(sym.index) {
+            if name.is_empty() || module.find_symbol(name).map(|s| s.index) != Some(index) {
                 continue;
             }
-            if let Some(location) = location_of(sym.index) {
-                symbols.insert(String::from(sym.name), location);
-            }
+            let Some(placement) = layout.placement(section) else {
+                continue;
+            };
+            let (Some(offset), Some(address)) = (
+                placement.offset.checked_add(sym.value),
+                addresses.get(index),
+            ) else {
+                continue;
+            };
+            symbols.insert(
+                String::from(name),
+                SymbolLocation {
+                    region: placement.region,
+                    offset,
+                    address,
+                    size: sym.size,
+                    permission: placement.permission,
+                },
+            );
         }
         let sections = layout
             .placements()
@@ -145,7 +157,8 @@ impl Loaded {
             .iter()
             .filter_map(|r| match r.source {
                 Source::Provider(provider) => Some(Dependency {
-                    symbol: String::from(module.symbol(r.symbol)?.name),
+                    // resolve() read it as UTF-8 text.
+                    symbol: String::from(module.symbol(r.symbol)?.name()?),
                     provider,
                 }),
                 Source::WeakUnresolved | Source::Ignored => None,

@@ -13,7 +13,7 @@ use hashbrown::HashMap;
 
 use crate::counts::ResolveCounts;
 use crate::error::Error;
-use crate::validate::{Binding, Definition, IGNORED_UNDEFINED, Module};
+use crate::validate::{Binding, IGNORED_UNDEFINED, Module};
 
 /// Who provides a symbol: opaque to the loader (for example 0 for the kernel and a module id
 /// for each loaded module).
@@ -212,24 +212,45 @@ impl Resolution {
 /// Resolves every undefined symbol of `module` through `provider`.
 ///
 /// An unknown symbol is an error naming it and the module, unless it is weak (address 0) or
-/// `_GLOBAL_OFFSET_TABLE_` (which old GNU as emits unreferenced; Linux ignores it too).
+/// `_GLOBAL_OFFSET_TABLE_` (which old GNU as emits unreferenced; Linux ignores it too). This
+/// is where undefined names are read as text, so a name that is not UTF-8 is refused here.
 pub fn resolve<P: SymbolProvider + ?Sized>(
     module: &Module<'_>,
     provider: &P,
 ) -> Result<Resolution, Error> {
     let mut resolution = Resolution::default();
-    for sym in module
-        .symbols()
-        .iter()
-        .skip(1)
-        .filter(|s| s.definition == Definition::Undefined)
-    {
-        let resolved = match provider.lookup(sym.name) {
+    resolve_into(module, provider, &mut resolution)?;
+    Ok(resolution)
+}
+
+/// [`resolve`], into `resolution`'s memory (whatever it held is replaced).
+pub(crate) fn resolve_into<P: SymbolProvider + ?Sized>(
+    module: &Module<'_>,
+    provider: &P,
+    resolution: &mut Resolution,
+) -> Result<(), Error> {
+    resolution.symbols.clear();
+    resolution.providers.clear();
+    resolution.counts = ResolveCounts::default();
+    for &index in module.undefined_symbols() {
+        let Some(sym) = module.symbol_entry(index) else {
+            continue;
+        };
+        let name =
+            core::str::from_utf8(module.name_bytes(sym)).map_err(|_| Error::BadSymbolName {
+                index,
+                offset: u64::from(sym.st_name),
+            })?;
+        let resolved = match provider.lookup(name) {
             Some(found) => {
                 resolution.counts.resolved = resolution.counts.resolved.saturating_add(1);
-                resolution.providers.push(found.provider);
+                // Most symbols come from the provider of the previous one (the kernel):
+                // keep the list short before sorting it.
+                if resolution.providers.last() != Some(&found.provider) {
+                    resolution.providers.push(found.provider);
+                }
                 ResolvedSymbol {
-                    symbol: sym.index,
+                    symbol: index,
                     address: found.address,
                     source: Source::Provider(found.provider),
                 }
@@ -238,15 +259,15 @@ pub fn resolve<P: SymbolProvider + ?Sized>(
                 resolution.counts.weak_unresolved =
                     resolution.counts.weak_unresolved.saturating_add(1);
                 ResolvedSymbol {
-                    symbol: sym.index,
+                    symbol: index,
                     address: 0,
                     source: Source::WeakUnresolved,
                 }
             }
-            None if sym.name == IGNORED_UNDEFINED => {
+            None if name == IGNORED_UNDEFINED => {
                 resolution.counts.ignored = resolution.counts.ignored.saturating_add(1);
                 ResolvedSymbol {
-                    symbol: sym.index,
+                    symbol: index,
                     address: 0,
                     source: Source::Ignored,
                 }
@@ -254,7 +275,7 @@ pub fn resolve<P: SymbolProvider + ?Sized>(
             None => {
                 return Err(Error::UnknownSymbol {
                     module: String::from(module.display_name()),
-                    symbol: String::from(sym.name),
+                    symbol: String::from(name),
                 });
             }
         };
@@ -264,5 +285,5 @@ pub fn resolve<P: SymbolProvider + ?Sized>(
     resolution.providers.sort_unstable();
     resolution.providers.dedup();
     resolution.counts.providers = resolution.providers.len();
-    Ok(resolution)
+    Ok(())
 }
