@@ -10,7 +10,9 @@ use alloc::vec::Vec;
 
 use crate::counts::{LayoutCounts, RegionCounts};
 use crate::error::Error;
-use crate::validate::{Disposition, MAX_REGION_SIZE, Module, PAGE_SIZE, Permission, RegionKind};
+use crate::validate::{
+    Disposition, MAX_REGION_SIZE, Module, PAGE_SIZE, Permission, RegionKind, SectionEntry,
+};
 
 /// Size of one GOT slot: a 64-bit address.
 pub const GOT_SLOT_SIZE: u64 = 8;
@@ -61,6 +63,8 @@ pub struct Layout {
     order: Vec<u32>,
     /// How many of `order` are in the core region.
     core_sections: usize,
+    /// Scratch: section indices of each run (see `run_of`).
+    runs: [Vec<u32>; 6],
     /// Offset of the GOT in the core region.
     got_offset: u64,
     /// Symbol index of each GOT slot.
@@ -77,6 +81,11 @@ impl Layout {
             .get(usize::try_from(index).ok()?)
             .copied()
             .flatten()
+    }
+
+    /// Placements by section index.
+    pub(crate) fn placement_slice(&self) -> &[Option<SectionPlacement>] {
+        &self.placements
     }
 
     /// Placements of all loaded sections, as `(section index, placement)`.
@@ -211,6 +220,51 @@ pub(crate) fn layout_into(module: &Module<'_>, layout: &mut Layout) -> Result<()
         got_slots: got_symbols.len(),
         ..LayoutCounts::default()
     };
+    // Each region is up to three runs (RX, R, RW), sections in file order inside a run: one
+    // pass over the sections sorts their indices into the six runs, then each run is placed.
+    let mut runs: [Vec<u32>; 6] = core::mem::take(&mut layout.runs);
+    for run in &mut runs {
+        run.clear();
+    }
+    for (index, section) in sections.iter().enumerate() {
+        if let Disposition::Load { region, permission } = section.disposition
+            && let Some(run) = runs.get_mut(run_of(region, permission))
+        {
+            run.push(u32::try_from(index).unwrap_or(u32::MAX));
+        }
+    }
+    let result = place_runs(layout, sections, &runs, got_size, &mut counts);
+    layout.runs = runs;
+    let got_offset = result?;
+    counts.not_loaded_sections = sections
+        .len()
+        .saturating_sub(counts.core.sections)
+        .saturating_sub(counts.init.sections);
+    layout.got_offset = got_offset;
+    layout.counts = counts;
+    Ok(())
+}
+
+/// The run (0..6) of a region and permission: core RX, R, RW, then init RX, R, RW.
+fn run_of(region: RegionKind, permission: Permission) -> usize {
+    match (region, permission) {
+        (RegionKind::Core, Permission::ReadExecute) => 0,
+        (RegionKind::Core, Permission::ReadOnly) => 1,
+        (RegionKind::Core, Permission::ReadWrite) => 2,
+        (RegionKind::Init, Permission::ReadExecute) => 3,
+        (RegionKind::Init, Permission::ReadOnly) => 4,
+        (RegionKind::Init, Permission::ReadWrite) => 5,
+    }
+}
+
+/// Places the runs' sections; returns the GOT's offset in the core region.
+fn place_runs(
+    layout: &mut Layout,
+    sections: &[SectionEntry],
+    runs: &[Vec<u32>; 6],
+    got_size: u64,
+    counts: &mut LayoutCounts,
+) -> Result<u64, Error> {
     let mut got_offset = 0;
     for region in [RegionKind::Core, RegionKind::Init] {
         let region_layout = match region {
@@ -226,30 +280,31 @@ pub(crate) fn layout_into(module: &Module<'_>, layout: &mut Layout) -> Result<()
             Permission::ReadWrite,
         ] {
             let run_start = cursor;
-            let wanted = Disposition::Load { region, permission };
-            for (index, section) in sections.iter().enumerate() {
-                if section.disposition != wanted {
+            let run = runs.get(run_of(region, permission)).map_or(&[][..], |r| r);
+            for &index in run {
+                let Some(section) = usize::try_from(index).ok().and_then(|i| sections.get(i))
+                else {
                     continue;
-                }
+                };
                 cursor = align_up(cursor, section.align, region)?;
-                if let Some(slot) = layout.placements.get_mut(index) {
+                if let Some(slot) = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| layout.placements.get_mut(i))
+                {
                     *slot = Some(SectionPlacement {
                         region,
                         offset: cursor,
                         size: section.size,
                         permission,
                     });
-                    layout.order.push(u32::try_from(index).unwrap_or(u32::MAX));
+                    layout.order.push(index);
                 }
                 cursor = advance(cursor, section.size, region)?;
                 region_counts.sections = region_counts.sections.saturating_add(1);
                 region_counts.section_bytes =
                     region_counts.section_bytes.saturating_add(section.size);
             }
-            if region == RegionKind::Core
-                && permission == Permission::ReadOnly
-                && !got_symbols.is_empty()
-            {
+            if region == RegionKind::Core && permission == Permission::ReadOnly && got_size > 0 {
                 // The GOT is written once, before the module runs: read-only afterwards.
                 cursor = align_up(cursor, GOT_SLOT_SIZE, region)?;
                 got_offset = cursor;
@@ -281,11 +336,5 @@ pub(crate) fn layout_into(module: &Module<'_>, layout: &mut Layout) -> Result<()
             RegionKind::Init => counts.init = region_counts,
         }
     }
-    counts.not_loaded_sections = sections
-        .len()
-        .saturating_sub(counts.core.sections)
-        .saturating_sub(counts.init.sections);
-    layout.got_offset = got_offset;
-    layout.counts = counts;
-    Ok(())
+    Ok(got_offset)
 }

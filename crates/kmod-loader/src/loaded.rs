@@ -157,8 +157,8 @@ impl Loaded {
             .iter()
             .filter_map(|r| match r.source {
                 Source::Provider(provider) => Some(Dependency {
-                    // resolve() read it as UTF-8 text.
-                    symbol: String::from(module.symbol(r.symbol)?.name()?),
+                    symbol: String::from_utf8_lossy(module.symbol(r.symbol)?.name_bytes)
+                        .into_owned(),
                     provider,
                 }),
                 Source::WeakUnresolved | Source::Ignored => None,

@@ -525,6 +525,8 @@ pub struct SymbolAddresses {
     addresses: Vec<u64>,
     /// Whether there is one.
     present: Vec<bool>,
+    /// Scratch: each section's final address, if it is loaded.
+    section_bases: Vec<Option<u64>>,
 }
 
 impl SymbolAddresses {
@@ -550,20 +552,28 @@ impl SymbolAddresses {
     ) {
         self.addresses.clear();
         self.present.clear();
-        for sym in module.symbol_entries() {
-            let address = match sym.definition {
-                Definition::Undefined => None,
-                Definition::Absolute => Some(sym.value),
-                Definition::Section(index) => layout.placement(index).and_then(|placement| {
-                    bases
-                        .get(placement.region)
-                        .checked_add(placement.offset)?
-                        .checked_add(sym.value)
-                }),
-            };
-            self.addresses.push(address.unwrap_or(0));
-            self.present.push(address.is_some());
-        }
+        // Each loaded section's final address, then each symbol's from its section's.
+        self.section_bases.clear();
+        self.section_bases.extend(
+            layout
+                .placement_slice()
+                .iter()
+                .map(|placement| placement.and_then(|p| bases.get(p.region).checked_add(p.offset))),
+        );
+        let section_bases = &self.section_bases;
+        let address_of = |sym: &crate::validate::SymbolEntry| match sym.definition {
+            Definition::Undefined => None,
+            Definition::Absolute => Some(sym.value),
+            Definition::Section(index) => usize::try_from(index)
+                .ok()
+                .and_then(|i| section_bases.get(i).copied().flatten())
+                .and_then(|base| base.checked_add(sym.value)),
+        };
+        let symbols = module.symbol_entries();
+        self.addresses
+            .extend(symbols.iter().map(|sym| address_of(sym).unwrap_or(0)));
+        self.present
+            .extend(symbols.iter().map(|sym| address_of(sym).is_some()));
         // The null symbol: relocations against index 0 use S = 0.
         self.set(0, Some(0));
         for resolved in resolution.symbols() {
@@ -660,6 +670,15 @@ pub(crate) fn relocate_with(
         layout,
         core_base: bases.core,
     };
+    // Every symbol a relocation that writes may use has an address: validation refused those
+    // in sections that are not loaded, and resolution gave one to every undefined symbol,
+    // except the ones it ignored (an unknown `_GLOBAL_OFFSET_TABLE_`). Only with those (or
+    // with a resolution of another module) is each address checked.
+    let check_addresses = resolution
+        .symbols()
+        .iter()
+        .any(|r| r.source == Source::Ignored)
+        || resolution.symbols().len() != module.undefined_symbols().len();
     for section in module.relocation_sections() {
         let target = section.target;
         let Some(placement) = layout.placement(target) else {
@@ -677,9 +696,7 @@ pub(crate) fn relocate_with(
                 provided,
             })?;
         let entries = section.entries();
-        // Validation proved every symbol these entries use has an address, unless one of
-        // them may lack it (an unresolved `_GLOBAL_OFFSET_TABLE_`): then each is checked.
-        if module.relocations_need_address_check() {
+        if check_addresses {
             apply::<true>(entries, memory, place_base, addresses, &got)
         } else {
             apply::<false>(entries, memory, place_base, addresses, &got)
@@ -1087,6 +1104,7 @@ mod tests {
                 let addresses = SymbolAddresses {
                     addresses: alloc::vec![0, symbol],
                     present: alloc::vec![true, true],
+                    section_bases: Vec::new(),
                 };
                 let result = apply::<true>(
                     core::slice::from_ref(&rela),

@@ -9,7 +9,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use hashbrown::HashMap;
+use core::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::counts::ResolveCounts;
 use crate::error::Error;
@@ -39,11 +41,24 @@ pub struct ProvidedSymbol {
 pub trait SymbolProvider {
     /// The symbol named `name`, if this provider has it.
     fn lookup(&self, name: &str) -> Option<ProvidedSymbol>;
+
+    /// The symbol whose name is the bytes `name`. [`resolve()`] asks this way, so that a
+    /// name is never decoded just to be compared; the default decodes it and asks
+    /// [`SymbolProvider::lookup`] (a name that is not UTF-8 is then not found).
+    fn lookup_bytes(&self, name: &[u8]) -> Option<ProvidedSymbol> {
+        core::str::from_utf8(name)
+            .ok()
+            .and_then(|name| self.lookup(name))
+    }
 }
 
 impl<P: SymbolProvider + ?Sized> SymbolProvider for &P {
     fn lookup(&self, name: &str) -> Option<ProvidedSymbol> {
         (**self).lookup(name)
+    }
+
+    fn lookup_bytes(&self, name: &[u8]) -> Option<ProvidedSymbol> {
+        (**self).lookup_bytes(name)
     }
 }
 
@@ -52,12 +67,22 @@ impl<A: SymbolProvider, B: SymbolProvider> SymbolProvider for (A, B) {
     fn lookup(&self, name: &str) -> Option<ProvidedSymbol> {
         self.0.lookup(name).or_else(|| self.1.lookup(name))
     }
+
+    fn lookup_bytes(&self, name: &[u8]) -> Option<ProvidedSymbol> {
+        self.0
+            .lookup_bytes(name)
+            .or_else(|| self.1.lookup_bytes(name))
+    }
 }
 
 /// Tries each provider in order.
 impl<P: SymbolProvider> SymbolProvider for [P] {
     fn lookup(&self, name: &str) -> Option<ProvidedSymbol> {
         self.iter().find_map(|p| p.lookup(name))
+    }
+
+    fn lookup_bytes(&self, name: &[u8]) -> Option<ProvidedSymbol> {
+        self.iter().find_map(|p| p.lookup_bytes(name))
     }
 }
 
@@ -70,10 +95,28 @@ impl<F: Fn(&str) -> Option<ProvidedSymbol>> SymbolProvider for FnProvider<F> {
     }
 }
 
+/// One export of an [`ExportTable`]: its name is `names[start..start + len]`, and its hash
+/// is kept so that the table never rehashes a name.
+#[derive(Clone, Copy, Debug)]
+struct ExportEntry {
+    hash: u64,
+    start: u32,
+    len: u32,
+    symbol: ProvidedSymbol,
+}
+
 /// A hashed table of exported symbols, from any number of providers.
+///
+/// The names live in one string, not one allocation each: a lookup reads the hash table and
+/// then one place of that string, and the table is two allocations however many exports it
+/// holds.
 #[derive(Clone, Debug, Default)]
 pub struct ExportTable {
-    symbols: HashMap<String, ProvidedSymbol>,
+    names: String,
+    entries: HashTable<ExportEntry>,
+    hasher: DefaultHashBuilder,
+    /// Bytes of `names` that belong to removed exports (compacted when they are the most).
+    garbage: usize,
 }
 
 impl ExportTable {
@@ -85,21 +128,54 @@ impl ExportTable {
     /// An empty table with room for `capacity` symbols.
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
-            symbols: HashMap::with_capacity(capacity),
+            entries: HashTable::with_capacity(capacity),
+            ..Self::default()
         }
+    }
+
+    fn name_of(&self, entry: &ExportEntry) -> &str {
+        let start = usize::try_from(entry.start).unwrap_or(usize::MAX);
+        let end = start.saturating_add(usize::try_from(entry.len).unwrap_or(usize::MAX));
+        self.names.get(start..end).unwrap_or("")
+    }
+
+    fn find(&self, name: &[u8]) -> Option<&ExportEntry> {
+        let hash = self.hasher.hash_one(name);
+        self.entries.find(hash, |e| {
+            usize::try_from(e.len).is_ok_and(|len| len == name.len())
+                && self.name_of(e).as_bytes() == name
+        })
     }
 
     /// Adds an export. A name can be exported once: a second export is an error, as in Linux.
     pub fn insert(&mut self, name: &str, address: u64, provider: ProviderId) -> Result<(), Error> {
-        if let Some(existing) = self.symbols.get(name) {
+        if let Some(existing) = self.find(name.as_bytes()) {
             return Err(Error::DuplicateExport {
                 symbol: String::from(name),
-                existing: existing.provider,
+                existing: existing.symbol.provider,
                 new: provider,
             });
         }
-        self.symbols
-            .insert(String::from(name), ProvidedSymbol { address, provider });
+        let (Ok(start), Ok(len)) = (u32::try_from(self.names.len()), u32::try_from(name.len()))
+        else {
+            // More than 4 GiB of names: no kernel has that many exports.
+            return Err(Error::OutOfMemory {
+                core: u64::try_from(self.names.len()).unwrap_or(u64::MAX),
+                init: 0,
+            });
+        };
+        self.names.push_str(name);
+        let hash = self.hasher.hash_one(name.as_bytes());
+        self.entries.insert_unique(
+            hash,
+            ExportEntry {
+                hash,
+                start,
+                len,
+                symbol: ProvidedSymbol { address, provider },
+            },
+            |e| e.hash,
+        );
         Ok(())
     }
 
@@ -112,7 +188,7 @@ impl ExportTable {
     ) -> Result<(), Error> {
         let mut seen = hashbrown::HashSet::new();
         for (name, _) in exports.clone() {
-            let existing = self.symbols.get(name).map(|s| s.provider);
+            let existing = self.get(name).map(|s| s.provider);
             if existing.is_some() || !seen.insert(name) {
                 return Err(Error::DuplicateExport {
                     symbol: String::from(name),
@@ -129,35 +205,64 @@ impl ExportTable {
 
     /// Removes every export of `provider` (when it is unloaded); returns how many.
     pub fn remove_provider(&mut self, provider: ProviderId) -> usize {
-        let before = self.symbols.len();
-        self.symbols.retain(|_, s| s.provider != provider);
-        before.saturating_sub(self.symbols.len())
+        let before = self.entries.len();
+        let mut freed = 0usize;
+        self.entries.retain(|e| {
+            let keep = e.symbol.provider != provider;
+            if !keep {
+                freed = freed.saturating_add(usize::try_from(e.len).unwrap_or(0));
+            }
+            keep
+        });
+        self.garbage = self.garbage.saturating_add(freed);
+        if self.garbage > self.names.len() / 2 {
+            self.compact();
+        }
+        before.saturating_sub(self.entries.len())
+    }
+
+    /// Rewrites the names without those of removed exports.
+    fn compact(&mut self) {
+        let mut names = String::with_capacity(self.names.len().saturating_sub(self.garbage));
+        for entry in self.entries.iter_mut() {
+            let start = usize::try_from(entry.start).unwrap_or(usize::MAX);
+            let end = start.saturating_add(usize::try_from(entry.len).unwrap_or(usize::MAX));
+            let name = self.names.get(start..end).unwrap_or("");
+            entry.start = u32::try_from(names.len()).unwrap_or(u32::MAX);
+            names.push_str(name);
+        }
+        self.names = names;
+        self.garbage = 0;
     }
 
     /// The export named `name`.
     pub fn get(&self, name: &str) -> Option<ProvidedSymbol> {
-        self.symbols.get(name).copied()
+        self.find(name.as_bytes()).map(|e| e.symbol)
     }
 
     /// Number of exports.
     pub fn len(&self) -> usize {
-        self.symbols.len()
+        self.entries.len()
     }
 
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.symbols.is_empty()
+        self.entries.is_empty()
     }
 
     /// All exports, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, ProvidedSymbol)> {
-        self.symbols.iter().map(|(name, s)| (name.as_str(), *s))
+        self.entries.iter().map(|e| (self.name_of(e), e.symbol))
     }
 }
 
 impl SymbolProvider for ExportTable {
     fn lookup(&self, name: &str) -> Option<ProvidedSymbol> {
         self.get(name)
+    }
+
+    fn lookup_bytes(&self, name: &[u8]) -> Option<ProvidedSymbol> {
+        self.find(name).map(|e| e.symbol)
     }
 }
 
@@ -212,8 +317,9 @@ impl Resolution {
 /// Resolves every undefined symbol of `module` through `provider`.
 ///
 /// An unknown symbol is an error naming it and the module, unless it is weak (address 0) or
-/// `_GLOBAL_OFFSET_TABLE_` (which old GNU as emits unreferenced; Linux ignores it too). This
-/// is where undefined names are read as text, so a name that is not UTF-8 is refused here.
+/// `_GLOBAL_OFFSET_TABLE_` (which old GNU as emits unreferenced; Linux ignores it too).
+/// Names are looked up as bytes ([`SymbolProvider::lookup_bytes`]): one that is not UTF-8
+/// matches no export of an [`ExportTable`], and a message about it decodes it lossily.
 pub fn resolve<P: SymbolProvider + ?Sized>(
     module: &Module<'_>,
     provider: &P,
@@ -236,12 +342,8 @@ pub(crate) fn resolve_into<P: SymbolProvider + ?Sized>(
         let Some(sym) = module.symbol_entry(index) else {
             continue;
         };
-        let name =
-            core::str::from_utf8(module.name_bytes(sym)).map_err(|_| Error::BadSymbolName {
-                index,
-                offset: u64::from(sym.st_name),
-            })?;
-        let resolved = match provider.lookup(name) {
+        let name = module.name_bytes(sym);
+        let resolved = match provider.lookup_bytes(name) {
             Some(found) => {
                 resolution.counts.resolved = resolution.counts.resolved.saturating_add(1);
                 // Most symbols come from the provider of the previous one (the kernel):
@@ -264,7 +366,7 @@ pub(crate) fn resolve_into<P: SymbolProvider + ?Sized>(
                     source: Source::WeakUnresolved,
                 }
             }
-            None if name == IGNORED_UNDEFINED => {
+            None if name == IGNORED_UNDEFINED.as_bytes() => {
                 resolution.counts.ignored = resolution.counts.ignored.saturating_add(1);
                 ResolvedSymbol {
                     symbol: index,
@@ -275,7 +377,7 @@ pub(crate) fn resolve_into<P: SymbolProvider + ?Sized>(
             None => {
                 return Err(Error::UnknownSymbol {
                     module: String::from(module.display_name()),
-                    symbol: String::from(name),
+                    symbol: String::from_utf8_lossy(name).into_owned(),
                 });
             }
         };

@@ -21,7 +21,6 @@
 //!   symbol provider). Names that are only compared byte for byte (definitions, locals) are
 //!   never decoded; an error message that names one decodes it lossily.
 
-use alloc::borrow::ToOwned;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -156,7 +155,9 @@ impl Section<'_> {
 /// What validation keeps of a section: no borrowed data, so the table can be reused.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SectionEntry {
-    pub(crate) name: Span,
+    /// The section name string table from the name's first byte to the table's end: the
+    /// name is its bytes up to the first NUL (validation proved there is one).
+    name_tail: Span,
     pub(crate) sh_type: u32,
     pub(crate) flags: u64,
     pub(crate) offset: u64,
@@ -172,6 +173,13 @@ pub(crate) struct SectionEntry {
 impl SectionEntry {
     pub(crate) fn is_nobits(&self) -> bool {
         self.sh_type == elf::SHT_NOBITS.0
+    }
+
+    /// The name's bytes.
+    fn name<'a>(&self, data: &'a [u8]) -> &'a [u8] {
+        let tail = self.name_tail.of(data);
+        tail.get(..memchr::memchr(0, tail).unwrap_or(0))
+            .unwrap_or(&[])
     }
 }
 
@@ -237,13 +245,10 @@ impl<'data> Symbol<'data> {
 const USES_GOT: u8 = 1;
 /// The symbol is defined in a section that is not loaded: it has no address.
 const IN_UNLOADED_SECTION: u8 = 2;
-/// The symbol is an undefined `_GLOBAL_OFFSET_TABLE_`, which resolution may leave without
-/// an address.
-const MAY_LACK_ADDRESS: u8 = 4;
 /// Not a symbol: what the relocation check reads for an index past the table.
-const OUT_OF_RANGE: u8 = 8;
+const OUT_OF_RANGE: u8 = 4;
 /// The flags that make a relocation that writes something need the exact check.
-const RARE_FOR_WRITES: u8 = IN_UNLOADED_SECTION | MAY_LACK_ADDRESS | OUT_OF_RANGE;
+const RARE_FOR_WRITES: u8 = IN_UNLOADED_SECTION | OUT_OF_RANGE;
 
 /// What validation keeps of a symbol.
 #[derive(Clone, Copy, Debug)]
@@ -353,7 +358,7 @@ pub struct ModuleTables {
     globals: HashTable<GlobalEntry>,
     hasher: DefaultHashBuilder,
     /// Scratch of the overlap check.
-    parts: Vec<(u64, u64, Part)>,
+    parts: Vec<u128>,
 }
 
 impl ModuleTables {
@@ -380,23 +385,14 @@ pub struct Module<'data> {
     modinfo: &'data str,
     name: &'data str,
     counts: ValidateCounts,
-    /// Some relocation uses a symbol that may be left without an address.
-    address_check: bool,
 }
 
 impl<'data> Module<'data> {
-    /// Whether some relocation that writes uses a symbol resolution may leave without an
-    /// address (an undefined `_GLOBAL_OFFSET_TABLE_`): relocation must then check each
-    /// symbol's address; otherwise validation proved they all have one.
-    pub(crate) fn relocations_need_address_check(&self) -> bool {
-        self.address_check
-    }
-
     fn view(&self, index: u32, entry: &SectionEntry) -> Section<'data> {
         Section {
             index,
             // Checked UTF-8 by validation; the file bytes cannot have changed since.
-            name: core::str::from_utf8(entry.name.of(self.data)).unwrap_or(""),
+            name: core::str::from_utf8(entry.name(self.data)).unwrap_or(""),
             sh_type: entry.sh_type,
             flags: entry.flags,
             offset: entry.offset,
@@ -431,7 +427,7 @@ impl<'data> Module<'data> {
             .sections
             .iter()
             .enumerate()
-            .find(|(_, s)| s.name.of(self.data) == name.as_bytes())?;
+            .find(|(_, s)| s.name(self.data) == name.as_bytes())?;
         Some(self.view(index_u32(i), entry))
     }
 
@@ -505,9 +501,9 @@ impl<'data> Module<'data> {
         };
         let own = self.name_bytes(entry);
         let bytes = match entry.definition {
-            Definition::Section(s) if own.is_empty() || entry.st_type == elf::STT_SECTION.0 => self
-                .section_entry(s)
-                .map_or(&[][..], |s| s.name.of(self.data)),
+            Definition::Section(s) if own.is_empty() || entry.st_type == elf::STT_SECTION.0 => {
+                self.section_entry(s).map_or(&[][..], |s| s.name(self.data))
+            }
             _ => own,
         };
         String::from_utf8_lossy(bytes).into_owned()
@@ -588,10 +584,26 @@ impl<'data> Module<'data> {
 }
 
 fn modinfo_pairs(modinfo: &str) -> impl Iterator<Item = (&str, &str)> {
-    modinfo
-        .split('\0')
-        .filter(|entry| !entry.is_empty())
-        .map(|entry| entry.split_once('=').unwrap_or((entry, "")))
+    let mut rest = modinfo;
+    core::iter::from_fn(move || {
+        loop {
+            if rest.is_empty() {
+                return None;
+            }
+            let (entry, tail) = match memchr::memchr(0, rest.as_bytes()) {
+                // A NUL is one byte, so `at` and `at + 1` are character boundaries.
+                Some(at) => (
+                    rest.get(..at).unwrap_or(""),
+                    rest.get(at.saturating_add(1)..).unwrap_or(""),
+                ),
+                None => (rest, ""),
+            };
+            rest = tail;
+            if !entry.is_empty() {
+                return Some(entry.split_once('=').unwrap_or((entry, "")));
+            }
+        }
+    })
 }
 
 /// `data[offset..offset + size]`, or `None` when out of bounds or overflowing.
@@ -618,7 +630,7 @@ fn section_ref(data: &[u8], sections: &[SectionEntry], index: u32) -> SectionRef
     let name = usize::try_from(index)
         .ok()
         .and_then(|i| sections.get(i))
-        .map_or(&[][..], |s| s.name.of(data));
+        .map_or(&[][..], |s| s.name(data));
     SectionRef {
         index,
         name: String::from_utf8_lossy(name).into_owned(),
@@ -640,14 +652,16 @@ fn index_u32(index: usize) -> u32 {
     u32::try_from(index).unwrap_or(u32::MAX)
 }
 
-/// Decides where a section goes from its name and flags (ABI.md, "Sections").
-fn disposition(name: &str, flags: u64) -> Disposition {
+/// Decides where a section goes from its flags and name (`name_tail`: the string table from
+/// the name on, NUL-terminated) (ABI.md, "Sections").
+fn disposition(name_tail: &[u8], flags: u64) -> Disposition {
     let alloc = flags & elf::SHF_ALLOC.0 != 0;
     // Linux drops SHF_ALLOC from these two before layout: they are read, never loaded.
-    if !alloc || name == ".modinfo" || name == "__versions" {
+    if !alloc || names_equal(name_tail, 0, b".modinfo") || names_equal(name_tail, 0, b"__versions")
+    {
         return Disposition::NotLoaded;
     }
-    let region = if name.starts_with(".init") {
+    let region = if name_tail.starts_with(b".init") {
         RegionKind::Init
     } else {
         RegionKind::Core
@@ -686,7 +700,6 @@ pub(crate) fn validate_reusing<'data>(
         modinfo: found.modinfo,
         name: found.name,
         counts: found.counts,
-        address_check: found.address_check,
     })
 }
 
@@ -697,7 +710,6 @@ struct Found<'data> {
     modinfo: &'data str,
     name: &'data str,
     counts: ValidateCounts,
-    address_check: bool,
 }
 
 fn index<'data>(data: &'data [u8], tables: &mut ModuleTables) -> Result<Found<'data>, Error> {
@@ -715,7 +727,7 @@ fn index<'data>(data: &'data [u8], tables: &mut ModuleTables) -> Result<Found<'d
     let symtab = read_symbols(data, tables)?;
     counts.symbols = tables.symbols.len();
     counts.undefined_symbols = tables.undefined.len();
-    let address_check = read_relocations(data, tables, symtab.index, &mut counts)?;
+    read_relocations(data, tables, symtab.index, &mut counts)?;
     index_globals(symtab.strtab, tables)?;
     let exports = find_exports(symtab.strtab, tables)?;
     counts.exports = exports.len();
@@ -735,7 +747,6 @@ fn index<'data>(data: &'data [u8], tables: &mut ModuleTables) -> Result<Found<'d
         modinfo,
         name,
         counts,
-        address_check,
     })
 }
 
@@ -870,22 +881,34 @@ fn read_sections(
         file_size: file_size(data),
     })?;
     let shstrtab = shstrtab_span.of(data);
+    // A name is NUL-terminated exactly when it starts at or before the table's last NUL, and
+    // every name of an ASCII table is UTF-8: each name then costs one comparison.
+    let names_end = memchr::memrchr(0, shstrtab).map_or(0, |last| last.saturating_add(1));
+    let ascii = shstrtab.is_ascii();
 
     sections.reserve(headers.len());
     for (i, sh) in headers.iter().enumerate() {
         let index = index_u32(i);
         let name_offset = sh.sh_name.get(LE);
-        let name = c_str(shstrtab, name_offset).ok_or(Error::BadSectionName {
+        let bad_name = || Error::BadSectionName {
             index,
             offset: u64::from(name_offset),
-        })?;
+        };
+        let name_at = usize::try_from(name_offset)
+            .ok()
+            .filter(|&at| at < names_end)
+            .ok_or_else(bad_name)?;
+        if !ascii {
+            c_str(shstrtab, name_offset).ok_or_else(bad_name)?;
+        }
+        let name_tail = shstrtab.get(name_at..).unwrap_or(&[]);
         let sh_type = sh.sh_type.get(LE).0;
         let flags = sh.sh_flags.get(LE).0;
         let size = sh.sh_size.get(LE);
         let offset = sh.sh_offset.get(LE);
         let section_ref = || SectionRef {
             index,
-            name: name.to_owned(),
+            name: String::from_utf8_lossy(c_bytes(name_tail, 0).unwrap_or(&[])).into_owned(),
         };
         let nobits = sh_type == elf::SHT_NOBITS.0;
         let contents = if nobits || sh_type == elf::SHT_NULL.0 {
@@ -914,7 +937,7 @@ fn read_sections(
         let disposition = if sh_type == elf::SHT_NULL.0 {
             Disposition::NotLoaded
         } else {
-            disposition(name, flags)
+            disposition(name_tail, flags)
         };
         if disposition != Disposition::NotLoaded {
             if align > MAX_SECTION_ALIGN {
@@ -932,14 +955,10 @@ fn read_sections(
                 });
             }
         }
-        // c_str proved `name_offset + len` lies inside the string table.
-        let name_start = shstrtab_span
-            .start
-            .saturating_add(usize::try_from(name_offset).unwrap_or(usize::MAX));
         sections.push(SectionEntry {
-            name: Span {
-                start: name_start,
-                end: name_start.saturating_add(name.len()),
+            name_tail: Span {
+                start: shstrtab_span.start.saturating_add(name_at),
+                end: shstrtab_span.end,
             },
             sh_type,
             flags,
@@ -967,12 +986,50 @@ enum Part {
 /// Refuses files whose parts (header, section header table, section contents) share bytes:
 /// a well-formed object never does, and a crafted one could make one section's relocations
 /// patch another's contents.
+///
+/// The parts are sorted as packed `(start, end)` integers and scanned for one that starts
+/// before the furthest end so far; only when there is one are they sorted again with their
+/// names, to report the same pair whatever the packing.
 fn check_overlaps(
     data: &[u8],
     header: HeaderFields,
     sections: &[SectionEntry],
-    parts: &mut Vec<(u64, u64, Part)>,
+    keys: &mut Vec<u128>,
 ) -> Result<(), Error> {
+    let table_end = header
+        .shoff
+        .saturating_add(section_table_size(header.shnum));
+    let key = |start: u64, end: u64| (u128::from(start) << 64) | u128::from(end);
+    keys.push(key(0, u64::from(EHDR_SIZE)));
+    keys.push(key(header.shoff, table_end));
+    for s in sections {
+        if s.contents.start != s.contents.end {
+            // read_sections proved offset + size lies inside the file.
+            keys.push(key(s.offset, s.offset.saturating_add(s.size)));
+        }
+    }
+    keys.sort_unstable();
+    let mut furthest = 0u64;
+    let mut overlap = false;
+    for &k in keys.iter() {
+        let (start, end) = ((k >> 64) as u64, k as u64);
+        overlap |= start < furthest;
+        furthest = furthest.max(end);
+    }
+    if overlap {
+        report_overlap(data, header, sections)?;
+    }
+    Ok(())
+}
+
+/// The exact overlap report: the first pair, in `(start, end)` order, that shares bytes.
+#[cold]
+fn report_overlap(
+    data: &[u8],
+    header: HeaderFields,
+    sections: &[SectionEntry],
+) -> Result<(), Error> {
+    let mut parts: Vec<(u64, u64, Part)> = Vec::with_capacity(sections.len().saturating_add(2));
     parts.push((0, u64::from(EHDR_SIZE), Part::Header));
     let table_end = header
         .shoff
@@ -982,12 +1039,9 @@ fn check_overlaps(
         if s.contents.start == s.contents.end {
             continue;
         }
-        // read_sections proved offset + size lies inside the file.
         let end = s.offset.saturating_add(s.size);
         parts.push((s.offset, end, Part::Section(index_u32(i))));
     }
-    // Linkers write sections in file order, so this is usually already sorted (and sorting
-    // a sorted slice is one linear pass).
     parts.sort_unstable_by_key(|&(start, end, _)| (start, end));
     let describe = |part: Part| -> String {
         match part {
@@ -1000,7 +1054,7 @@ fn check_overlaps(
         }
     };
     let mut furthest: Option<(u64, Part)> = None;
-    for &(start, end, part) in parts.iter() {
+    for &(start, end, part) in &parts {
         if let Some((prev_end, prev)) = furthest
             && start < prev_end
         {
@@ -1108,9 +1162,6 @@ fn read_symbols<'data>(
         let value = sym.st_value.get(LE);
         let mut flags = 0;
         let definition = if shndx == elf::SHN_UNDEF {
-            if names_equal(strtab, st_name, IGNORED_UNDEFINED.as_bytes()) {
-                flags |= MAY_LACK_ADDRESS;
-            }
             Definition::Undefined
         } else if shndx == elf::SHN_ABS {
             Definition::Absolute
@@ -1167,14 +1218,13 @@ fn read_symbols<'data>(
     })
 }
 
-/// Checks every relocation section whose target is loaded, and every entry of it. Returns
-/// whether relocation must check symbol addresses ([`Module::relocations_need_address_check`]).
+/// Checks every relocation section whose target is loaded, and every entry of it.
 fn read_relocations(
     data: &[u8],
     tables: &mut ModuleTables,
     symtab_index: u32,
     counts: &mut ValidateCounts,
-) -> Result<bool, Error> {
+) -> Result<(), Error> {
     let ModuleTables {
         sections,
         symbols,
@@ -1185,7 +1235,6 @@ fn read_relocations(
     } = tables;
     let symbol_count = index_u32(symbols.len());
     let mut by_kind = [0u64; RelocationKind::ALL.len()];
-    let mut address_check = false;
     for (i, section) in sections.iter().enumerate() {
         let index = index_u32(i);
         let is_rela = section.sh_type == elf::SHT_RELA.0;
@@ -1237,10 +1286,9 @@ fn read_relocations(
         if !scan_entries(entries, target.size, symbol_flags, &mut by_kind) {
             // Something in this section is wrong or needs more than the scan does: go over
             // it again, one entry at a time, in order.
-            address_check |= check_entries(entries, target.size, symbol_flags, got_symbols)
-                .map_err(|fault| {
-                    fault.into_error(data, sections, symbols, target_index, symbol_count)
-                })?;
+            check_entries(entries, target.size, symbol_flags, got_symbols).map_err(|fault| {
+                fault.into_error(data, sections, symbols, target_index, symbol_count)
+            })?;
         }
         relocation_sections.push(RelocationSectionEntry {
             index,
@@ -1254,7 +1302,7 @@ fn read_relocations(
         relocations.add_many(*kind, count);
     }
     counts.relocations = relocations;
-    Ok(address_check)
+    Ok(())
 }
 
 /// What is wrong with a relocation entry: plain values, so the loop builds no error (the
@@ -1370,15 +1418,14 @@ fn scan_entries(
 }
 
 /// Checks one relocation section's entries in order, reporting the first fault, and gives
-/// GOT slots to the symbols GOT kinds use (in order of first use). Returns whether some entry
-/// uses a symbol that may be left without an address. The entries were counted already.
+/// GOT slots to the symbols GOT kinds use (in order of first use). The entries were counted
+/// already.
 fn check_entries(
     entries: &[elf::Rela64<LE>],
     target_size: u64,
     symbol_flags: &mut [u8],
     got_symbols: &mut Vec<u32>,
-) -> Result<bool, EntryFault> {
-    let mut address_check = false;
+) -> Result<(), EntryFault> {
     for rela in entries {
         let offset = rela.r_offset.get(LE);
         let r_type = rela.r_type(LE, false).0;
@@ -1400,21 +1447,18 @@ fn check_entries(
         {
             return Err(EntryFault::Outside { offset, width });
         }
-        if width != 0 {
-            if *flags & IN_UNLOADED_SECTION != 0 {
-                return Err(EntryFault::Unloaded {
-                    offset,
-                    symbol: symbol_index,
-                });
-            }
-            address_check |= *flags & MAY_LACK_ADDRESS != 0;
+        if width != 0 && *flags & IN_UNLOADED_SECTION != 0 {
+            return Err(EntryFault::Unloaded {
+                offset,
+                symbol: symbol_index,
+            });
         }
         if info.got && *flags & USES_GOT == 0 {
             *flags |= USES_GOT;
             got_symbols.push(symbol_index);
         }
     }
-    Ok(address_check)
+    Ok(())
 }
 
 fn index_globals(strtab: &[u8], tables: &mut ModuleTables) -> Result<(), Error> {
@@ -1485,6 +1529,10 @@ fn find_exports<'data>(
     let prefix = KSYMTAB_PREFIX.as_bytes();
     let mut exports = Vec::new();
     for (i, sym) in tables.symbols.iter().enumerate() {
+        // Undefined symbols export nothing: their names are not even read here.
+        if sym.definition == Definition::Undefined {
+            continue;
+        }
         let Ok(start) = usize::try_from(sym.st_name) else {
             continue;
         };
@@ -1495,7 +1543,7 @@ fn find_exports<'data>(
         let exported_bytes = c_bytes(strtab, sym.st_name)
             .and_then(|name| name.get(prefix.len()..))
             .unwrap_or(&[]);
-        if sym.definition == Definition::Undefined || exported_bytes.is_empty() {
+        if exported_bytes.is_empty() {
             continue;
         }
         // The exported name goes into export tables as text.
@@ -1567,7 +1615,7 @@ fn names_equal(strtab: &[u8], offset: u32, name: &[u8]) -> bool {
 fn read_modinfo<'data>(data: &'data [u8], sections: &[SectionEntry]) -> Result<&'data str, Error> {
     let Some(section) = sections
         .iter()
-        .find(|s| s.name.of(data) == b".modinfo" && !s.is_nobits())
+        .find(|s| names_equal(s.name_tail.of(data), 0, b".modinfo") && !s.is_nobits())
     else {
         return Ok("");
     };
