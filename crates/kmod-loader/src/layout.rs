@@ -160,21 +160,22 @@ impl Layout {
 fn align_up(value: u64, align: u64, region: RegionKind) -> Result<u64, Error> {
     // `align` is a power of two (validated, or a constant).
     let mask = align.saturating_sub(1);
-    value
-        .checked_add(mask)
-        .map(|v| v & !mask)
-        .ok_or(Error::RegionTooLarge {
+    // A match, not `ok_or`: the error is built only when it is returned.
+    match value.checked_add(mask) {
+        Some(v) => Ok(v & !mask),
+        None => Err(Error::RegionTooLarge {
             region,
             size: value,
             max: MAX_REGION_SIZE,
-        })
+        }),
+    }
 }
 
 fn advance(cursor: u64, by: u64, region: RegionKind) -> Result<u64, Error> {
     cursor
         .checked_add(by)
         .filter(|&end| end <= MAX_REGION_SIZE)
-        .ok_or(Error::RegionTooLarge {
+        .ok_or_else(|| Error::RegionTooLarge {
             region,
             size: cursor.saturating_add(by),
             max: MAX_REGION_SIZE,

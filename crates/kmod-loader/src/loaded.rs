@@ -93,7 +93,7 @@ impl Loaded {
     ) -> Self {
         let addresses = SymbolAddresses::new(module, layout, resolution, bases);
         let mut symbols = HashMap::new();
-        for (i, sym) in module.symbol_entries().iter().enumerate() {
+        for (i, sym) in module.symbol_entries().enumerate() {
             if sym.binding == Binding::Local || sym.st_type == object::elf::STT_SECTION.0 {
                 continue;
             }
@@ -104,7 +104,7 @@ impl Loaded {
                 continue;
             };
             // A name that is not UTF-8 cannot be asked for by name: it is not kept.
-            let Ok(name) = core::str::from_utf8(module.name_bytes(sym)) else {
+            let Ok(name) = core::str::from_utf8(module.name_bytes(&sym)) else {
                 continue;
             };
             // find_symbol applies the global-over-weak rule.

@@ -23,7 +23,7 @@ use crate::counts::{CopyCounts, RelocateCounts};
 use crate::error::{Error, SectionRef};
 use crate::layout::{GOT_SLOT_SIZE, Layout};
 use crate::resolve::{Resolution, Source};
-use crate::validate::{Definition, Module, PAGE_SIZE, RegionKind};
+use crate::validate::{Module, PAGE_SIZE, RegionKind};
 
 /// The relocation types the loader applies (x86-64 psABI names). The discriminant is the
 /// kind's position in [`RelocationKind::ALL`].
@@ -81,7 +81,7 @@ pub(crate) const COUNT_FIELD_BITS: u32 = 12;
 /// The most entries counted before the packed counter must be flushed.
 pub(crate) const COUNT_FIELD_MAX: usize = (1 << COUNT_FIELD_BITS) - 1;
 
-const fn type_info(r_type: u32) -> TypeInfo {
+pub(crate) const fn type_info(r_type: u32) -> TypeInfo {
     let Some(kind) = RelocationKind::decode(r_type) else {
         return TypeInfo {
             kind: None,
@@ -140,6 +140,50 @@ pub(crate) fn type_info_of(r_type: u32) -> &'static TypeInfo {
 }
 
 const UNSUPPORTED: TypeInfo = type_info(u32::MAX);
+
+/// What the relocation loop reads about a type: [`TypeInfo`]'s fields it uses, in 24 bytes.
+#[derive(Clone, Copy, Debug)]
+struct ApplyRule {
+    place_mask: u64,
+    fit_bias: u64,
+    width: u8,
+    got: bool,
+    supported: bool,
+}
+
+const fn apply_rule(r_type: u32) -> ApplyRule {
+    let info = type_info(r_type);
+    ApplyRule {
+        place_mask: info.place_mask,
+        fit_bias: info.fit_bias,
+        width: info.width as u8,
+        got: info.got,
+        supported: info.kind.is_some(),
+    }
+}
+
+/// [`ApplyRule`] of every ELF type up to 42, then one for every larger type.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time: an index out of bounds fails the build, it cannot panic"
+)]
+const APPLY_RULES: [ApplyRule; 44] = {
+    let mut table = [apply_rule(u32::MAX); 44];
+    let mut r_type = 0;
+    while r_type < 43 {
+        table[r_type] = apply_rule(r_type as u32);
+        r_type += 1;
+    }
+    table
+};
+
+#[inline(always)]
+fn apply_rule_of(r_type: u32) -> &'static ApplyRule {
+    const LAST: usize = APPLY_RULES.len() - 1;
+    const NO_RULE: ApplyRule = apply_rule(u32::MAX);
+    let index = usize::try_from(r_type).map_or(LAST, |t| t.min(LAST));
+    APPLY_RULES.get(index).unwrap_or(&NO_RULE)
+}
 
 impl RelocationKind {
     /// Every kind, in ELF type order.
@@ -500,7 +544,7 @@ pub fn copy_sections(
                 let destination = usize::try_from(placement.offset)
                     .ok()
                     .and_then(|start| bytes.get_mut(start..start.checked_add(contents.len())?))
-                    .ok_or(Error::RegionTooSmall {
+                    .ok_or_else(|| Error::RegionTooSmall {
                         region,
                         needed: placement.offset.saturating_add(len),
                         provided,
@@ -561,19 +605,26 @@ impl SymbolAddresses {
                 .map(|placement| placement.and_then(|p| bases.get(p.region).checked_add(p.offset))),
         );
         let section_bases = &self.section_bases;
-        let address_of = |sym: &crate::validate::SymbolEntry| match sym.definition {
-            Definition::Undefined => None,
-            Definition::Absolute => Some(sym.value),
-            Definition::Section(index) => usize::try_from(index)
-                .ok()
-                .and_then(|i| section_bases.get(i).copied().flatten())
-                .and_then(|base| base.checked_add(sym.value)),
-        };
-        let symbols = module.symbol_entries();
-        self.addresses
-            .extend(symbols.iter().map(|sym| address_of(sym).unwrap_or(0)));
-        self.present
-            .extend(symbols.iter().map(|sym| address_of(sym).is_some()));
+        let symbols = module.symtab();
+        self.addresses.reserve(symbols.len());
+        self.present.reserve(symbols.len());
+        for sym in symbols {
+            let shndx = sym.st_shndx.get(LE);
+            let value = sym.st_value.get(LE);
+            let address = if shndx == elf::SHN_UNDEF {
+                None
+            } else if shndx == elf::SHN_ABS {
+                Some(value)
+            } else {
+                section_bases
+                    .get(usize::from(shndx.0))
+                    .copied()
+                    .flatten()
+                    .and_then(|base| base.checked_add(value))
+            };
+            self.addresses.push(address.unwrap_or(0));
+            self.present.push(address.is_some());
+        }
         // The null symbol: relocations against index 0 use S = 0.
         self.set(0, Some(0));
         for resolved in resolution.symbols() {
@@ -690,7 +741,7 @@ pub(crate) fn relocate_with(
             .unwrap_or(0);
         let provided = regions.len(placement.region);
         let memory = region_slice(regions, placement.region, placement.offset, placement.size)
-            .ok_or(Error::RegionTooSmall {
+            .ok_or_else(|| Error::RegionTooSmall {
                 region: placement.region,
                 needed: placement.offset.saturating_add(placement.size),
                 provided,
@@ -735,7 +786,7 @@ enum ApplyFault {
     },
     Outside {
         offset: u64,
-        kind: RelocationKind,
+        r_type: u32,
     },
     Unsupported {
         offset: u64,
@@ -744,6 +795,22 @@ enum ApplyFault {
 }
 
 impl ApplyFault {
+    #[cold]
+    fn overflow(offset: u64, r_type: u32, symbol: u32, value: u64) -> Self {
+        let kind = RelocationKind::from_elf(r_type).unwrap_or(RelocationKind::None);
+        Self::Overflow {
+            offset,
+            kind,
+            symbol,
+            // As `compute` reports it: R_X86_64_32's value unsigned, the others signed.
+            value: if kind == RelocationKind::Abs32 {
+                i128::from(value)
+            } else {
+                i128::from(value as i64)
+            },
+        }
+    }
+
     fn into_error(self, module: &Module<'_>, target: u32, size: u64) -> Error {
         let section = module.section_ref(target);
         match self {
@@ -764,10 +831,10 @@ impl ApplyFault {
                 offset,
                 symbol: module.symbol_name(symbol),
             },
-            Self::Outside { offset, kind } => Error::RelocationOutsideSection {
+            Self::Outside { offset, r_type } => Error::RelocationOutsideSection {
                 section,
                 offset,
-                width: kind.width(),
+                width: type_info_of(r_type).width,
                 size,
             },
             Self::Unsupported { offset, r_type } => Error::UnsupportedRelocation {
@@ -808,24 +875,26 @@ fn apply<const CHECK_ADDRESSES: bool>(
     addresses: &SymbolAddresses,
     got: &GotSlots<'_>,
 ) -> Result<(), ApplyFault> {
+    let (symbols, present) = (&addresses.addresses[..], &addresses.present[..]);
     for rela in entries {
         let offset = rela.r_offset.get(LE);
         let r_type = rela.r_type(LE, false).0;
-        let info = type_info_of(r_type);
-        let Some(kind) = info.kind else {
-            return Err(ApplyFault::Unsupported { offset, r_type });
-        };
-        if info.width == 0 {
+        let rule = apply_rule_of(r_type);
+        if rule.width == 0 {
+            if !rule.supported {
+                return Err(ApplyFault::Unsupported { offset, r_type });
+            }
             continue;
         }
         let symbol = rela.r_sym(LE, false);
         let index = usize::try_from(symbol).unwrap_or(usize::MAX);
-        let no_address = ApplyFault::NoAddress { offset, symbol };
-        let address = addresses.addresses.get(index).copied().ok_or(no_address)?;
-        if CHECK_ADDRESSES && !addresses.present.get(index).copied().unwrap_or(false) {
+        let Some(&address) = symbols.get(index) else {
+            return Err(ApplyFault::NoAddress { offset, symbol });
+        };
+        if CHECK_ADDRESSES && !present.get(index).copied().unwrap_or(false) {
             return Err(ApplyFault::NoAddress { offset, symbol });
         }
-        let target = if info.got {
+        let target = if rule.got {
             got.address(symbol)
                 .ok_or(ApplyFault::NoAddress { offset, symbol })?
         } else {
@@ -834,27 +903,18 @@ fn apply<const CHECK_ADDRESSES: bool>(
         let place = place_base.wrapping_add(offset);
         let value = target
             .wrapping_add_signed(rela.r_addend.get(LE))
-            .wrapping_sub(place & info.place_mask);
-        let written = if info.width == 8 {
+            .wrapping_sub(place & rule.place_mask);
+        let written = if rule.width == 8 {
             put(memory, offset, value.to_le_bytes())
         } else {
             // The field must give back the whole value when the CPU extends it.
-            if value.wrapping_add(info.fit_bias) > u64::from(u32::MAX) {
-                return Err(ApplyFault::Overflow {
-                    offset,
-                    kind,
-                    symbol,
-                    value: if info.fit_bias == 0 {
-                        i128::from(value)
-                    } else {
-                        i128::from(value as i64)
-                    },
-                });
+            if value.wrapping_add(rule.fit_bias) > u64::from(u32::MAX) {
+                return Err(ApplyFault::overflow(offset, r_type, symbol, value));
             }
             put(memory, offset, (value as u32).to_le_bytes())
         };
         if !written {
-            return Err(ApplyFault::Outside { offset, kind });
+            return Err(ApplyFault::Outside { offset, r_type });
         }
     }
     Ok(())

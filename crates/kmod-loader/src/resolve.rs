@@ -95,14 +95,42 @@ impl<F: Fn(&str) -> Option<ProvidedSymbol>> SymbolProvider for FnProvider<F> {
     }
 }
 
-/// One export of an [`ExportTable`]: its name is `names[start..start + len]`, and its hash
-/// is kept so that the table never rehashes a name.
+/// Names up to this long are compared inside the table entry (most kernel symbol names are:
+/// 99 % of the undefined names of a Debian 6.1 kernel's modules).
+const INLINE_NAME: usize = 32;
+
+/// One export of an [`ExportTable`], one cache line: its name is `names[start..start + len]`,
+/// with a copy of its first [`INLINE_NAME`] bytes here so that a lookup usually reads no
+/// other memory, and its hash, so that the table never rehashes a name.
 #[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
 struct ExportEntry {
     hash: u64,
+    symbol: ProvidedSymbol,
     start: u32,
     len: u32,
-    symbol: ProvidedSymbol,
+    inline: [u8; INLINE_NAME],
+}
+
+impl ExportEntry {
+    /// Whether this is the export of `name` (whose hash is `hash`), reading `names` only for
+    /// a name longer than the inline copy.
+    #[inline]
+    fn is(&self, hash: u64, name: &[u8], names: &str) -> bool {
+        if self.hash != hash || usize::try_from(self.len).ok() != Some(name.len()) {
+            return false;
+        }
+        match self.inline.get(..name.len()) {
+            Some(inline) => inline == name,
+            None => {
+                let start = usize::try_from(self.start).unwrap_or(usize::MAX);
+                names
+                    .as_bytes()
+                    .get(start..start.saturating_add(name.len()))
+                    == Some(name)
+            }
+        }
+    }
 }
 
 /// A hashed table of exported symbols, from any number of providers.
@@ -141,10 +169,7 @@ impl ExportTable {
 
     fn find(&self, name: &[u8]) -> Option<&ExportEntry> {
         let hash = self.hasher.hash_one(name);
-        self.entries.find(hash, |e| {
-            usize::try_from(e.len).is_ok_and(|len| len == name.len())
-                && self.name_of(e).as_bytes() == name
-        })
+        self.entries.find(hash, |e| e.is(hash, name, &self.names))
     }
 
     /// Adds an export. A name can be exported once: a second export is an error, as in Linux.
@@ -166,13 +191,18 @@ impl ExportTable {
         };
         self.names.push_str(name);
         let hash = self.hasher.hash_one(name.as_bytes());
+        let mut inline = [0; INLINE_NAME];
+        for (slot, &byte) in inline.iter_mut().zip(name.as_bytes()) {
+            *slot = byte;
+        }
         self.entries.insert_unique(
             hash,
             ExportEntry {
                 hash,
+                symbol: ProvidedSymbol { address, provider },
                 start,
                 len,
-                symbol: ProvidedSymbol { address, provider },
+                inline,
             },
             |e| e.hash,
         );
@@ -342,7 +372,7 @@ pub(crate) fn resolve_into<P: SymbolProvider + ?Sized>(
         let Some(sym) = module.symbol_entry(index) else {
             continue;
         };
-        let name = module.name_bytes(sym);
+        let name = module.name_bytes(&sym);
         let resolved = match provider.lookup_bytes(name) {
             Some(found) => {
                 resolution.counts.resolved = resolution.counts.resolved.saturating_add(1);

@@ -33,7 +33,7 @@ use object::pod;
 
 use crate::counts::{RelocationCounts, ValidateCounts};
 use crate::error::{Error, SectionRef};
-use crate::relocate::{COUNT_FIELD_BITS, COUNT_FIELD_MAX, RelocationKind, type_info_of};
+use crate::relocate::{COUNT_FIELD_BITS, COUNT_FIELD_MAX, RelocationKind, type_info, type_info_of};
 
 /// Size of a page: the unit of region permissions.
 pub const PAGE_SIZE: u64 = 4096;
@@ -247,10 +247,8 @@ const USES_GOT: u8 = 1;
 const IN_UNLOADED_SECTION: u8 = 2;
 /// Not a symbol: what the relocation check reads for an index past the table.
 const OUT_OF_RANGE: u8 = 4;
-/// The flags that make a relocation that writes something need the exact check.
-const RARE_FOR_WRITES: u8 = IN_UNLOADED_SECTION | OUT_OF_RANGE;
 
-/// What validation keeps of a symbol.
+/// A symbol table entry, decoded (from the file, on each use: validation keeps no copy).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SymbolEntry {
     pub(crate) st_name: u32,
@@ -259,6 +257,32 @@ pub(crate) struct SymbolEntry {
     pub(crate) definition: Definition,
     pub(crate) value: u64,
     pub(crate) size: u64,
+}
+
+/// Decodes a symbol table entry of a validated module (whose section indices validation
+/// checked).
+#[inline]
+pub(crate) fn decode_symbol(sym: &elf::Sym64<LE>) -> SymbolEntry {
+    let shndx = sym.st_shndx.get(LE);
+    SymbolEntry {
+        st_name: sym.st_name.get(LE),
+        binding: match sym.st_bind() {
+            b if b == elf::STB_LOCAL => Binding::Local,
+            b if b == elf::STB_GLOBAL => Binding::Global,
+            b if b == elf::STB_WEAK => Binding::Weak,
+            b => Binding::Other(b.0),
+        },
+        st_type: sym.st_type().0,
+        definition: if shndx == elf::SHN_UNDEF {
+            Definition::Undefined
+        } else if shndx == elf::SHN_ABS {
+            Definition::Absolute
+        } else {
+            Definition::Section(u32::from(shndx.0))
+        },
+        value: sym.st_value.get(LE),
+        size: sym.st_size.get(LE),
+    }
 }
 
 /// One relocation entry of a section that is loaded (its type is known to be supported, its
@@ -349,7 +373,10 @@ struct GlobalEntry {
 #[derive(Clone, Debug, Default)]
 pub struct ModuleTables {
     sections: Vec<SectionEntry>,
-    symbols: Vec<SymbolEntry>,
+    /// Each section's size and `IN_UNLOADED_SECTION` if it is not loaded (symbol checks).
+    section_limits: Vec<(u64, u8)>,
+    /// Defined non-local symbols (indices), for the name index.
+    global_candidates: Vec<u32>,
     /// Flags of each symbol (`USES_GOT`, …).
     symbol_flags: Vec<u8>,
     relocation_sections: Vec<RelocationSectionEntry>,
@@ -364,7 +391,8 @@ pub struct ModuleTables {
 impl ModuleTables {
     fn clear(&mut self) {
         self.sections.clear();
-        self.symbols.clear();
+        self.section_limits.clear();
+        self.global_candidates.clear();
         self.symbol_flags.clear();
         self.relocation_sections.clear();
         self.undefined.clear();
@@ -378,6 +406,8 @@ impl ModuleTables {
 #[derive(Clone, Debug)]
 pub struct Module<'data> {
     data: &'data [u8],
+    /// The symbol table.
+    symtab: &'data [elf::Sym64<LE>],
     /// The symbol string table.
     strtab: &'data [u8],
     tables: ModuleTables,
@@ -446,7 +476,7 @@ impl<'data> Module<'data> {
 
     /// Number of symbols, including the null symbol.
     pub fn symbol_count(&self) -> usize {
-        self.tables.symbols.len()
+        self.symtab.len()
     }
 
     fn symbol_view(&self, index: u32, entry: &SymbolEntry) -> Symbol<'data> {
@@ -463,24 +493,30 @@ impl<'data> Module<'data> {
 
     /// All symbols, by index (index 0 is the null symbol).
     pub fn symbols(&self) -> impl ExactSizeIterator<Item = Symbol<'data>> + '_ {
-        self.tables
-            .symbols
+        self.symtab
             .iter()
             .enumerate()
-            .map(|(i, entry)| self.symbol_view(index_u32(i), entry))
+            .map(|(i, sym)| self.symbol_view(index_u32(i), &decode_symbol(sym)))
     }
 
     /// The symbol with this index.
     pub fn symbol(&self, index: u32) -> Option<Symbol<'data>> {
-        Some(self.symbol_view(index, self.symbol_entry(index)?))
+        Some(self.symbol_view(index, &self.symbol_entry(index)?))
     }
 
-    pub(crate) fn symbol_entries(&self) -> &[SymbolEntry] {
-        &self.tables.symbols
+    /// The raw symbol table.
+    pub(crate) fn symtab(&self) -> &'data [elf::Sym64<LE>] {
+        self.symtab
     }
 
-    pub(crate) fn symbol_entry(&self, index: u32) -> Option<&SymbolEntry> {
-        self.tables.symbols.get(usize::try_from(index).ok()?)
+    pub(crate) fn symbol_entries(&self) -> impl ExactSizeIterator<Item = SymbolEntry> + 'data {
+        self.symtab.iter().map(decode_symbol)
+    }
+
+    pub(crate) fn symbol_entry(&self, index: u32) -> Option<SymbolEntry> {
+        self.symtab
+            .get(usize::try_from(index).ok()?)
+            .map(decode_symbol)
     }
 
     /// The name bytes of a symbol table entry.
@@ -499,7 +535,7 @@ impl<'data> Module<'data> {
         let Some(entry) = self.symbol_entry(index) else {
             return String::new();
         };
-        let own = self.name_bytes(entry);
+        let own = self.name_bytes(&entry);
         let bytes = match entry.definition {
             Definition::Section(s) if own.is_empty() || entry.st_type == elf::STT_SECTION.0 => {
                 self.section_entry(s).map_or(&[][..], |s| s.name(self.data))
@@ -521,7 +557,7 @@ impl<'data> Module<'data> {
             .globals
             .find(hash, |g| {
                 self.symbol_entry(g.index)
-                    .is_some_and(|e| self.name_bytes(e) == name)
+                    .is_some_and(|e| self.name_bytes(&e) == name)
             })
             .map(|g| g.index)
     }
@@ -694,6 +730,7 @@ pub(crate) fn validate_reusing<'data>(
     let found = index(data, spare)?;
     Ok(Module {
         data,
+        symtab: found.symtab,
         strtab: found.strtab,
         tables: core::mem::take(spare),
         exports: found.exports,
@@ -705,6 +742,7 @@ pub(crate) fn validate_reusing<'data>(
 
 /// What [`index`] found besides the tables.
 struct Found<'data> {
+    symtab: &'data [elf::Sym64<LE>],
     strtab: &'data [u8],
     exports: Vec<Export<'data>>,
     modinfo: &'data str,
@@ -725,11 +763,11 @@ fn index<'data>(data: &'data [u8], tables: &mut ModuleTables) -> Result<Found<'d
     check_overlaps(data, header, &tables.sections, &mut tables.parts)?;
 
     let symtab = read_symbols(data, tables)?;
-    counts.symbols = tables.symbols.len();
+    counts.symbols = symtab.entries.len();
     counts.undefined_symbols = tables.undefined.len();
-    read_relocations(data, tables, symtab.index, &mut counts)?;
-    index_globals(symtab.strtab, tables)?;
-    let exports = find_exports(symtab.strtab, tables)?;
+    read_relocations(data, tables, symtab.entries, symtab.index, &mut counts)?;
+    index_globals(symtab.entries, symtab.strtab, tables)?;
+    let exports = find_exports(symtab.entries, symtab.strtab, tables)?;
     counts.exports = exports.len();
     let modinfo = read_modinfo(data, &tables.sections)?;
     // One pass: count the entries and keep the first `name=`.
@@ -742,6 +780,7 @@ fn index<'data>(data: &'data [u8], tables: &mut ModuleTables) -> Result<Found<'d
     }
     let name = name.unwrap_or("");
     Ok(Found {
+        symtab: symtab.entries,
         strtab: symtab.strtab,
         exports,
         modinfo,
@@ -862,7 +901,7 @@ fn read_sections(
     let shstrtab_header = headers
         .get(usize::from(header.shstrndx))
         .filter(|h| h.sh_type.get(LE) == elf::SHT_STRTAB)
-        .ok_or(Error::BadStringTableIndex {
+        .ok_or_else(|| Error::BadStringTableIndex {
             index: u32::from(header.shstrndx),
             sections: u32::from(header.shnum),
         })?;
@@ -1072,6 +1111,7 @@ fn report_overlap(
 
 struct SymbolTable<'data> {
     index: u32,
+    entries: &'data [elf::Sym64<LE>],
     strtab: &'data [u8],
 }
 
@@ -1147,87 +1187,149 @@ fn read_symbols<'data>(
     // A name is NUL-terminated inside the table exactly when it starts at or before the
     // table's last NUL: one comparison per symbol instead of a scan.
     let names_end = memchr::memrchr(0, strtab).map_or(0, |last| last.saturating_add(1));
-    let symbols = &mut tables.symbols;
-    symbols.reserve(entries.len());
+    if !scan_symbols(entries, names_end, tables) {
+        return Err(symbol_fault(
+            data,
+            &tables.sections,
+            entries,
+            strtab,
+            names_end,
+        ));
+    }
+    Ok(SymbolTable {
+        index: symtab_index,
+        entries,
+        strtab,
+    })
+}
+
+/// Checks every symbol and records what later steps need (flags, undefined symbols, defined
+/// non-local ones): the per-symbol loop of validation, without a branch per symbol kind
+/// (faults are ORed, lists grow by a computed 0 or 1). Returns `false` when some symbol is
+/// wrong; [`symbol_fault`] then finds the first fault.
+#[inline(never)]
+fn scan_symbols(entries: &[elf::Sym64<LE>], names_end: usize, tables: &mut ModuleTables) -> bool {
+    let ModuleTables {
+        sections,
+        section_limits,
+        global_candidates,
+        symbol_flags,
+        undefined,
+        ..
+    } = tables;
+    section_limits.extend(sections.iter().map(|s| {
+        let flag = if s.disposition == Disposition::NotLoaded {
+            IN_UNLOADED_SECTION
+        } else {
+            0
+        };
+        (s.size, flag)
+    }));
+    // Section indices a symbol may use: below the section count and below SHN_LORESERVE
+    // (SHN_COMMON and the other reserved values are faults).
+    let usable = sections.len().min(usize::from(elf::SHN_LORESERVE));
+    let count = entries.len();
+    symbol_flags.resize(count, 0);
+    undefined.resize(count, 0);
+    global_candidates.resize(count, 0);
+    let (mut undefined_len, mut candidates_len) = (0usize, 0usize);
+    let mut bad = false;
+    for ((i, sym), flags) in entries.iter().enumerate().zip(symbol_flags.iter_mut()) {
+        let st_name = usize::try_from(sym.st_name.get(LE)).unwrap_or(usize::MAX);
+        let shndx = usize::from(sym.st_shndx.get(LE).0);
+        let value = sym.st_value.get(LE);
+        let is_undefined = shndx == usize::from(elf::SHN_UNDEF.0);
+        let in_section = !is_undefined && shndx != usize::from(elf::SHN_ABS.0);
+        let (size, unloaded) = section_limits.get(shndx).copied().unwrap_or((0, 0));
+        bad |= (st_name >= names_end) | (in_section & ((shndx >= usable) | (value > size)));
+        *flags = if in_section { unloaded } else { 0 };
+        let index = index_u32(i);
+        if let Some(slot) = undefined.get_mut(undefined_len) {
+            *slot = index;
+        }
+        undefined_len = undefined_len.wrapping_add(usize::from(is_undefined & (i != 0)));
+        let defined_global =
+            !is_undefined && sym.st_bind() != elf::STB_LOCAL && sym.st_type() != elf::STT_SECTION;
+        if let Some(slot) = global_candidates.get_mut(candidates_len) {
+            *slot = index;
+        }
+        candidates_len = candidates_len.wrapping_add(usize::from(defined_global));
+    }
+    undefined.truncate(undefined_len);
+    global_candidates.truncate(candidates_len);
+    !bad
+}
+
+/// The first fault among the symbols, in table order and, for one symbol, in the order the
+/// checks are documented (name, COMMON, section index, value).
+#[cold]
+fn symbol_fault(
+    data: &[u8],
+    sections: &[SectionEntry],
+    entries: &[elf::Sym64<LE>],
+    strtab: &[u8],
+    names_end: usize,
+) -> Error {
     for (i, sym) in entries.iter().enumerate() {
         let index = index_u32(i);
         let st_name = sym.st_name.get(LE);
         if usize::try_from(st_name).map_or(true, |offset| offset >= names_end) {
-            return Err(Error::BadSymbolName {
+            return Error::BadSymbolName {
                 index,
                 offset: u64::from(st_name),
-            });
+            };
         }
         let shndx = sym.st_shndx.get(LE);
         let value = sym.st_value.get(LE);
-        let mut flags = 0;
-        let definition = if shndx == elf::SHN_UNDEF {
-            Definition::Undefined
-        } else if shndx == elf::SHN_ABS {
-            Definition::Absolute
-        } else if shndx == elf::SHN_COMMON {
-            return Err(Error::CommonSymbol {
+        if shndx == elf::SHN_UNDEF || shndx == elf::SHN_ABS {
+            continue;
+        }
+        if shndx == elf::SHN_COMMON {
+            return Error::CommonSymbol {
                 symbol: lossy_name(strtab, st_name),
-            });
-        } else {
-            let bad_section = || Error::BadSymbolSection {
+            };
+        }
+        let Some(section) = sections
+            .get(usize::from(shndx.0))
+            .filter(|_| !shndx.is_reserved())
+        else {
+            return Error::BadSymbolSection {
                 index,
                 symbol: lossy_name(strtab, st_name),
                 shndx: shndx.0,
             };
-            if shndx.is_reserved() {
-                return Err(bad_section());
-            }
-            let section = sections.get(usize::from(shndx.0)).ok_or_else(bad_section)?;
-            // A symbol may sit at the very end (`__stop_*`-style markers), not past it.
-            if value > section.size {
-                return Err(Error::SymbolOutsideSection {
-                    symbol: lossy_name(strtab, st_name),
-                    section: section_ref(data, sections, u32::from(shndx.0)),
-                    value,
-                    section_size: section.size,
-                });
-            }
-            if section.disposition == Disposition::NotLoaded {
-                flags |= IN_UNLOADED_SECTION;
-            }
-            Definition::Section(u32::from(shndx.0))
         };
-        let binding = match sym.st_bind() {
-            b if b == elf::STB_LOCAL => Binding::Local,
-            b if b == elf::STB_GLOBAL => Binding::Global,
-            b if b == elf::STB_WEAK => Binding::Weak,
-            b => Binding::Other(b.0),
-        };
-        if definition == Definition::Undefined && i != 0 {
-            tables.undefined.push(index);
+        // A symbol may sit at the very end (`__stop_*`-style markers), not past it.
+        if value > section.size {
+            return Error::SymbolOutsideSection {
+                symbol: lossy_name(strtab, st_name),
+                section: section_ref(data, sections, u32::from(shndx.0)),
+                value,
+                section_size: section.size,
+            };
         }
-        tables.symbol_flags.push(flags);
-        symbols.push(SymbolEntry {
-            st_name,
-            binding,
-            st_type: sym.st_type().0,
-            definition,
-            value,
-            size: sym.st_size.get(LE),
-        });
     }
-    Ok(SymbolTable {
-        index: symtab_index,
-        strtab,
-    })
+    // scan_symbols found a fault: one of the checks above repeats it.
+    Error::BadTableSize {
+        section: SectionRef {
+            index: 0,
+            name: String::new(),
+        },
+        size: 0,
+        entsize: SYM_SIZE,
+    }
 }
 
 /// Checks every relocation section whose target is loaded, and every entry of it.
 fn read_relocations(
     data: &[u8],
     tables: &mut ModuleTables,
+    symbols: &[elf::Sym64<LE>],
     symtab_index: u32,
     counts: &mut ValidateCounts,
 ) -> Result<(), Error> {
     let ModuleTables {
         sections,
-        symbols,
         symbol_flags,
         relocation_sections,
         got_symbols,
@@ -1319,7 +1421,7 @@ impl EntryFault {
         self,
         data: &[u8],
         sections: &[SectionEntry],
-        symbols: &[SymbolEntry],
+        symbols: &[elf::Sym64<LE>],
         target: u32,
         symbol_count: u32,
     ) -> Error {
@@ -1346,7 +1448,10 @@ impl EntryFault {
                 width,
             },
             Self::Unloaded { offset, symbol } => {
-                let entry = usize::try_from(symbol).ok().and_then(|s| symbols.get(s));
+                let entry = usize::try_from(symbol)
+                    .ok()
+                    .and_then(|s| symbols.get(s))
+                    .map(decode_symbol);
                 let home = match entry.map(|e| e.definition) {
                     Some(Definition::Section(s)) => s,
                     _ => 0,
@@ -1378,43 +1483,99 @@ fn symbol_strtab<'a>(data: &'a [u8], sections: &[SectionEntry]) -> &'a [u8] {
         .map_or(&[][..], |s| s.contents.of(data))
 }
 
+/// Set in every symbol's flags as the scan reads them, so that one mask test also catches a
+/// type that is rare whatever its symbol.
+const ALWAYS: u8 = 0x80;
+
+/// What the validation scan reads about a relocation type.
+#[derive(Clone, Copy, Debug)]
+struct EntryCheck {
+    /// 1 in the kind's field of the packed counter.
+    unit: u128,
+    /// Bytes written.
+    width: u64,
+    /// Symbol flags (with [`ALWAYS`]) that make an entry of this type rare: `OUT_OF_RANGE` for
+    /// every type, `IN_UNLOADED_SECTION` for types that write, `ALWAYS` for unsupported types
+    /// and GOT kinds.
+    mask: u8,
+}
+
+const fn entry_check(r_type: u32) -> EntryCheck {
+    let info = type_info(r_type);
+    let mut mask = OUT_OF_RANGE;
+    if info.width != 0 {
+        mask |= IN_UNLOADED_SECTION;
+    }
+    if info.rare {
+        mask |= ALWAYS;
+    }
+    EntryCheck {
+        unit: info.count_unit,
+        width: info.width,
+        mask,
+    }
+}
+
+/// [`EntryCheck`] of every ELF type up to 42, then one for every larger type.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time: an index out of bounds fails the build, it cannot panic"
+)]
+const ENTRY_CHECKS: [EntryCheck; 44] = {
+    let mut table = [entry_check(u32::MAX); 44];
+    let mut r_type = 0;
+    while r_type < 43 {
+        table[r_type] = entry_check(r_type as u32);
+        r_type += 1;
+    }
+    table
+};
+
 /// Checks and counts one relocation section's entries, the hot loop of validation: returns
 /// `false` when some entry is wrong or rare (unsupported type, symbol out of range, field
 /// outside the section, a symbol without an address, a GOT kind), which
-/// [`check_entries`] then handles exactly. Branch-free per entry: the faults are ORed, and
-/// kinds are counted in a packed register counter.
-#[inline(never)]
+/// [`check_entries`] then handles exactly.
 fn scan_entries(
     entries: &[elf::Rela64<LE>],
     target_size: u64,
     symbol_flags: &[u8],
     by_kind: &mut [u64; RelocationKind::ALL.len()],
 ) -> bool {
-    let mut rare = false;
+    let mut ok = true;
     for chunk in entries.chunks(COUNT_FIELD_MAX) {
-        let mut packed = 0u128;
-        for rela in chunk {
-            let offset = rela.r_offset.get(LE);
-            let info = type_info_of(rela.r_type(LE, false).0);
-            let symbol = usize::try_from(rela.r_sym(LE, false)).unwrap_or(usize::MAX);
-            let flags = symbol_flags.get(symbol).copied().unwrap_or(OUT_OF_RANGE);
-            let end = offset.wrapping_add(info.width);
-            // An entry that writes nothing (R_X86_64_NONE) only needs a symbol in range.
-            let rare_flags = if info.width == 0 {
-                OUT_OF_RANGE
-            } else {
-                RARE_FOR_WRITES
-            };
-            rare |= info.rare | (end < offset) | (end > target_size) | (flags & rare_flags != 0);
-            packed = packed.wrapping_add(info.count_unit);
-        }
+        let (chunk_ok, packed) = scan_chunk(chunk, target_size, symbol_flags);
+        ok &= chunk_ok;
         for (field, count) in by_kind.iter_mut().enumerate() {
             let shift = COUNT_FIELD_BITS.saturating_mul(index_u32(field));
             let n = packed.checked_shr(shift).unwrap_or(0) & u128::from(COUNT_FIELD_MAX as u32);
             *count = count.wrapping_add(u64::try_from(n).unwrap_or(0));
         }
     }
-    !rare
+    ok
+}
+
+/// [`scan_entries`] for at most [`COUNT_FIELD_MAX`] entries; returns whether none is rare and
+/// the packed kind counter. No branch per entry: faults are ORed, kinds are counted in
+/// 12-bit fields of one register.
+#[inline(never)]
+fn scan_chunk(entries: &[elf::Rela64<LE>], target_size: u64, symbol_flags: &[u8]) -> (bool, u128) {
+    const LAST: usize = ENTRY_CHECKS.len() - 1;
+    const NO_CHECK: EntryCheck = entry_check(u32::MAX);
+    let mut rare = 0u8;
+    let mut packed = 0u128;
+    for rela in entries {
+        let offset = rela.r_offset.get(LE);
+        let r_type = usize::try_from(rela.r_type(LE, false).0).map_or(LAST, |t| t.min(LAST));
+        let check = ENTRY_CHECKS.get(r_type).unwrap_or(&NO_CHECK);
+        let symbol = usize::try_from(rela.r_sym(LE, false)).unwrap_or(usize::MAX);
+        let flags = symbol_flags.get(symbol).copied().unwrap_or(OUT_OF_RANGE) | ALWAYS;
+        // Loaded sections are at most MAX_REGION_SIZE: the saturated end of a field past it
+        // is past the section too.
+        let outside = offset.saturating_add(check.width) > target_size;
+        rare |= (flags & check.mask) | u8::from(outside);
+        packed = packed.wrapping_add(check.unit);
+    }
+    (rare == 0, packed)
 }
 
 /// Checks one relocation section's entries in order, reporting the first fault, and gives
@@ -1461,32 +1622,40 @@ fn check_entries(
     Ok(())
 }
 
-fn index_globals(strtab: &[u8], tables: &mut ModuleTables) -> Result<(), Error> {
+fn index_globals(
+    symbols: &[elf::Sym64<LE>],
+    strtab: &[u8],
+    tables: &mut ModuleTables,
+) -> Result<(), Error> {
     let ModuleTables {
-        symbols,
+        global_candidates,
         globals,
         hasher,
         ..
     } = tables;
-    for (i, sym) in symbols.iter().enumerate() {
-        if sym.binding == Binding::Local
-            || sym.definition == Definition::Undefined
-            || sym.st_type == elf::STT_SECTION.0
-        {
+    let binding_of = |index: u32| {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| symbols.get(i))
+            .map(|s| s.st_bind())
+    };
+    for &index in global_candidates.iter() {
+        let Some(sym) = usize::try_from(index).ok().and_then(|i| symbols.get(i)) else {
             continue;
-        }
-        let name = c_bytes(strtab, sym.st_name).unwrap_or(&[]);
+        };
+        let st_name = sym.st_name.get(LE);
+        let name = c_bytes(strtab, st_name).unwrap_or(&[]);
         if name.is_empty() {
             continue;
         }
-        let index = index_u32(i);
+        let weak = sym.st_bind() == elf::STB_WEAK;
         let hash = hasher.hash_one(name);
         let name_of = |g: &GlobalEntry| {
             usize::try_from(g.index)
                 .ok()
                 .and_then(|i| symbols.get(i))
                 .and_then(|s| {
-                    let start = usize::try_from(s.st_name).ok()?;
+                    let start = usize::try_from(s.st_name.get(LE)).ok()?;
                     strtab.get(start..start.checked_add(usize::try_from(g.name_len).ok()?)?)
                 })
         };
@@ -1503,11 +1672,8 @@ fn index_globals(strtab: &[u8], tables: &mut ModuleTables) -> Result<(), Error> 
                 });
             }
             hashbrown::hash_table::Entry::Occupied(mut o) => {
-                let existing_is_weak = usize::try_from(o.get().index)
-                    .ok()
-                    .and_then(|e| symbols.get(e))
-                    .is_some_and(|e| e.binding == Binding::Weak);
-                match (existing_is_weak, sym.binding == Binding::Weak) {
+                let existing_is_weak = binding_of(o.get().index) == Some(elf::STB_WEAK);
+                match (existing_is_weak, weak) {
                     (true, false) => o.get_mut().index = index,
                     (_, true) => {}
                     (false, false) => {
@@ -1523,12 +1689,17 @@ fn index_globals(strtab: &[u8], tables: &mut ModuleTables) -> Result<(), Error> 
 }
 
 fn find_exports<'data>(
+    symbols: &[elf::Sym64<LE>],
     strtab: &'data [u8],
     tables: &ModuleTables,
 ) -> Result<Vec<Export<'data>>, Error> {
-    let prefix = KSYMTAB_PREFIX.as_bytes();
+    const PREFIX_LEN: usize = KSYMTAB_PREFIX.len();
+    let prefix: &[u8; PREFIX_LEN] = KSYMTAB_PREFIX
+        .as_bytes()
+        .first_chunk()
+        .unwrap_or(&[0; PREFIX_LEN]);
     let mut exports = Vec::new();
-    for (i, sym) in tables.symbols.iter().enumerate() {
+    for (i, sym) in symbols.iter().map(decode_symbol).enumerate() {
         // Undefined symbols export nothing: their names are not even read here.
         if sym.definition == Definition::Undefined {
             continue;
@@ -1536,7 +1707,12 @@ fn find_exports<'data>(
         let Ok(start) = usize::try_from(sym.st_name) else {
             continue;
         };
-        if strtab.get(start..start.saturating_add(prefix.len())) != Some(prefix) {
+        // A fixed-size comparison, inlined: this runs for every defined symbol.
+        if strtab
+            .get(start..)
+            .and_then(|tail| tail.first_chunk::<PREFIX_LEN>())
+            != Some(prefix)
+        {
             continue;
         }
         let index = index_u32(i);
@@ -1560,18 +1736,22 @@ fn find_exports<'data>(
                 .find(hash, |g| {
                     usize::try_from(g.index)
                         .ok()
-                        .and_then(|i| tables.symbols.get(i))
-                        .and_then(|s| c_bytes(strtab, s.st_name))
+                        .and_then(|i| symbols.get(i))
+                        .and_then(|s| c_bytes(strtab, s.st_name.get(LE)))
                         == Some(exported_bytes)
                 })
                 .map(|g| g.index)
         };
         let definition = global.or_else(|| {
-            let mut locals = tables.symbols.iter().enumerate().filter(|(_, s)| {
-                s.binding == Binding::Local
-                    && s.definition != Definition::Undefined
-                    && names_equal(strtab, s.st_name, exported_bytes)
-            });
+            let mut locals = symbols
+                .iter()
+                .map(decode_symbol)
+                .enumerate()
+                .filter(|(_, s)| {
+                    s.binding == Binding::Local
+                        && s.definition != Definition::Undefined
+                        && names_equal(strtab, s.st_name, exported_bytes)
+                });
             let (first, _) = locals.next()?;
             locals.next().is_none().then_some(index_u32(first))
         });
@@ -1580,7 +1760,8 @@ fn find_exports<'data>(
             .filter(|&index| {
                 usize::try_from(index)
                     .ok()
-                    .and_then(|i| tables.symbols.get(i))
+                    .and_then(|i| symbols.get(i))
+                    .map(decode_symbol)
                     .is_some_and(|s| match s.definition {
                         Definition::Section(section) => tables
                             .sections
