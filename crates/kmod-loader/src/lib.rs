@@ -249,6 +249,21 @@ impl Loader {
         self.resolution = resolution;
     }
 
+    /// Takes back a module's tables alone.
+    pub fn recycle_module(&mut self, module: Module<'_>) {
+        self.module = module.into_tables();
+    }
+
+    /// Takes back a layout's memory alone.
+    pub fn recycle_layout(&mut self, layout: Layout) {
+        self.layout = layout;
+    }
+
+    /// Takes back a resolution's memory alone.
+    pub fn recycle_resolution(&mut self, resolution: Resolution) {
+        self.resolution = resolution;
+    }
+
     /// [`Loader::recycle`] for a [`Prepared`] module.
     pub fn recycle_prepared(&mut self, prepared: Prepared<'_>) {
         self.recycle(prepared.module, prepared.layout, prepared.resolution);

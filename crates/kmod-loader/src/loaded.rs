@@ -4,7 +4,9 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use hashbrown::HashMap;
+use core::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::counts::LoadCounts;
 use crate::layout::{Layout, SectionPlacement};
@@ -79,7 +81,48 @@ pub struct Loaded {
     pub dependencies: Vec<Dependency>,
     /// Counts of all steps.
     pub counts: LoadCounts,
-    symbols: HashMap<String, SymbolLocation>,
+    symbols: SymbolIndex,
+}
+
+/// The defined non-local symbols by name: names in one string and locations in one hash
+/// table, three allocations however many symbols a module has (a kernel heap pays for each
+/// allocation, and a large module defines thousands of symbols).
+#[derive(Clone, Debug, Default)]
+struct SymbolIndex {
+    names: String,
+    entries: HashTable<(u64, u32, u32, SymbolLocation)>,
+    hasher: DefaultHashBuilder,
+}
+
+impl SymbolIndex {
+    fn name(&self, start: u32, len: u32) -> &[u8] {
+        let start = usize::try_from(start).unwrap_or(usize::MAX);
+        let end = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
+        self.names.as_bytes().get(start..end).unwrap_or(&[])
+    }
+
+    fn get(&self, name: &str) -> Option<SymbolLocation> {
+        let hash = self.hasher.hash_one(name.as_bytes());
+        self.entries
+            .find(hash, |&(h, start, len, _)| {
+                h == hash && self.name(start, len) == name.as_bytes()
+            })
+            .map(|&(_, _, _, location)| location)
+    }
+
+    fn insert(&mut self, name: &str, location: SymbolLocation) {
+        if self.get(name).is_some() {
+            return;
+        }
+        let (Ok(start), Ok(len)) = (u32::try_from(self.names.len()), u32::try_from(name.len()))
+        else {
+            return;
+        };
+        self.names.push_str(name);
+        let hash = self.hasher.hash_one(name.as_bytes());
+        self.entries
+            .insert_unique(hash, (hash, start, len, location), |&(h, ..)| h);
+    }
 }
 
 impl Loaded {
@@ -92,7 +135,7 @@ impl Loaded {
         counts: LoadCounts,
     ) -> Self {
         let addresses = SymbolAddresses::new(module, layout, resolution, bases);
-        let mut symbols = HashMap::new();
+        let mut symbols = SymbolIndex::default();
         for (i, sym) in module.symbol_entries().enumerate() {
             if sym.binding == Binding::Local || sym.st_type == object::elf::STT_SECTION.0 {
                 continue;
@@ -121,7 +164,7 @@ impl Loaded {
                 continue;
             };
             symbols.insert(
-                String::from(name),
+                name,
                 SymbolLocation {
                     region: placement.region,
                     offset,
@@ -184,7 +227,7 @@ impl Loaded {
     /// The defined non-local symbol `name` (`init_module`, `cleanup_module`,
     /// `__kmod_param_NAME`, …), if it lives in a loaded section.
     pub fn symbol(&self, name: &str) -> Option<SymbolLocation> {
-        self.symbols.get(name).copied()
+        self.symbols.get(name)
     }
 
     /// The first `.modinfo` value for `key`.

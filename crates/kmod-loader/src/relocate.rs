@@ -70,9 +70,6 @@ pub(crate) struct TypeInfo {
     pub(crate) fit_bias: u64,
     /// 1 in this kind's 12-bit field of validation's packed counter ([`COUNT_FIELD_BITS`]).
     pub(crate) count_unit: u128,
-    /// The entry needs validation's exact, slower check: an unsupported type, or a GOT kind
-    /// (whose symbol must get a slot).
-    pub(crate) rare: bool,
 }
 
 /// Width of one kind's field in validation's packed relocation counter: ten 12-bit fields
@@ -90,7 +87,6 @@ pub(crate) const fn type_info(r_type: u32) -> TypeInfo {
             place_mask: 0,
             fit_bias: 0,
             count_unit: 0,
-            rare: true,
         };
     };
     let (width, pc_relative, got, zero_extended) = match kind {
@@ -111,7 +107,6 @@ pub(crate) const fn type_info(r_type: u32) -> TypeInfo {
         place_mask: if pc_relative { u64::MAX } else { 0 },
         fit_bias: if zero_extended { 0 } else { 1 << 31 },
         count_unit: 1u128.wrapping_shl(COUNT_FIELD_BITS.wrapping_mul(kind as u32)),
-        rare: got,
     }
 }
 

@@ -12,14 +12,21 @@
 //! Each fact is established by exactly one step, the first that needs it:
 //!
 //! - Every relocation's type, symbol index and field range, and that its symbol lives in a
-//!   loaded section: here, in one pass over the entries. [`crate::relocate()`] applies them
-//!   without decoding or checking them again (its writes stay range-checked).
-//! - Every symbol name's bounds and termination: here, with one comparison per symbol (a
-//!   name is terminated exactly when it starts before the string table's last NUL).
-//! - UTF-8, only for names that are read as text, where they are read: section names and
-//!   export names here, undefined names in [`crate::resolve()`] (which passes them to the
-//!   symbol provider). Names that are only compared byte for byte (definitions, locals) are
-//!   never decoded; an error message that names one decodes it lossily.
+//!   loaded section: here, in one pass over the entries, which also counts them by kind and
+//!   notes the symbols the GOT needs. [`crate::relocate()`] applies them without checking
+//!   them again (its writes stay range-checked) and takes its counts from here.
+//! - Every symbol's section index and value, and its name's bounds and termination: here,
+//!   in one pass over the symbol table (a name is terminated exactly when it starts at or
+//!   before the string table's last NUL, so that costs one comparison). The table is not
+//!   copied: later steps decode entries from the file.
+//! - UTF-8, only for names read as text: section names (one ASCII pass over the section
+//!   name table, names one by one only if it is not ASCII), export names, `.modinfo`.
+//!   Undefined names are looked up as bytes ([`crate::SymbolProvider::lookup_bytes`]), and
+//!   definitions are compared as bytes; a message that names a symbol decodes it lossily.
+//!
+//! Nothing on the success path builds an error value: faults found by the fast passes are
+//! ORed into one flag, and only then does a slow pass find the first one, in file order,
+//! with the message the checks have always given (`tests/corpus/MESSAGES` pins them).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -1385,7 +1392,13 @@ fn read_relocations(
                 entsize: RELA_SIZE,
             }
         })?;
-        if !scan_entries(entries, target.size, symbol_flags, &mut by_kind) {
+        if !scan_entries(
+            entries,
+            target.size,
+            symbol_flags,
+            got_symbols,
+            &mut by_kind,
+        ) {
             // Something in this section is wrong or needs more than the scan does: go over
             // it again, one entry at a time, in order.
             check_entries(entries, target.size, symbol_flags, got_symbols).map_err(|fault| {
@@ -1495,9 +1508,10 @@ struct EntryCheck {
     /// Bytes written.
     width: u64,
     /// Symbol flags (with [`ALWAYS`]) that make an entry of this type rare: `OUT_OF_RANGE` for
-    /// every type, `IN_UNLOADED_SECTION` for types that write, `ALWAYS` for unsupported types
-    /// and GOT kinds.
+    /// every type, `IN_UNLOADED_SECTION` for types that write, `ALWAYS` for unsupported types.
     mask: u8,
+    /// 1 for the GOTPCREL family, whose symbols need GOT slots.
+    got: u8,
 }
 
 const fn entry_check(r_type: u32) -> EntryCheck {
@@ -1506,13 +1520,14 @@ const fn entry_check(r_type: u32) -> EntryCheck {
     if info.width != 0 {
         mask |= IN_UNLOADED_SECTION;
     }
-    if info.rare {
+    if info.kind.is_none() {
         mask |= ALWAYS;
     }
     EntryCheck {
         unit: info.count_unit,
         width: info.width,
         mask,
+        got: info.got as u8,
     }
 }
 
@@ -1538,30 +1553,64 @@ const ENTRY_CHECKS: [EntryCheck; 44] = {
 fn scan_entries(
     entries: &[elf::Rela64<LE>],
     target_size: u64,
-    symbol_flags: &[u8],
+    symbol_flags: &mut [u8],
+    got_symbols: &mut Vec<u32>,
     by_kind: &mut [u64; RelocationKind::ALL.len()],
 ) -> bool {
     let mut ok = true;
+    let mut got = false;
     for chunk in entries.chunks(COUNT_FIELD_MAX) {
-        let (chunk_ok, packed) = scan_chunk(chunk, target_size, symbol_flags);
+        let (chunk_ok, chunk_got, packed) = scan_chunk(chunk, target_size, symbol_flags);
         ok &= chunk_ok;
+        got |= chunk_got;
         for (field, count) in by_kind.iter_mut().enumerate() {
             let shift = COUNT_FIELD_BITS.saturating_mul(index_u32(field));
             let n = packed.checked_shr(shift).unwrap_or(0) & u128::from(COUNT_FIELD_MAX as u32);
             *count = count.wrapping_add(u64::try_from(n).unwrap_or(0));
         }
     }
+    if ok && got {
+        give_got_slots(entries, symbol_flags, got_symbols);
+    }
     ok
 }
 
-/// [`scan_entries`] for at most [`COUNT_FIELD_MAX`] entries; returns whether none is rare and
-/// the packed kind counter. No branch per entry: faults are ORed, kinds are counted in
-/// 12-bit fields of one register.
+/// Notes, in order of first use, the symbols of the section's GOTPCREL-family entries, which
+/// the scan found valid.
+fn give_got_slots(
+    entries: &[elf::Rela64<LE>],
+    symbol_flags: &mut [u8],
+    got_symbols: &mut Vec<u32>,
+) {
+    for rela in entries {
+        if !type_info_of(rela.r_type(LE, false).0).got {
+            continue;
+        }
+        let symbol = rela.r_sym(LE, false);
+        if let Some(flags) = usize::try_from(symbol)
+            .ok()
+            .and_then(|i| symbol_flags.get_mut(i))
+            && *flags & USES_GOT == 0
+        {
+            *flags |= USES_GOT;
+            got_symbols.push(symbol);
+        }
+    }
+}
+
+/// [`scan_entries`] for at most [`COUNT_FIELD_MAX`] entries; returns whether none is rare,
+/// whether some is a GOT kind, and the packed kind counter. No branch per entry: faults are
+/// ORed, kinds are counted in 12-bit fields of one register.
 #[inline(never)]
-fn scan_chunk(entries: &[elf::Rela64<LE>], target_size: u64, symbol_flags: &[u8]) -> (bool, u128) {
+fn scan_chunk(
+    entries: &[elf::Rela64<LE>],
+    target_size: u64,
+    symbol_flags: &[u8],
+) -> (bool, bool, u128) {
     const LAST: usize = ENTRY_CHECKS.len() - 1;
     const NO_CHECK: EntryCheck = entry_check(u32::MAX);
     let mut rare = 0u8;
+    let mut got = 0u8;
     let mut packed = 0u128;
     for rela in entries {
         let offset = rela.r_offset.get(LE);
@@ -1573,9 +1622,10 @@ fn scan_chunk(entries: &[elf::Rela64<LE>], target_size: u64, symbol_flags: &[u8]
         // is past the section too.
         let outside = offset.saturating_add(check.width) > target_size;
         rare |= (flags & check.mask) | u8::from(outside);
+        got |= check.got;
         packed = packed.wrapping_add(check.unit);
     }
-    (rare == 0, packed)
+    (rare == 0, got != 0, packed)
 }
 
 /// Checks one relocation section's entries in order, reporting the first fault, and gives
@@ -1633,6 +1683,7 @@ fn index_globals(
         hasher,
         ..
     } = tables;
+    globals.reserve(global_candidates.len(), |g| g.hash);
     let binding_of = |index: u32| {
         usize::try_from(index)
             .ok()
