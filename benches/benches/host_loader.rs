@@ -94,7 +94,9 @@ impl Set {
         let (mut relocations, mut core, mut init) = (0, 0, 0);
         let mut loader = Loader::new();
         for (name, data) in &files {
-            let module = loader.validate(data).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let module = loader
+                .validate(data)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             let layout = loader
                 .layout(&module)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -187,7 +189,9 @@ fn bench_set(c: &mut Criterion, group_name: &str, files: Vec<(String, Vec<u8>)>)
     group.bench_function(id("resolve"), |b| {
         b.iter(|| {
             for (module, _, _) in &state {
-                let resolution = loader.resolve(black_box(module), &kernel).expect("resolves");
+                let resolution = loader
+                    .resolve(black_box(module), &kernel)
+                    .expect("resolves");
                 black_box(resolution.counts());
                 loader.recycle_resolution(resolution);
             }

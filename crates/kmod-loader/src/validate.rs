@@ -627,26 +627,10 @@ impl<'data> Module<'data> {
 }
 
 fn modinfo_pairs(modinfo: &str) -> impl Iterator<Item = (&str, &str)> {
-    let mut rest = modinfo;
-    core::iter::from_fn(move || {
-        loop {
-            if rest.is_empty() {
-                return None;
-            }
-            let (entry, tail) = match memchr::memchr(0, rest.as_bytes()) {
-                // A NUL is one byte, so `at` and `at + 1` are character boundaries.
-                Some(at) => (
-                    rest.get(..at).unwrap_or(""),
-                    rest.get(at.saturating_add(1)..).unwrap_or(""),
-                ),
-                None => (rest, ""),
-            };
-            rest = tail;
-            if !entry.is_empty() {
-                return Some(entry.split_once('=').unwrap_or((entry, "")));
-            }
-        }
-    })
+    modinfo
+        .split('\0')
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| entry.split_once('=').unwrap_or((entry, "")))
 }
 
 /// `data[offset..offset + size]`, or `None` when out of bounds or overflowing.

@@ -266,7 +266,8 @@ fn load_coming(
 
     // Text executable, everything else not; then serialise instruction fetch, since the
     // code was just written through data accesses.
-    for (region, rl) in [(Some(core), &layout.core), (init, &layout.init)] {
+    let regions_mapped = [(Some(core), &layout.core), (init, &layout.init)];
+    for (region, rl) in regions_mapped {
         let Some(region) = region else { continue };
         for range in &rl.ranges {
             let pages = (range.end - range.start) / PAGE_SIZE;
@@ -276,7 +277,17 @@ fn load_coming(
                 kernel_perm(range.permission),
             );
         }
-        paging::flush_range(region.base, region.pages);
+    }
+    // The stale writable TLB entries must go before the module runs. On kvm_pvm each
+    // `invlpg` and each CR3 reload is a trip through the hypervisor, so one full flush (a CR3
+    // reload: module pages are never global) covers both regions there; on hardware KVM each
+    // region's own pages are flushed (a full flush would be correct too, only costlier there).
+    if paging::kernel_entries_user() && core.pages + init.map_or(0, |r| r.pages) > 1 {
+        x86_64::instructions::tlb::flush_all();
+    } else {
+        for region in regions_mapped.iter().filter_map(|(region, _)| *region) {
+            paging::flush_range(region.base, region.pages);
+        }
     }
     // cpuid is architecturally serialising; its result is not needed.
     let _ = core::arch::x86_64::__cpuid(0);
