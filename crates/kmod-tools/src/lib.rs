@@ -12,6 +12,7 @@
 pub mod cheader;
 pub mod depmod;
 mod error;
+pub mod input;
 pub mod ko;
 pub mod modinfo;
 pub mod objstat;

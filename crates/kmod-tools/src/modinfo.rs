@@ -1,26 +1,29 @@
 //! `modinfo`: a module's `.modinfo`, printed the way Linux's (kmod's) modinfo prints it.
 
-use crate::ko::ModuleFile;
-
 pub use kmodlab_abi::modinfo::Param;
 
-fn pairs(module: &ModuleFile) -> Vec<(&str, &str)> {
-    module
-        .modinfo
+fn pairs(modinfo: &[(String, String)]) -> Vec<(&str, &str)> {
+    modinfo
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect()
 }
 
-/// The parameters of `module`, in the order modinfo prints them.
-pub fn params(module: &ModuleFile) -> Vec<Param> {
-    kmodlab_abi::modinfo::params(pairs(module))
+/// The parameters described by a module's `.modinfo` entries, in the order modinfo prints
+/// them.
+pub fn params(modinfo: &[(String, String)]) -> Vec<Param> {
+    kmodlab_abi::modinfo::params(pairs(modinfo))
 }
 
-/// What modinfo prints for `module` (see [`kmodlab_abi::modinfo::render`], which the guest
-/// shell's `modinfo` also uses).
-pub fn render(module: &ModuleFile, filename: &str, field: Option<&str>, separator: char) -> String {
-    kmodlab_abi::modinfo::render(&pairs(module), filename, field, separator)
+/// What modinfo prints for a module with these `.modinfo` entries (see
+/// [`kmodlab_abi::modinfo::render`], which the guest shell's `modinfo` also uses).
+pub fn render(
+    modinfo: &[(String, String)],
+    filename: &str,
+    field: Option<&str>,
+    separator: char,
+) -> String {
+    kmodlab_abi::modinfo::render(&pairs(modinfo), filename, field, separator)
 }
 
 /// The file name modinfo prints: absolute, by joining a relative path to the current
