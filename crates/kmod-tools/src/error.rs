@@ -23,7 +23,7 @@ pub enum ToolError {
     },
     /// The file is not a regular file (a FIFO, device, socket or directory): refused before
     /// reading, since reading one could block forever or never end.
-    #[error("{path}: {kind}, not a regular file; give a module file")]
+    #[error("{path}: {kind}, not a regular file")]
     NotRegular {
         /// The file.
         path: PathBuf,

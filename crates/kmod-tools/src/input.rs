@@ -305,7 +305,6 @@ pub fn decode_zstd(data: &[u8], limit: u64) -> std::result::Result<Vec<u8>, Deco
         let mut stream = StreamingDecoder::new_with_decoder(&mut input, &mut decoder)
             .map_err(|e| corrupt(e.to_string()))?;
         drain_decoder(&mut stream, &mut out, limit)?;
-        drop(stream);
         if !decoder.is_finished() {
             return Err(corrupt("frame ends early"));
         }

@@ -296,7 +296,6 @@ impl ModuleFile {
                 defined_globals.push(span);
             }
         }
-        drop((seen_imports, seen_exports));
         Ok(ModuleFile {
             path: path.to_owned(),
             modinfo,
