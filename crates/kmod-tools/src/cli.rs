@@ -196,8 +196,13 @@ pub fn depmod(args: &DepmodArgs) -> Result<ExitCode, ToolError> {
 /// printed; the exit code is then a failure. Each file is read, reported and dropped before
 /// the next, and reports are written as they are produced (JSON: one array).
 pub fn objstat(args: &ObjstatArgs) -> Result<ExitCode, ToolError> {
+    objstat_to(args, std::io::stdout().lock())
+}
+
+/// [`objstat`] writing its reports to `out` (errors about files still go to stderr).
+pub fn objstat_to(args: &ObjstatArgs, out: impl Write) -> Result<ExitCode, ToolError> {
     let mut code = ExitCode::SUCCESS;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(out);
     let mut printed = 0usize;
     if args.json {
         out.write_all(b"[").map_err(stdout_error)?;

@@ -414,20 +414,25 @@ pub fn load_dir(dir: &Path) -> Result<DirScan> {
         }
     };
     if let Some(text) = order {
-        let rank: HashMap<&str, usize> = text
-            .lines()
-            .enumerate()
-            .map(|(i, l)| (l.trim(), i))
-            .collect();
-        // Listed modules first in their listed order; a compressed module matches the
-        // `.ko` name modules.order gives.
-        let key = |e: &Entry| {
-            let plain = strip_compression(&e.relpath);
-            rank.get(plain).copied().unwrap_or(usize::MAX)
-        };
-        entries.sort_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.relpath.cmp(&b.relpath)));
+        order_by_modules_order(&mut entries, &text);
     }
     Ok(DirScan { entries, warnings })
+}
+
+/// Sorts `entries` as `modules.order` (`text`) lists them, the unlisted ones after, by
+/// path. A compressed module matches the `.ko` name modules.order gives; of a line listed
+/// twice the last counts, as in kmod.
+pub fn order_by_modules_order(entries: &mut [Entry], text: &str) {
+    let rank: HashMap<&str, usize> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (l.trim(), i))
+        .collect();
+    let key = |e: &Entry| {
+        let plain = strip_compression(&e.relpath);
+        rank.get(plain).copied().unwrap_or(usize::MAX)
+    };
+    entries.sort_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.relpath.cmp(&b.relpath)));
 }
 
 /// Writes `text` to `target` by writing a temporary file in the same directory and renaming

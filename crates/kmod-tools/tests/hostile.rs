@@ -623,3 +623,49 @@ fn depmod_symlink_loops_are_reported_not_followed_forever() {
         scan.warnings[0]
     );
 }
+
+// ---- objstat streams its reports (item 4) and they stay valid JSON ----
+
+#[test]
+fn objstat_cli_json_is_one_valid_array_with_failures_left_out() {
+    let dir = scratch("objstat-json");
+    std::fs::write(dir.join("bad.ko"), "garbage").unwrap();
+    let files = vec![
+        fixtures().join("kmodlab/hello.ko"),
+        dir.join("bad.ko"),
+        fixtures().join("compressed/stp.ko.zst"),
+    ];
+    for json in [true, false] {
+        let args = kmod_tools::cli::ObjstatArgs {
+            files: files.clone(),
+            json,
+        };
+        let mut out = Vec::new();
+        let code = kmod_tools::cli::objstat_to(&args, &mut out).unwrap();
+        assert_eq!(
+            code,
+            std::process::ExitCode::FAILURE,
+            "bad.ko fails the run"
+        );
+        let text = String::from_utf8(out).unwrap();
+        if json {
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let reports = value.as_array().unwrap();
+            assert_eq!(reports.len(), 2);
+            assert_eq!(reports[1]["relocations"]["total"], 63);
+        } else {
+            assert_eq!(
+                text.matches("ELF64 x86-64 relocatable").count(),
+                2,
+                "{text}"
+            );
+        }
+    }
+    let args = kmod_tools::cli::ObjstatArgs {
+        files: vec![dir.join("bad.ko")],
+        json: true,
+    };
+    let mut out = Vec::new();
+    kmod_tools::cli::objstat_to(&args, &mut out).unwrap();
+    assert_eq!(out, b"[]\n");
+}
