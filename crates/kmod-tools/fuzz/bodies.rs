@@ -31,11 +31,14 @@ impl std::io::Write for Sink {
     }
 }
 
-fn render_modinfo(modinfo: &[(String, String)]) {
+fn render_modinfo(
+    modinfo: &[(String, String)],
+    signature: Option<&kmod_tools::modinfo::SignatureInfo>,
+) {
     for field in [None, Some("license"), Some("parm"), Some("filename")] {
-        let _ = kmod_tools::modinfo::render(modinfo, "f.ko", field, '\n');
+        let _ = kmod_tools::modinfo::render(modinfo, signature, "f.ko", field, '\n');
     }
-    let _ = kmod_tools::modinfo::render(modinfo, "f.ko", None, '\0');
+    let _ = kmod_tools::modinfo::render(modinfo, signature, "f.ko", None, '\0');
 }
 
 /// A module file as `modinfo`, `depmod` and `objstat` read it: decompression (by magic),
@@ -46,7 +49,7 @@ pub fn module_file(data: &[u8]) {
         return;
     };
     if let Ok(module) = ModuleFile::parse(path, &bytes) {
-        render_modinfo(&module.modinfo);
+        render_modinfo(&module.modinfo, module.signature.as_ref());
         let _ = module.modinfo_value("name");
         for export in module.exports() {
             let _ = module.exports_symbol(export);
@@ -114,7 +117,7 @@ fn fixture_entries() -> &'static [Entry] {
 /// `modules.dep` read back the way the guest's modprobe reads it, and as the contents of a
 /// `.modinfo` section rendered by modinfo.
 pub fn depmod_inputs(data: &[u8]) {
-    render_modinfo(&kmod_tools::ko::parse_modinfo(data));
+    render_modinfo(&kmod_tools::ko::parse_modinfo(data), None);
     let text = String::from_utf8_lossy(data);
     let path = Path::new("list");
     let lists = [

@@ -435,41 +435,11 @@ pub fn order_by_modules_order(entries: &mut [Entry], text: &str) {
     entries.sort_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.relpath.cmp(&b.relpath)));
 }
 
-/// Writes `text` to `target` by writing a temporary file in the same directory and renaming
-/// it over `target`: `target` is replaced whole or not at all, and when it is a symbolic link
-/// the link itself is replaced (as kmod does), never the file it points to.
+/// Writes `text` to `target` through [`crate::input::write_replacing`]: a temporary file
+/// renamed over `target`, so a symbolic link there is replaced (as kmod does), never written
+/// through.
 pub fn write_replacing(target: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
-    let io_error = |source| ToolError::Io {
-        path: target.to_owned(),
-        source,
-    };
-    let dir = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = target
-        .file_name()
-        .map_or_else(|| std::ffi::OsString::from("modules.dep"), |n| n.to_owned());
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&{
-            let mut p = std::ffi::OsString::from(".");
-            p.push(&name);
-            p.push(".");
-            p
-        })
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io_error)?;
-    tmp.write_all(text.as_bytes()).map_err(io_error)?;
-    // modules.dep is read by everyone (modprobe runs as any user); kmod creates it 0644.
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .map_err(io_error)?;
-    tmp.as_file().sync_all().map_err(io_error)?;
-    tmp.persist(target).map_err(|e| io_error(e.error))?;
-    Ok(())
+    crate::input::write_replacing(target, text.as_bytes())
 }
 
 fn strip_compression(path: &str) -> &str {

@@ -159,6 +159,42 @@ pub fn decompress(path: &Path, raw: Vec<u8>, limit: u64) -> Result<Vec<u8>> {
     }
 }
 
+/// Writes `contents` to `target` by writing a temporary file in the same directory and
+/// renaming it over `target`: `target` is replaced whole or not at all, and when it is a
+/// symbolic link the link itself is replaced, never the file it points to. The temporary
+/// file is created exclusively (`O_EXCL`, a random name), so nothing planted at its name is
+/// followed either. The result is mode 0644: module files and `modules.dep` are read by
+/// everyone (kmod creates `modules.dep` 0644).
+pub fn write_replacing(target: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let io_error = |source| ToolError::Io {
+        path: target.to_owned(),
+        source,
+    };
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut prefix = std::ffi::OsString::from(".");
+    if let Some(name) = target.file_name() {
+        prefix.push(name);
+    }
+    prefix.push(".");
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io_error)?;
+    tmp.write_all(contents).map_err(io_error)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(io_error)?;
+    tmp.as_file().sync_all().map_err(io_error)?;
+    tmp.persist(target).map_err(|e| io_error(e.error))?;
+    Ok(())
+}
+
 /// Why compressed data could not be decoded.
 #[derive(Debug)]
 pub enum DecodeError {

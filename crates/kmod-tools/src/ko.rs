@@ -106,11 +106,24 @@ pub fn modinfo_of(path: &Path, file: &ElfFile64<'_, Endianness>) -> Result<Modin
     Ok(parse_modinfo(data))
 }
 
-/// Reads the `.modinfo` of the module at `path`, and nothing else: no symbol is looked at.
-pub fn read_modinfo(path: &Path) -> Result<Modinfo> {
+/// What `modinfo` shows of a module: its `.modinfo` and its appended signature.
+#[derive(Debug, Clone)]
+pub struct ModinfoView {
+    /// `.modinfo` entries in file order, from the first `.modinfo` section.
+    pub modinfo: Modinfo,
+    /// Its appended signature, as kmod's modinfo shows it (not verified).
+    pub signature: Option<kmod_sig::SignatureInfo>,
+}
+
+/// Reads what `modinfo` shows of the module at `path`, and nothing else: no symbol is
+/// looked at.
+pub fn read_modinfo(path: &Path) -> Result<ModinfoView> {
     let data = read_module_bytes(path)?;
     let file = parse_elf(path, &data)?;
-    modinfo_of(path, &file)
+    Ok(ModinfoView {
+        modinfo: modinfo_of(path, &file)?,
+        signature: kmod_sig::SignatureInfo::of(&data),
+    })
 }
 
 /// A symbol a module needs from outside.
@@ -189,6 +202,8 @@ pub struct ModuleFile {
     pub modinfo: Modinfo,
     /// Whether it is a Linux module (has `.gnu.linkonce.this_module`).
     pub linux: bool,
+    /// Its appended signature, as kmod's modinfo shows it (not verified).
+    pub signature: Option<kmod_sig::SignatureInfo>,
     names: SymbolNames,
 }
 
@@ -207,6 +222,7 @@ impl ModuleFile {
             path: path.to_owned(),
             modinfo: Vec::new(),
             linux: false,
+            signature: None,
             names: SymbolNames::default(),
         }
     }
@@ -300,6 +316,7 @@ impl ModuleFile {
             path: path.to_owned(),
             modinfo,
             linux,
+            signature: kmod_sig::SignatureInfo::of(data),
             names: SymbolNames {
                 strings: strings.into_boxed_str(),
                 exports,

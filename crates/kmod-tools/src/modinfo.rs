@@ -1,5 +1,6 @@
 //! `modinfo`: a module's `.modinfo`, printed the way Linux's (kmod's) modinfo prints it.
 
+pub use kmod_sig::SignatureInfo;
 pub use kmodlab_abi::modinfo::Param;
 
 fn pairs(modinfo: &[(String, String)]) -> Vec<(&str, &str)> {
@@ -9,21 +10,39 @@ fn pairs(modinfo: &[(String, String)]) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// The signature fields kmod shows after `.modinfo`'s (none for an unsigned module).
+pub fn signature_fields(signature: Option<&SignatureInfo>) -> Vec<(&'static str, String)> {
+    signature.map_or_else(Vec::new, |s| {
+        kmodlab_abi::modinfo::signature_fields(
+            s.id_type,
+            &s.signer,
+            &s.key_id,
+            s.hash_algo,
+            &s.signature,
+        )
+    })
+}
+
 /// The parameters described by a module's `.modinfo` entries, in the order modinfo prints
 /// them.
 pub fn params(modinfo: &[(String, String)]) -> Vec<Param> {
     kmodlab_abi::modinfo::params(pairs(modinfo))
 }
 
-/// What modinfo prints for a module with these `.modinfo` entries (see
-/// [`kmodlab_abi::modinfo::render`], which the guest shell's `modinfo` also uses).
+/// What modinfo prints for a module with these `.modinfo` entries and this appended
+/// signature (see [`kmodlab_abi::modinfo::render`], which the guest shell's `modinfo` also
+/// uses).
 pub fn render(
     modinfo: &[(String, String)],
+    signature: Option<&SignatureInfo>,
     filename: &str,
     field: Option<&str>,
     separator: char,
 ) -> String {
-    kmodlab_abi::modinfo::render(&pairs(modinfo), filename, field, separator)
+    let signature = signature_fields(signature);
+    let mut pairs = pairs(modinfo);
+    pairs.extend(signature.iter().map(|(k, v)| (*k, v.as_str())));
+    kmodlab_abi::modinfo::render(&pairs, filename, field, separator)
 }
 
 /// The file name modinfo prints: absolute, by joining a relative path to the current

@@ -330,15 +330,9 @@ fn overlapping_symbol_names_are_read_correctly() {
     let names: Vec<&str> = m.imports().map(|i| i.name).collect();
     let long: String = (0..40).map(|i| (b'a' + (i % 26) as u8) as char).collect();
     assert_eq!(names, [&long[..], &long[10..], &long[20..], &long[30..]]);
-    assert_eq!(
-        read_modinfo(&{
-            let p = scratch("overlap").join("m.ko");
-            std::fs::write(&p, &data).unwrap();
-            p
-        })
-        .unwrap(),
-        m.modinfo
-    );
+    let path = scratch("overlap").join("m.ko");
+    std::fs::write(&path, &data).unwrap();
+    assert_eq!(read_modinfo(&path).unwrap().modinfo, m.modinfo);
 }
 
 // ---- 5. section sizes that overflow ----
@@ -424,7 +418,7 @@ fn the_first_of_two_modinfo_sections_counts_as_in_kmod_and_linux() {
         ("license".to_owned(), "GPL".to_owned()),
         ("name".to_owned(), "twice".to_owned()),
     ];
-    assert_eq!(read_modinfo(&path).unwrap(), expected);
+    assert_eq!(read_modinfo(&path).unwrap().modinfo, expected);
     assert_eq!(ModuleFile::open(&path).unwrap().modinfo, expected);
     if let Some(modinfo) = installed("modinfo") {
         let out = Command::new(modinfo)
@@ -472,6 +466,18 @@ fn fifos_devices_and_directories_are_refused_up_front() {
         let err = within_time(&shown, move || ModuleFile::open(&p).unwrap_err());
         assert!(matches!(err, ToolError::NotRegular { .. }), "{err}");
     }
+    // `kmodlab sign` reads its key and module the same way.
+    let fifo = dir.join("fifo.ko");
+    let err = within_time("sign::read_key(FIFO)", move || {
+        kmod_tools::sign::read_key(&fifo).unwrap_err()
+    });
+    assert!(err.to_string().ends_with(": not a regular file"), "{err}");
+    let (fifo, out) = (dir.join("fifo.ko"), dir.join("signed.ko"));
+    let err = within_time("sign::sign_file(FIFO)", move || {
+        let key = kmod_sig::SigningKey::generate();
+        kmod_tools::sign::sign_file(&key, &fifo, &out).unwrap_err()
+    });
+    assert!(matches!(err, ToolError::NotRegular { .. }), "{err}");
     // The CLI reports and goes on: exit failure, no hang.
     let args = kmod_tools::cli::ModinfoArgs {
         files: vec![dir.join("fifo.ko"), dir.join("zero.ko")],

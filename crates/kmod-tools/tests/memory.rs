@@ -75,7 +75,7 @@ fn memory_stays_in_proportion_to_the_file() {
     std::fs::write(&path, &hostile).unwrap();
 
     let (modinfo, peak) = peak_of(|| kmod_tools::ko::read_modinfo(&path).unwrap());
-    assert_eq!(modinfo[0].0, "version");
+    assert_eq!(modinfo.modinfo[0].0, "version");
     assert!(peak < 2 * MIB, "modinfo: {peak} bytes");
 
     let (module, peak) = peak_of(|| ModuleFile::open(&path).unwrap());
