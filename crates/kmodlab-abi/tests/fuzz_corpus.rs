@@ -116,6 +116,7 @@ fn write_seed_frames() {
             supervisor_loop_cycles: vec![100, 101],
             user_loop_cycles: vec![120],
             syscall_cycles: vec![900],
+            ipc_cycles: vec![2000],
             checks: vec![Check {
                 name: "paging".into(),
                 passed: true,
