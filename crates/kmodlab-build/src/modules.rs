@@ -501,8 +501,9 @@ pub fn check_signatures(path: &Path, module: &ModuleFile) -> Result<()> {
     let problem =
         |e: &dyn std::fmt::Display| BuildError::Invalid(format!("{}: {e}", path.display()));
     let table = kmod_calls::ExportTable::from_module(&bytes).map_err(|e| problem(&e))?;
+    let exports: Vec<&str> = module.exports().collect();
     table
-        .check_exports(module.exports.iter().map(String::as_str))
+        .check_exports(exports.iter().copied())
         .map_err(|e| problem(&e))
 }
 
