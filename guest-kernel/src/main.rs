@@ -30,12 +30,14 @@ compile_error!("enable one of the features `monolithic` and `microkernel`");
 #[macro_use]
 mod console;
 mod arch;
+mod bench;
 mod boot;
 mod control;
 mod mm;
 mod module;
 mod panic;
 mod selftest;
+mod stats;
 mod syscalls;
 mod user;
 

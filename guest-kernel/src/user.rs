@@ -256,6 +256,7 @@ pub fn run_in(image: &[u8], args: [u64; 3], session: &mut Session) -> Result<Out
                 break Exit::Faulted(ctx.fault.expect("an exception trap records its fault"));
             }
             Ok(Trap::Syscall) => {
+                crate::stats::count_syscall();
                 let a = [ctx.rdi, ctx.rsi, ctx.rdx, ctx.r10];
                 let ret = match ctx.rax {
                     nr::NULL => Ok(0),

@@ -30,7 +30,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use kmod_loader::{ExportTable, ExportedSymbol, ProviderId};
-use kmodlab_abi::channel::{LoadCycles, ModuleRecord, ModuleState};
+use kmodlab_abi::channel::{Footprint, LoadCycles, ModuleRecord, ModuleState};
 use spin::Mutex;
 
 #[cfg(feature = "monolithic")]
@@ -78,6 +78,8 @@ pub struct Module {
     pub param_strings: Vec<alloc::boxed::Box<[u8]>>,
     pub relocations: u64,
     pub cycles: LoadCycles,
+    /// Page-table pages allocated while mapping its regions.
+    pub page_table_pages: u64,
 }
 
 impl Module {
@@ -144,6 +146,18 @@ impl Registry {
             pages: m.pages(),
             relocations: m.relocations,
             load_cycles: m.cycles,
+            footprint: Footprint {
+                section_bytes: m.core_bytes,
+                section_pages: m.pages(),
+                page_table_pages: m.page_table_pages,
+                // Module code runs on the stack of whoever calls it: it has none of its own.
+                stack_bytes: 0,
+                kernel_object_bytes: services::bytes_owned_by(m.id),
+                // Calls are direct: there is no IPC, so no buffer for it.
+                ipc_buffer_bytes: 0,
+                heap_bytes: kapi::bytes_owned_by(m.id),
+                metadata_bytes: m.metadata_bytes(),
+            },
         }
     }
 }
@@ -231,7 +245,6 @@ pub enum ModError {
     #[cfg_attr(feature = "module-unload", allow(dead_code))]
     NotSupported,
     /// The module subsystem is not part of this configuration.
-    #[cfg_attr(feature = "monolithic", allow(dead_code))]
     NotInThisConfiguration,
 }
 
@@ -303,6 +316,28 @@ impl fmt::Display for ModError {
             }
         }
     }
+}
+
+/// Sends request `op` with `request` to service `name` and puts its reply in `reply`:
+/// `Ok(reply length)`, or `Err(-errno)` (`-ENOENT`: no such service; otherwise the
+/// handler's status). In this kernel a direct call of the handler.
+pub fn service_call(name: &str, op: u32, request: &[u8], reply: &mut [u8]) -> Result<usize, i32> {
+    let handle = services::lookup(name).ok_or(-(errno::ENOENT as i32))?;
+    let mut len = 0usize;
+    // SAFETY: `request` and `reply` are valid for their lengths for the whole call and do
+    // not overlap (one is shared, the other exclusive); `len` is a writable local.
+    let status = unsafe {
+        services::call(
+            handle,
+            op,
+            request.as_ptr(),
+            request.len(),
+            reply.as_mut_ptr(),
+            reply.len(),
+            &mut len,
+        )
+    };
+    if status < 0 { Err(status) } else { Ok(len) }
 }
 
 /// Every module's record, in load order.
