@@ -16,8 +16,8 @@ use alloc::vec::Vec;
 
 use guest_rt::rdtsc_ordered;
 use kmodlab_abi::channel::{
-    BenchReply, BenchRequest, LoadBench, LoadBenchReport, LoadCycles, LoadSample,
-    MAX_BENCH_REPLY, ModuleError, ModuleRecord, Reply, ServiceBench, ServiceBenchReport,
+    BenchReply, BenchRequest, LoadBench, LoadBenchReport, LoadCycles, LoadSample, MAX_BENCH_REPLY,
+    ModuleError, ModuleRecord, Reply, ServiceBench, ServiceBenchReport,
 };
 
 use crate::module::{self, Caller, ModError};
@@ -112,11 +112,7 @@ fn load_unload(b: &LoadBench) -> Reply {
         );
     }
     let loaded_before = module::list().len();
-    let rounds = if b.unload {
-        b.warmup + b.iterations
-    } else {
-        1
-    };
+    let rounds = if b.unload { b.warmup + b.iterations } else { 1 };
     let mut samples = Vec::with_capacity(b.iterations as usize);
     let mut last_records = Vec::new();
     let mut counters_start = stats::snapshot();

@@ -475,7 +475,9 @@ pub struct Footprint {
     pub section_bytes: u64,
     /// Pages mapped for its sections now (core, plus init until it is freed).
     pub section_pages: u64,
-    /// Page-table pages allocated to map them.
+    /// Page-table pages that exist for this module alone (in the monolithic kernel modules
+    /// share the module area's tables, which stay once allocated: 0 once the area is warm;
+    /// a microkernel server's own address space has its own).
     pub page_table_pages: u64,
     /// Bytes of stacks that exist for the module (its own threads or servers).
     pub stack_bytes: u64,

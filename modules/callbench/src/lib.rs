@@ -103,7 +103,11 @@ fn parse(request: &[u8]) -> Result<Request, Errno> {
 
 /// Times `samples` batches of `call`, writing each batch's cycles to `out`; every call must
 /// return what the first did.
-fn time(out: &mut [u8], r: &Request, mut call: impl FnMut() -> Result<u32, Errno>) -> Result<(), Errno> {
+fn time(
+    out: &mut [u8],
+    r: &Request,
+    mut call: impl FnMut() -> Result<u32, Errno>,
+) -> Result<(), Errno> {
     let expected = call()?;
     for slot in out.chunks_exact_mut(8).take(r.samples) {
         let start = kmod_api::cycles();
@@ -137,14 +141,22 @@ fn measure(r: &Request, payload: &[u8], out: &mut [u8]) -> Result<(), Errno> {
         }
         _ => {
             // SAFETY: KEY and bytes are valid for their lengths during the call.
-            Errno::check(unsafe { kvstore_put(KEY.as_ptr(), KEY.len(), bytes.as_ptr(), bytes.len()) })?;
+            Errno::check(unsafe {
+                kvstore_put(KEY.as_ptr(), KEY.len(), bytes.as_ptr(), bytes.len())
+            })?;
             let mut value = [0u8; MAX_CHAIN_SIZE];
             let result = time(out, r, || {
                 let mut len = 0usize;
                 // SAFETY: KEY is valid for its length, `value` for its writable length, `len`
                 // is writable.
                 let ret = unsafe {
-                    kvstore_get(KEY.as_ptr(), KEY.len(), value.as_mut_ptr(), value.len(), &mut len)
+                    kvstore_get(
+                        KEY.as_ptr(),
+                        KEY.len(),
+                        value.as_mut_ptr(),
+                        value.len(),
+                        &mut len,
+                    )
                 };
                 Errno::check(ret)?;
                 Ok(len as u32 ^ u32::from(value[0]))

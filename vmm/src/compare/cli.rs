@@ -103,7 +103,12 @@ pub struct CheckArgs {
     /// Rewrite the baseline from this run instead of checking against it.
     #[arg(long)]
     pub update: bool,
-    /// Relative median slowdown that fails, when also significant.
+    /// Which timings to judge: absolute timings (permutation test p < 0.01 and a median
+    /// move beyond --max-slowdown), the same-run micro ÷ mono ratios (robust on a busy
+    /// shared machine; what CI uses), or none (counts only).
+    #[arg(long, value_enum, default_value = "absolute")]
+    pub timings: super::check::TimingRule,
+    /// Relative change that fails: of a median (when also significant) or of a ratio.
     #[arg(long, default_value_t = 0.20)]
     pub max_slowdown: f64,
     /// Relative growth of the kernel's .text that fails.
@@ -237,7 +242,8 @@ pub fn report(args: &ReportArgs) -> ExitCode {
             if one.is_dir() {
                 one.clone()
             } else {
-                one.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+                one.parent()
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
             }
         }
         (None, _) => {
@@ -310,6 +316,7 @@ pub fn check(args: &CheckArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     };
     let tol = super::check::Tolerances {
+        rule: args.timings,
         slowdown: args.max_slowdown,
         text_growth: args.text_tolerance,
         ..Default::default()
@@ -324,7 +331,11 @@ pub fn check(args: &CheckArgs) -> ExitCode {
         "check: {failures} failed, {} notes against {} (commit {}, {})",
         findings.len() - failures,
         args.baseline.display(),
-        baseline.git.commit.as_deref().map_or("unknown", |c| &c[..c.len().min(12)]),
+        baseline
+            .git
+            .commit
+            .as_deref()
+            .map_or("unknown", |c| &c[..c.len().min(12)]),
         baseline.created_utc
     );
     if failures > 0 {

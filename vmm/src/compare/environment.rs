@@ -39,8 +39,19 @@ pub fn load_average() -> [f64; 3] {
 /// 64-Core Processor` → `epyc-7b13`).
 pub fn cpu_short(model: &str) -> String {
     const NOISE: &[&str] = &[
-        "intel", "amd", "(r)", "(tm)", "cpu", "processor", "core", "@", "with", "radeon",
-        "graphics", "genuine", "authentic",
+        "intel",
+        "amd",
+        "(r)",
+        "(tm)",
+        "cpu",
+        "processor",
+        "core",
+        "@",
+        "with",
+        "radeon",
+        "graphics",
+        "genuine",
+        "authentic",
     ];
     let words: Vec<String> = model
         .to_lowercase()
@@ -49,7 +60,11 @@ pub fn cpu_short(model: &str) -> String {
         .split(|c: char| c.is_whitespace() || c == ',')
         .filter(|w| !w.is_empty() && !NOISE.contains(w))
         .filter(|w| !w.ends_with("-core") && !w.ends_with("ghz"))
-        .map(|w| w.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect())
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect()
+        })
         .filter(|w: &String| !w.is_empty())
         .take(2)
         .collect();
@@ -64,7 +79,12 @@ pub fn cpu_short(model: &str) -> String {
 /// from), if it is a git checkout and git is installed.
 pub fn git(repo: &Path) -> Git {
     let run = |args: &[&str]| -> Option<String> {
-        let out = Command::new("git").arg("-C").arg(repo).args(args).output().ok()?;
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .output()
+            .ok()?;
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
@@ -105,12 +125,7 @@ pub fn now_utc() -> (String, String) {
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
     let date = format!("{y:04}-{m:02}-{d:02}");
-    let stamp = format!(
-        "{date}T{:02}:{:02}:{:02}Z",
-        s / 3600,
-        s % 3600 / 60,
-        s % 60
-    );
+    let stamp = format!("{date}T{:02}:{:02}:{:02}Z", s / 3600, s % 3600 / 60, s % 60);
     (date, stamp)
 }
 

@@ -37,6 +37,15 @@ pub fn num(x: f64) -> String {
     if n < 0 { format!("-{out}") } else { out }
 }
 
+/// An exact count: integers without decimals, fractions (averages per operation) with two.
+pub fn count(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        num(x)
+    } else {
+        format!("{x:.2}")
+    }
+}
+
 /// `median [q1–q3]`.
 fn cell(s: &Summary) -> String {
     format!("{} [{}–{}]", num(s.median), num(s.q1), num(s.q3))
@@ -138,14 +147,18 @@ fn main_rows(r: &Report, notes: &mut Notes) -> Vec<Row> {
         rows.push(Row {
             metric: format!("load {name} (µs)"),
             values: both(&mut |c| {
-                load_value(c, name, notes, |m| Some(Value::Summary(m.load.scaled(us, "us"))))
+                load_value(c, name, notes, |m| {
+                    Some(Value::Summary(m.load.scaled(us, "us")))
+                })
             }),
         });
         rows.push(Row {
             metric: format!("unload {name} (µs)"),
             values: both(&mut |c| {
                 load_value(c, name, notes, |m| {
-                    m.unload.as_ref().map(|u| Value::Summary(u.scaled(us, "us")))
+                    m.unload
+                        .as_ref()
+                        .map(|u| Value::Summary(u.scaled(us, "us")))
                 })
             }),
         });
@@ -163,7 +176,11 @@ fn main_rows(r: &Report, notes: &mut Notes) -> Vec<Row> {
                 let Some(c) = c else {
                     return Value::Missing("not run".into());
                 };
-                match c.calls.iter().find(|x| &x.name == name && x.bytes == *bytes) {
+                match c
+                    .calls
+                    .iter()
+                    .find(|x| &x.name == name && x.bytes == *bytes)
+                {
                     Some(x) => match &x.outcome {
                         Outcome::Measured(m) => Value::Summary(m.per_call.clone()),
                         o => Value::Missing(notes.mark(o)),
@@ -232,7 +249,10 @@ fn header(r: &Report, out: &mut String) {
         out,
         "- kmodlab {}, commit {}{}; run {}",
         r.kmodlab_version,
-        r.git.commit.as_deref().map_or("unknown", |c| &c[..c.len().min(12)]),
+        r.git
+            .commit
+            .as_deref()
+            .map_or("unknown", |c| &c[..c.len().min(12)]),
         match r.git.dirty {
             Some(true) => " (dirty tree)",
             Some(false) => "",
@@ -275,7 +295,11 @@ fn header(r: &Report, out: &mut String) {
         } else {
             format!(
                 "unmitigated: {}",
-                vulnerable.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                vulnerable
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         }
     );
@@ -340,12 +364,12 @@ fn counts_table(r: &Report, out: &mut String) {
             let _ = writeln!(
                 out,
                 "| {name} | {c} | {} | {} | {pt} | {} | {} | {} | {} |",
-                num(m.relocations as f64),
+                count(m.relocations as f64),
                 m.pages,
-                num(total as f64),
-                num(m.per_round.syscalls),
-                num(m.per_round.ipc_messages),
-                num(m.per_round.vm_exits)
+                count(total as f64),
+                count(m.per_round.syscalls),
+                count(m.per_round.ipc_messages),
+                count(m.per_round.vm_exits)
             );
         }
     }
@@ -364,10 +388,10 @@ fn counts_table(r: &Report, out: &mut String) {
                     "| {} | {} | {c} | {} | {} | {} | {} |",
                     x.name,
                     x.bytes,
-                    num(k.syscalls),
-                    num(k.ipc_messages),
-                    num(k.ipc_bytes),
-                    num(k.vm_exits)
+                    count(k.syscalls),
+                    count(k.ipc_messages),
+                    count(k.ipc_bytes),
+                    count(k.vm_exits)
                 );
             }
         }
@@ -387,7 +411,9 @@ fn footprint_table(r: &Report, out: &mut String) {
         let Some(cr) = r.config(c) else { continue };
         let mut seen = std::collections::BTreeSet::new();
         for l in &cr.loads {
-            let Some(m) = l.outcome.measured() else { continue };
+            let Some(m) = l.outcome.measured() else {
+                continue;
+            };
             for (module, f) in &m.footprint {
                 if !seen.insert(module.clone()) {
                     continue;
@@ -395,15 +421,15 @@ fn footprint_table(r: &Report, out: &mut String) {
                 let _ = writeln!(
                     out,
                     "| {module} | {c} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    num(f.section_bytes as f64),
+                    count(f.section_bytes as f64),
                     f.section_pages,
                     f.page_table_pages,
-                    num(f.stack_bytes as f64),
-                    num(f.kernel_object_bytes as f64),
-                    num(f.ipc_buffer_bytes as f64),
-                    num(f.heap_bytes as f64),
-                    num(f.metadata_bytes as f64),
-                    num(f.total_bytes() as f64)
+                    count(f.stack_bytes as f64),
+                    count(f.kernel_object_bytes as f64),
+                    count(f.ipc_buffer_bytes as f64),
+                    count(f.heap_bytes as f64),
+                    count(f.metadata_bytes as f64),
+                    count(f.total_bytes() as f64)
                 );
             }
         }
@@ -460,13 +486,18 @@ fn reading(r: &Report, out: &mut String) {
                     .filter(|(n, _)| steps.contains(&n.as_str()))
                     .map(|(_, s)| s.median)
                     .sum();
-                if total > 0.0 { 100.0 * part / total } else { 0.0 }
+                if total > 0.0 {
+                    100.0 * part / total
+                } else {
+                    0.0
+                }
             };
             lines.push(format!(
-                "In the monolithic kernel a small module (hello, {} relocations) loads in {} µs, and {:.0} % of that is page-table work (allocate + protect); the 112 k-relocation big module takes {} ms, {:.0} % of it copying the image and applying relocations (copy + relocate).",
-                b.relocations.min(h.relocations),
+                "In the monolithic kernel a small module (hello, {} relocations) loads in {} µs, and {:.0} % of that is page-table work (allocate + protect); the {}-relocation big module takes {} ms, {:.0} % of it copying the image and applying relocations (copy + relocate).",
+                h.relocations,
                 num(h.load.median * us),
                 share(h, &["allocate", "protect"]),
+                count(b.relocations as f64),
                 num(b.load.median * us / 1000.0),
                 share(b, &["copy", "relocate"]),
             ));
@@ -488,10 +519,15 @@ fn reading(r: &Report, out: &mut String) {
         };
         if let (Some(e), Some(s)) = (call("crc32_compute", 0), call("crc32-service", 0)) {
             lines.push(format!(
-                "A direct call of another module's export costs {} cycles and a call through the service registry {} cycles ({} lookup-free dispatch), with no system call, IPC message or VM exit: this is the cost the microkernel's IPC adds to.",
+                "A direct call of another module's export (crc32_compute, 0 bytes) costs {} cycles and the same work through the service registry {} cycles, with no system call, IPC message or VM exit: the base the microkernel's IPC adds to.",
                 num(e.per_call.median),
                 num(s.per_call.median),
-                if s.per_call.median >= e.per_call.median { "the extra is the registry's" } else { "within noise of a direct call:" }
+            ));
+        }
+        if let Some(c) = call("kvstore_get-chain", 64) {
+            lines.push(format!(
+                "The three-hop chain (kvstore_get → ramblk_read + crc32_compute, a 64-byte value) costs {} cycles per call.",
+                num(c.per_call.median)
             ));
         }
         if let Outcome::Measured(f) = &m.fault_isolation {
@@ -571,10 +607,17 @@ pub fn report(r: &Report, figures: &Figures) -> String {
 /// columns; figures are drawn per flavour.
 pub fn cross_host(reports: &[Report], figures: &Figures) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "# kmodlab compare: {} runs across hosts\n", reports.len());
+    let _ = writeln!(
+        out,
+        "# kmodlab compare: {} runs across hosts\n",
+        reports.len()
+    );
     let mut order: Vec<&Report> = reports.iter().collect();
     order.sort_by(|a, b| a.host.kvm_flavour.cmp(&b.host.kvm_flavour));
-    let _ = writeln!(out, "| run | host | KVM flavour | commit | date |\n|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| run | host | KVM flavour | commit | date |\n|---|---|---|---|---|"
+    );
     for (i, r) in order.iter().enumerate() {
         let _ = writeln!(
             out,
@@ -583,7 +626,10 @@ pub fn cross_host(reports: &[Report], figures: &Figures) -> String {
             r.host.cpu_model,
             r.host.cores,
             r.host.kvm_flavour,
-            r.git.commit.as_deref().map_or("unknown", |c| &c[..c.len().min(12)]),
+            r.git
+                .commit
+                .as_deref()
+                .map_or("unknown", |c| &c[..c.len().min(12)]),
             r.created_utc
         );
     }

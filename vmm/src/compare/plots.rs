@@ -8,6 +8,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::CompareError;
+use super::markdown::num;
 use super::report::Report;
 use super::run::STEPS;
 
@@ -87,7 +88,11 @@ fn grouped_log_bars(
         .collect();
     let lo = all.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = all.iter().copied().fold(0.0, f64::max);
-    let y = if all.is_empty() { 1.0..10.0 } else { log_range(lo, hi) };
+    let y = if all.is_empty() {
+        1.0..10.0
+    } else {
+        log_range(lo, hi)
+    };
     let n = categories.len().max(1);
     let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 22))
@@ -101,6 +106,7 @@ fn grouped_log_bars(
         .disable_x_mesh()
         .x_labels(n)
         .x_label_formatter(&|x| label_at(categories, *x))
+        .y_label_formatter(&|y| num(*y))
         .y_desc(y_desc)
         .x_desc("module")
         .label_style(("sans-serif", 15))
@@ -137,6 +143,20 @@ fn grouped_log_bars(
             })
             .collect();
         chart.draw_series(whiskers).map_err(|e| e.to_string())?;
+        let missing: Vec<_> = b
+            .values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_none())
+            .map(|(i, _)| {
+                Text::new(
+                    "n/a",
+                    (i as f64 + offset + width * 0.1, y.start * 1.3),
+                    ("sans-serif", 13),
+                )
+            })
+            .collect();
+        chart.draw_series(missing).map_err(|e| e.to_string())?;
     }
     chart
         .configure_series_labels()
@@ -173,7 +193,12 @@ fn load_latency(path: &Path, reports: &[&Report]) -> Result<(), String> {
                 values: categories
                     .iter()
                     .map(|name| {
-                        let m = cr.loads.iter().find(|l| &l.name == name)?.outcome.measured()?;
+                        let m = cr
+                            .loads
+                            .iter()
+                            .find(|l| &l.name == name)?
+                            .outcome
+                            .measured()?;
                         Some((m.load.median * us, m.load.q1 * us, m.load.q3 * us))
                     })
                     .collect(),
@@ -193,39 +218,27 @@ fn load_latency(path: &Path, reports: &[&Report]) -> Result<(), String> {
     root.present().map_err(|e| e.to_string())
 }
 
-fn load_steps(path: &Path, r: &Report) -> Result<(), String> {
+/// One panel per row, each with a stacked bar per configuration (its own y scale, so that
+/// small and large modules are both legible), and one legend of the parts.
+fn stacked_panels(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    rows: &[String],
+    stacks: &[[Option<Vec<f64>>; 2]],
+    parts: &[&str],
+) -> Result<(), String> {
     let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (title_area, rest) = root.split_vertically(40);
     title_area
-        .titled(
-            &format!(
-                "Where a load's time goes: median µs per step ({} KVM)",
-                r.host.kvm_flavour
-            ),
-            ("sans-serif", 22),
-        )
+        .titled(title, ("sans-serif", 22))
         .map_err(|e| e.to_string())?;
     let (panels_area, legend_area) = rest.split_vertically(HEIGHT - 40 - 60);
-    let rows = &r.parameters.modules;
     let panels = panels_area.split_evenly((1, rows.len().max(1)));
-    let us = r.us_per_cycle();
     let configs: Vec<String> = CONFIGS.iter().map(|s| s.to_string()).collect();
-    for (panel, name) in panels.iter().zip(rows) {
-        let stacks: Vec<Option<Vec<f64>>> = CONFIGS
-            .iter()
-            .map(|c| {
-                let m = r
-                    .config(c)?
-                    .loads
-                    .iter()
-                    .find(|l| &l.name == name)?
-                    .outcome
-                    .measured()?;
-                Some(m.steps.iter().map(|(_, s)| s.median * us).collect())
-            })
-            .collect();
-        let top = stacks
+    for ((panel, name), pair) in panels.iter().zip(rows).zip(stacks) {
+        let top = pair
             .iter()
             .flatten()
             .map(|v| v.iter().sum::<f64>())
@@ -236,7 +249,7 @@ fn load_steps(path: &Path, r: &Report) -> Result<(), String> {
             .caption(name, ("sans-serif", 16))
             .margin(6)
             .x_label_area_size(30)
-            .y_label_area_size(55)
+            .y_label_area_size(60)
             .build_cartesian_2d(-0.5f64..1.5, 0.0..top)
             .map_err(|e| e.to_string())?;
         chart
@@ -249,11 +262,12 @@ fn load_steps(path: &Path, r: &Report) -> Result<(), String> {
                     .replace("microkernel", "micro")
             })
             .y_labels(5)
-            .y_desc("µs")
+            .y_label_formatter(&|y| num(*y))
+            .y_desc(y_desc)
             .label_style(("sans-serif", 12))
             .draw()
             .map_err(|e| e.to_string())?;
-        for (ci, stack) in stacks.iter().enumerate() {
+        for (ci, stack) in pair.iter().enumerate() {
             let Some(stack) = stack else {
                 chart
                     .draw_series(std::iter::once(Text::new(
@@ -276,18 +290,51 @@ fn load_steps(path: &Path, r: &Report) -> Result<(), String> {
             chart.draw_series(rects).map_err(|e| e.to_string())?;
         }
     }
-    // One legend for all panels.
-    let cell = (WIDTH - 40) / STEPS.len() as u32;
-    for (i, step) in STEPS.iter().enumerate() {
+    let cell = (WIDTH - 40) / parts.len().max(1) as u32;
+    for (i, part) in parts.iter().enumerate() {
         let x = 20 + i as i32 * cell as i32;
         legend_area
-            .draw(&Rectangle::new([(x, 20), (x + 14, 34)], part_color(i).filled()))
+            .draw(&Rectangle::new(
+                [(x, 20), (x + 14, 34)],
+                part_color(i).filled(),
+            ))
             .map_err(|e| e.to_string())?;
         legend_area
-            .draw(&Text::new(*step, (x + 18, 20), ("sans-serif", 14)))
+            .draw(&Text::new(*part, (x + 18, 20), ("sans-serif", 14)))
             .map_err(|e| e.to_string())?;
     }
     root.present().map_err(|e| e.to_string())
+}
+
+fn load_steps(path: &Path, r: &Report) -> Result<(), String> {
+    let us = r.us_per_cycle();
+    let rows = &r.parameters.modules;
+    let stacks: Vec<[Option<Vec<f64>>; 2]> = rows
+        .iter()
+        .map(|name| {
+            CONFIGS.map(|c| {
+                let m = r
+                    .config(c)?
+                    .loads
+                    .iter()
+                    .find(|l| &l.name == name)?
+                    .outcome
+                    .measured()?;
+                Some(m.steps.iter().map(|(_, s)| s.median * us).collect())
+            })
+        })
+        .collect();
+    stacked_panels(
+        path,
+        &format!(
+            "Where a load's time goes: median µs per step ({} KVM)",
+            r.host.kvm_flavour
+        ),
+        "µs",
+        rows,
+        &stacks,
+        &STEPS,
+    )
 }
 
 fn call_cost(path: &Path, reports: &[&Report]) -> Result<(), String> {
@@ -330,7 +377,11 @@ fn call_cost(path: &Path, reports: &[&Report]) -> Result<(), String> {
     let all: Vec<f64> = lines.iter().flat_map(|l| l.3.iter().map(|p| p.1)).collect();
     let lo = all.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = all.iter().copied().fold(0.0, f64::max);
-    let y = if all.is_empty() { 1.0..10.0 } else { log_range(lo, hi) };
+    let y = if all.is_empty() {
+        1.0..10.0
+    } else {
+        log_range(lo, hi)
+    };
     let mut chart = ChartBuilder::on(&root)
         .caption(
             format!(
@@ -348,6 +399,7 @@ fn call_cost(path: &Path, reports: &[&Report]) -> Result<(), String> {
         .configure_mesh()
         .x_labels(sizes.len().max(1))
         .x_label_formatter(&|x| label_at(&names, *x))
+        .y_label_formatter(&|y| num(*y))
         .x_desc("request (value) size")
         .y_desc("cycles per call (median, log scale)")
         .label_style(("sans-serif", 15))
@@ -360,14 +412,22 @@ fn call_cost(path: &Path, reports: &[&Report]) -> Result<(), String> {
         } else {
             color.stroke_width(3)
         };
-        chart
-            .draw_series(LineSeries::new(points.clone(), style))
+        let drawn = if dashed {
+            chart.draw_series(DashedLineSeries::new(points.clone(), 8, 5, style))
+        } else {
+            chart.draw_series(LineSeries::new(points.clone(), style))
+        };
+        drawn
             .map_err(|e| e.to_string())?
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
         if dashed {
             chart
-                .draw_series(points.iter().map(|p| TriangleMarker::new(*p, 7, color.filled())))
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|p| TriangleMarker::new(*p, 7, color.filled())),
+                )
                 .map_err(|e| e.to_string())?;
         } else {
             chart
@@ -397,116 +457,49 @@ const FOOTPRINT_KINDS: [&str; 7] = [
 ];
 
 fn footprint(path: &Path, r: &Report) -> Result<(), String> {
-    let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
     let rows = &r.parameters.modules;
-    let mut stacks: Vec<Vec<Option<[f64; 7]>>> = Vec::new();
-    for c in CONFIGS {
-        stacks.push(
-            rows.iter()
-                .map(|name| {
-                    let m = r
-                        .config(c)?
-                        .loads
-                        .iter()
-                        .find(|l| &l.name == name)?
-                        .outcome
-                        .measured()?;
-                    let mut k = [0.0; 7];
-                    for (_, f) in &m.footprint {
-                        let page = kmodlab_abi::layout::PAGE_SIZE as f64;
-                        let parts = [
-                            f.section_pages as f64 * page,
-                            f.page_table_pages as f64 * page,
-                            f.stack_bytes as f64,
-                            f.kernel_object_bytes as f64,
-                            f.ipc_buffer_bytes as f64,
-                            f.heap_bytes as f64,
-                            f.metadata_bytes as f64,
-                        ];
-                        for (slot, v) in k.iter_mut().zip(parts) {
-                            *slot += v / 1024.0;
-                        }
-                    }
-                    Some(k)
-                })
-                .collect(),
-        );
-    }
-    let top = stacks
+    let page = kmodlab_abi::layout::PAGE_SIZE as f64;
+    let stacks: Vec<[Option<Vec<f64>>; 2]> = rows
         .iter()
-        .flatten()
-        .flatten()
-        .map(|k| k.iter().sum::<f64>())
-        .fold(0.0, f64::max)
-        .max(1.0)
-        * 1.15;
-    let n = rows.len().max(1);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "Memory per loaded module, left bar monolithic, right bar microkernel ({} KVM)",
-                r.host.kvm_flavour
-            ),
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(80)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0.0..top)
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n)
-        .x_label_formatter(&|x| label_at(rows, *x))
-        .x_desc("module (row)")
-        .y_desc("KiB")
-        .label_style(("sans-serif", 15))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    for (ci, per_row) in stacks.iter().enumerate() {
-        for (i, k) in per_row.iter().enumerate() {
-            let x0 = i as f64 - 0.38 + 0.4 * ci as f64;
-            let Some(k) = k else {
-                chart
-                    .draw_series(std::iter::once(Text::new(
-                        "n/a",
-                        (x0 + 0.05, top * 0.03),
-                        ("sans-serif", 13),
-                    )))
-                    .map_err(|e| e.to_string())?;
-                continue;
-            };
-            let mut base = 0.0;
-            let mut rects = Vec::new();
-            for (si, v) in k.iter().enumerate() {
-                rects.push(Rectangle::new(
-                    [(x0, base), (x0 + 0.36, base + v)],
-                    part_color(si).filled(),
-                ));
-                base += v;
-            }
-            chart.draw_series(rects).map_err(|e| e.to_string())?;
-        }
-    }
-    for (si, kind) in FOOTPRINT_KINDS.iter().enumerate() {
-        let color = part_color(si);
-        chart
-            .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
-            .map_err(|e| e.to_string())?
-            .label(*kind)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
+        .map(|name| {
+            CONFIGS.map(|c| {
+                let m = r
+                    .config(c)?
+                    .loads
+                    .iter()
+                    .find(|l| &l.name == name)?
+                    .outcome
+                    .measured()?;
+                let mut k = vec![0.0; FOOTPRINT_KINDS.len()];
+                for (_, f) in &m.footprint {
+                    let parts = [
+                        f.section_pages as f64 * page,
+                        f.page_table_pages as f64 * page,
+                        f.stack_bytes as f64,
+                        f.kernel_object_bytes as f64,
+                        f.ipc_buffer_bytes as f64,
+                        f.heap_bytes as f64,
+                        f.metadata_bytes as f64,
+                    ];
+                    for (slot, v) in k.iter_mut().zip(parts) {
+                        *slot += v / 1024.0;
+                    }
+                }
+                Some(k)
+            })
+        })
+        .collect();
+    stacked_panels(
+        path,
+        &format!(
+            "Memory per loaded module (row), KiB by kind ({} KVM)",
+            r.host.kvm_flavour
+        ),
+        "KiB",
+        rows,
+        &stacks,
+        &FOOTPRINT_KINDS,
+    )
 }
 
 /// Draws every figure of `reports` into `dir`. One report: its four figures. Several: per
@@ -520,16 +513,29 @@ pub fn render_all(dir: &Path, reports: &[Report]) -> Result<Figures, CompareErro
         Ok::<(), CompareError>(())
     };
     if let [r] = reports {
-        add("Load latency per module".into(), "load-latency.svg".into(), &|p| {
-            load_latency(p, &[r])
+        add(
+            "Load latency per module".into(),
+            "load-latency.svg".into(),
+            &|p| load_latency(p, &[r]),
+        )?;
+        add("Load steps".into(), "load-steps.svg".into(), &|p| {
+            load_steps(p, r)
         })?;
-        add("Load steps".into(), "load-steps.svg".into(), &|p| load_steps(p, r))?;
-        add("Call cost vs request size".into(), "call-cost.svg".into(), &|p| {
-            call_cost(p, &[r])
-        })?;
-        add("Footprint per module".into(), "footprint.svg".into(), &|p| footprint(p, r))?;
+        add(
+            "Call cost vs request size".into(),
+            "call-cost.svg".into(),
+            &|p| call_cost(p, &[r]),
+        )?;
+        add(
+            "Footprint per module".into(),
+            "footprint.svg".into(),
+            &|p| footprint(p, r),
+        )?;
     } else {
-        let mut flavours: Vec<&str> = reports.iter().map(|r| r.host.kvm_flavour.as_str()).collect();
+        let mut flavours: Vec<&str> = reports
+            .iter()
+            .map(|r| r.host.kvm_flavour.as_str())
+            .collect();
         flavours.sort_unstable();
         flavours.dedup();
         for flavour in flavours {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use kmodlab_abi::KernelConfig;
 use kmodlab_abi::channel::{
-    BenchReply, BenchRequest, Command, KernelCounters, LoadBench, LoadCycles, ModuleError,
-    Reply, ServiceBench,
+    BenchReply, BenchRequest, Command, KernelCounters, LoadBench, LoadCycles, ModuleError, Reply,
+    ServiceBench,
 };
 use kmodlab_abi::initramfs::Archive;
 use kmodlab_abi::modules_dep::{ModulesDep, module_name};
@@ -108,12 +108,12 @@ impl Parameters {
         if quick {
             Parameters {
                 quick,
-                boots: 3,
+                boots: 5,
                 warmup: 2,
-                load_iterations: 15,
-                big_iterations: 3,
-                chain_iterations: 7,
-                call_samples: 64,
+                load_iterations: 41,
+                big_iterations: 7,
+                chain_iterations: 21,
+                call_samples: 256,
                 call_batch: 16,
                 call_sizes: vec![0, 64, 4096],
                 modules: Vec::new(),
@@ -122,13 +122,13 @@ impl Parameters {
         } else {
             Parameters {
                 quick,
-                boots: 7,
+                boots: 21,
                 warmup: 3,
-                load_iterations: 101,
-                big_iterations: 15,
-                chain_iterations: 31,
-                call_samples: 501,
-                call_batch: 32,
+                load_iterations: 301,
+                big_iterations: 41,
+                chain_iterations: 101,
+                call_samples: 1024,
+                call_batch: 64,
                 call_sizes: vec![0, 64, 4096],
                 modules: Vec::new(),
                 user_modules: Vec::new(),
@@ -288,7 +288,11 @@ pub fn run_config(config: KernelConfig, plan: &Plan, progress: &mut dyn Progress
     }
 }
 
-fn measure_boots(config: KernelConfig, plan: &Plan, images: GuestImages<'_>) -> Outcome<BootResult> {
+fn measure_boots(
+    config: KernelConfig,
+    plan: &Plan,
+    images: GuestImages<'_>,
+) -> Outcome<BootResult> {
     let cfg = vm_config(config, plan.ram_bytes, Duration::from_secs(30));
     let mut wall = Vec::new();
     let mut guest = Vec::new();
@@ -366,7 +370,9 @@ impl<'p> Session<'p> {
         let Some(g) = self.ensure() else {
             return Err(SessionError::Ended {
                 end: crate::vm::RunEnd::KvmFailure(
-                    self.boot_error.clone().unwrap_or_else(|| "boot failed".into()),
+                    self.boot_error
+                        .clone()
+                        .unwrap_or_else(|| "boot failed".into()),
                 ),
                 console: String::new(),
             });
@@ -434,7 +440,10 @@ impl<'p> Session<'p> {
                 Outcome::Measured(LoadMeasurement {
                     load: Summary::new("cycles", r.samples.iter().map(|s| s.load as f64).collect()),
                     unload: unload.then(|| {
-                        Summary::new("cycles", r.samples.iter().map(|s| s.unload as f64).collect())
+                        Summary::new(
+                            "cycles",
+                            r.samples.iter().map(|s| s.unload as f64).collect(),
+                        )
                     }),
                     steps,
                     relocations: r.records.iter().map(|m| m.relocations).sum(),
@@ -624,11 +633,16 @@ fn step_value(c: &LoadCycles, step: &str) -> u64 {
     }
 }
 
-fn step_summaries<'a>(samples: impl Iterator<Item = &'a LoadCycles> + Clone) -> Vec<(String, Summary)> {
+fn step_summaries<'a>(
+    samples: impl Iterator<Item = &'a LoadCycles> + Clone,
+) -> Vec<(String, Summary)> {
     STEPS
         .iter()
         .map(|step| {
-            let v = samples.clone().map(|c| step_value(c, step) as f64).collect();
+            let v = samples
+                .clone()
+                .map(|c| step_value(c, step) as f64)
+                .collect();
             ((*step).to_owned(), Summary::new("cycles", v))
         })
         .collect()

@@ -81,7 +81,9 @@ impl Controller for ChannelController {
                 self.events
                     .send(SessionEvent::Ready(Box::new(info), exits, Instant::now()))
             }
-            Event::Reply(reply) => self.events.send(SessionEvent::Reply(Box::new(reply), exits)),
+            Event::Reply(reply) => self
+                .events
+                .send(SessionEvent::Reply(Box::new(reply), exits)),
         };
         if sent.is_err() {
             return HostMsg::Shutdown { status: 0 };
@@ -117,7 +119,12 @@ pub struct GuestSession {
 fn exit_delta(before: &ExitCounts, after: &ExitCounts) -> ExitCounts {
     after
         .iter()
-        .map(|(k, v)| (k.clone(), v.saturating_sub(before.get(k).copied().unwrap_or(0))))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.saturating_sub(before.get(k).copied().unwrap_or(0)),
+            )
+        })
         .filter(|(_, v)| *v > 0)
         .collect()
 }
@@ -131,7 +138,13 @@ impl GuestSession {
         echo: Echo,
         timeout: Duration,
     ) -> Result<GuestSession, SessionError> {
-        Self::boot_owned(vm_config, images.kernel, images.initramfs.to_vec(), echo, timeout)
+        Self::boot_owned(
+            vm_config,
+            images.kernel,
+            images.initramfs.to_vec(),
+            echo,
+            timeout,
+        )
     }
 
     /// Like [`GuestSession::boot`] with an archive the session keeps (e.g. one holding user

@@ -158,7 +158,10 @@ mod tests {
     fn summary_keeps_samples_in_order_and_sorts_for_statistics() {
         let s = Summary::new("cycles", vec![5.0, 1.0, 3.0]);
         assert_eq!(s.samples, [5.0, 1.0, 3.0]);
-        assert_eq!((s.n, s.median, s.min, s.max, s.mean), (3, 3.0, 1.0, 5.0, 3.0));
+        assert_eq!(
+            (s.n, s.median, s.min, s.max, s.mean),
+            (3, 3.0, 1.0, 5.0, 3.0)
+        );
         assert_eq!((s.q1, s.q3), (2.0, 4.0));
         let us = s.scaled(0.5, "us");
         assert_eq!((us.unit.as_str(), us.median), ("us", 1.5));

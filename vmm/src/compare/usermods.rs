@@ -303,7 +303,8 @@ mod tests {
     }
 
     fn scratch(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("kmodlab-usermods-{tag}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("kmodlab-usermods-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
@@ -334,7 +335,9 @@ mod tests {
         assert!(p.modules[0].has_exit);
         let old = Archive::new(base()).unwrap();
         let new = Archive::new(&p.archive).unwrap();
-        let dep = |a: &Archive<'_>| String::from_utf8(a.find(MODULES_DEP).unwrap().data.to_vec()).unwrap();
+        let dep = |a: &Archive<'_>| {
+            String::from_utf8(a.find(MODULES_DEP).unwrap().data.to_vec()).unwrap()
+        };
         // The built-in lines as the build wrote them, and one more, in name order.
         let mut expected: Vec<String> = dep(&old).lines().map(String::from).collect();
         expected.push("hellp.ko:".into());
@@ -354,7 +357,10 @@ mod tests {
         let copy = dir.join("hello.ko");
         std::fs::write(&copy, a.find("lib/modules/hello.ko").unwrap().data).unwrap();
         let err = prepare(base(), std::slice::from_ref(&copy)).unwrap_err();
-        assert!(matches!(err, UserModuleError::ShadowsBuiltIn { .. }), "{err}");
+        assert!(
+            matches!(err, UserModuleError::ShadowsBuiltIn { .. }),
+            "{err}"
+        );
         // Under another file name, the name check speaks first.
         let other = dir.join("other.ko");
         std::fs::copy(&copy, &other).unwrap();
@@ -374,7 +380,11 @@ mod tests {
     fn a_missing_file_is_a_read_error() {
         let err = prepare(base(), &[PathBuf::from("/nonexistent/x.ko")]).unwrap_err();
         assert!(matches!(err, UserModuleError::Read { .. }), "{err}");
-        assert!(err.to_string().starts_with("/nonexistent/x.ko: cannot read it"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/x.ko: cannot read it"),
+            "{err}"
+        );
     }
 
     #[test]
