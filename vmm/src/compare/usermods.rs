@@ -78,16 +78,17 @@ pub enum UserModuleError {
         /// The name.
         name: String,
     },
-    /// A symbol nobody provides.
+    /// Symbols nobody provides.
     #[error(
-        "{path}: undefined symbol `{symbol}` is neither a kernel API function (see \
-         modules/include/kmod.h) nor exported by a built-in or given module"
+        "{path}: undefined symbol {} is neither a kernel API function (see \
+         modules/include/kmod.h) nor exported by a built-in or given module",
+        symbols.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
     )]
     UnknownSymbol {
         /// The file.
         path: PathBuf,
-        /// The symbol.
-        symbol: String,
+        /// The symbols, sorted.
+        symbols: Vec<String>,
     },
     /// The embedded archive is unreadable (a build problem, not the user's).
     #[error("the embedded module archive is unreadable: {0}")]
@@ -228,15 +229,19 @@ pub fn prepare(base_archive: &[u8], paths: &[PathBuf]) -> Result<Prepared, UserM
         });
     }
     let graph = depmod::compute(&entries, &KernelExports::Default)?;
-    for (symbol, users) in &graph.missing {
-        // Built-in modules were checked when they were built: a missing symbol is a user's.
-        if let Some(m) = modules
+    // Built-in modules were checked when they were built: a missing symbol is a user's.
+    for m in &modules {
+        let relpath = format!("{}.ko", m.name);
+        let symbols: Vec<String> = graph
+            .missing
             .iter()
-            .find(|m| users.contains(&format!("{}.ko", m.name)))
-        {
+            .filter(|(_, users)| users.contains(&relpath))
+            .map(|(symbol, _)| symbol.clone())
+            .collect();
+        if !symbols.is_empty() {
             return Err(UserModuleError::UnknownSymbol {
                 path: m.path.clone(),
-                symbol: symbol.clone(),
+                symbols,
             });
         }
     }
