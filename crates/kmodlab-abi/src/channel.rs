@@ -827,6 +827,107 @@ mod tests {
     }
 
     #[test]
+    fn bench_messages_round_trip() {
+        let cmd = HostMsg::Command(Command::Bench(BenchRequest::LoadUnload(LoadBench {
+            modules: vec!["crc32".into(), "kvstore".into()],
+            params: "keys=4".into(),
+            warmup: 2,
+            iterations: 10,
+            unload: true,
+        })));
+        assert_eq!(roundtrip(&cmd), cmd);
+        let cmd = HostMsg::Command(Command::Bench(BenchRequest::ServiceCall(ServiceBench {
+            service: "callbench".into(),
+            op: 0,
+            request: vec![0, 1, 2, 3],
+            reply_capacity: 64,
+        })));
+        assert_eq!(roundtrip(&cmd), cmd);
+        let counters = KernelCounters {
+            syscalls: 3,
+            ipc_messages: 4,
+            ipc_bytes: 100,
+        };
+        let record = ModuleRecord {
+            name: "hello".into(),
+            state: ModuleState::Live,
+            refcount: 0,
+            used_by: vec![],
+            uses: vec![],
+            core_base: 0xffff_ffff_c000_0000,
+            core_bytes: 8192,
+            init_bytes: 100,
+            init_freed: true,
+            metadata_bytes: 684,
+            pages: 2,
+            relocations: 13,
+            load_cycles: LoadCycles {
+                total: 99,
+                ..Default::default()
+            },
+            footprint: Footprint {
+                section_bytes: 8192,
+                section_pages: 2,
+                metadata_bytes: 684,
+                ..Default::default()
+            },
+        };
+        let reply = Reply::Bench(BenchReply::Load(LoadBenchReport {
+            samples: vec![LoadSample {
+                load: 5,
+                unload: 6,
+                steps: LoadCycles::default(),
+            }],
+            records: vec![record],
+            counters,
+        }));
+        assert_eq!(roundtrip(&reply), reply);
+        let reply = Reply::Bench(BenchReply::Service(ServiceBenchReport {
+            reply: vec![9; 16],
+            cycles: 1234,
+            counters,
+        }));
+        assert_eq!(roundtrip(&reply), reply);
+    }
+
+    #[test]
+    fn counters_subtract_per_field_and_never_underflow() {
+        let a = KernelCounters {
+            syscalls: 10,
+            ipc_messages: 5,
+            ipc_bytes: 7,
+        };
+        let b = KernelCounters {
+            syscalls: 4,
+            ipc_messages: 6,
+            ipc_bytes: 7,
+        };
+        assert_eq!(
+            a.since(&b),
+            KernelCounters {
+                syscalls: 6,
+                ipc_messages: 0,
+                ipc_bytes: 0
+            }
+        );
+    }
+
+    #[test]
+    fn footprint_totals_pages_and_bytes() {
+        let f = Footprint {
+            section_bytes: 5000,
+            section_pages: 2,
+            page_table_pages: 1,
+            stack_bytes: 16384,
+            kernel_object_bytes: 60,
+            ipc_buffer_bytes: 4096,
+            heap_bytes: 100,
+            metadata_bytes: 700,
+        };
+        assert_eq!(f.total_bytes(), 3 * 4096 + 16384 + 60 + 4096 + 100 + 700);
+    }
+
+    #[test]
     fn serial_test_lines_differ_and_are_printable() {
         let a = serial_test_line(1);
         let b = serial_test_line(2);

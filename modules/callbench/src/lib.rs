@@ -9,8 +9,11 @@
 //!
 //! - [`KIND_EXPORT`]: `crc32_compute(buf, size)`, an export of the `crc32` module;
 //! - [`KIND_SERVICE`]: the `crc32` service, op 0, with a `size`-byte request;
-//! - [`KIND_CHAIN`]: `kvstore_get` of a `size`-byte value (at most 440), the three-hop chain
-//!   callbench → kvstore → ramblk (block read) and crc32 (record check).
+//! - [`KIND_CHAIN`]: a get of a `size`-byte value (at most 440) from the `kvstore` service,
+//!   the three-hop chain callbench → kvstore → ramblk (block read) and crc32 (record check).
+//!   kvstore is reached through its service, not its exports, so that callbench depends on
+//!   crc32 alone and adding it leaves the other modules' `modules.dep` order unchanged;
+//!   compare loads kvstore (and ramblk) for it.
 //!
 //! Every call's result must equal the first one's (same input, same output), so the calls
 //! cannot be optimised away or silently fail; a mismatch fails the request with `EIO`.
@@ -34,10 +37,12 @@ kmod_api::module! {
 
 unsafe extern "C" {
     fn crc32_compute(buf: *const u8, len: usize) -> u32;
-    fn kvstore_put(key: *const u8, klen: usize, value: *const u8, vlen: usize) -> i32;
-    fn kvstore_get(key: *const u8, klen: usize, buf: *mut u8, cap: usize, len: *mut usize) -> i32;
-    fn kvstore_delete(key: *const u8, klen: usize) -> i32;
 }
+
+/// kvstore service ops (modules/kvstore).
+const KV_PUT: u32 = 0;
+const KV_GET: u32 = 1;
+const KV_DELETE: u32 = 2;
 
 /// Service name.
 const SERVICE: &str = "callbench";
@@ -47,7 +52,7 @@ pub const OP_MEASURE: u32 = 0;
 pub const KIND_EXPORT: u32 = 0;
 /// Kind: another module's service.
 pub const KIND_SERVICE: u32 = 1;
-/// Kind: the kvstore → ramblk + crc32 chain.
+/// Kind: the kvstore service → ramblk + crc32 chain.
 pub const KIND_CHAIN: u32 = 2;
 /// Largest request size.
 pub const MAX_SIZE: usize = 4096;
@@ -140,29 +145,18 @@ fn measure(r: &Request, payload: &[u8], out: &mut [u8]) -> Result<(), Errno> {
             })
         }
         _ => {
-            // SAFETY: KEY and bytes are valid for their lengths during the call.
-            Errno::check(unsafe {
-                kvstore_put(KEY.as_ptr(), KEY.len(), bytes.as_ptr(), bytes.len())
-            })?;
+            let kv = Handle::lookup("kvstore")?;
+            let mut put = [0u8; 1 + KEY.len() + MAX_CHAIN_SIZE];
+            put[0] = KEY.len() as u8;
+            put[1..1 + KEY.len()].copy_from_slice(KEY);
+            put[1 + KEY.len()..1 + KEY.len() + bytes.len()].copy_from_slice(bytes);
+            kv.call(KV_PUT, &put[..1 + KEY.len() + bytes.len()], &mut [])?;
             let mut value = [0u8; MAX_CHAIN_SIZE];
             let result = time(out, r, || {
-                let mut len = 0usize;
-                // SAFETY: KEY is valid for its length, `value` for its writable length, `len`
-                // is writable.
-                let ret = unsafe {
-                    kvstore_get(
-                        KEY.as_ptr(),
-                        KEY.len(),
-                        value.as_mut_ptr(),
-                        value.len(),
-                        &mut len,
-                    )
-                };
-                Errno::check(ret)?;
+                let len = kv.call(KV_GET, black_box(KEY), &mut value)?;
                 Ok(len as u32 ^ u32::from(value[0]))
             });
-            // SAFETY: KEY is valid for its length during the call.
-            let _ = unsafe { kvstore_delete(KEY.as_ptr(), KEY.len()) };
+            let _ = kv.call(KV_DELETE, KEY, &mut []);
             result
         }
     }

@@ -197,10 +197,10 @@ impl Gate<'_> {
 
     fn config(&mut self, b: &ConfigResult, c: &ConfigResult) {
         let name = b.config.as_str();
-        if self.status(name, "boot", &b.boot, &c.boot) {
-            if let (Outcome::Measured(bb), Outcome::Measured(cb)) = (&b.boot, &c.boot) {
-                self.timing(name, "boot wall clock", &bb.wall_ms, &cb.wall_ms);
-            }
+        if self.status(name, "boot", &b.boot, &c.boot)
+            && let (Outcome::Measured(bb), Outcome::Measured(cb)) = (&b.boot, &c.boot)
+        {
+            self.timing(name, "boot wall clock", &bb.wall_ms, &cb.wall_ms);
         }
         if let (Some(bk), Some(ck)) = (&b.kernel, &c.kernel) {
             let (bt, ct) = (bk.image.text as f64, ck.image.text as f64);

@@ -301,10 +301,10 @@ pub fn check(args: &CheckArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return compare_error(&e),
     };
-    if let Some(dir) = &args.out {
-        if let Err(e) = super::write(dir, &current) {
-            return compare_error(&e);
-        }
+    if let Some(dir) = &args.out
+        && let Err(e) = super::write(dir, &current)
+    {
+        return compare_error(&e);
     }
     let Some(baseline) = baseline else {
         let text = serde_json::to_string_pretty(&current).expect("a report always serialises");

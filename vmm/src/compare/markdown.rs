@@ -29,7 +29,7 @@ pub fn num(x: f64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -501,14 +501,14 @@ fn reading(r: &Report, out: &mut String) {
                 num(b.load.median * us / 1000.0),
                 share(b, &["copy", "relocate"]),
             ));
-            if let Some(rel) = b.steps.iter().find(|(n, _)| n == "relocate") {
-                if rel.1.median > 0.0 {
-                    lines.push(format!(
-                        "Relocation runs at {} relocations per second inside the guest ({:.0} cycles each).",
-                        num(b.relocations as f64 / (rel.1.median * us / 1e6)),
-                        rel.1.median / b.relocations.max(1) as f64
-                    ));
-                }
+            if let Some(rel) = b.steps.iter().find(|(n, _)| n == "relocate")
+                && rel.1.median > 0.0
+            {
+                lines.push(format!(
+                    "Relocation runs at {} relocations per second inside the guest ({:.0} cycles each).",
+                    num(b.relocations as f64 / (rel.1.median * us / 1e6)),
+                    rel.1.median / b.relocations.max(1) as f64
+                ));
             }
         }
         let call = |name: &str, bytes: u32| {
@@ -524,19 +524,19 @@ fn reading(r: &Report, out: &mut String) {
                 num(s.per_call.median),
             ));
         }
-        if let Some(c) = call("kvstore_get-chain", 64) {
+        if let Some(c) = call("kvstore-chain", 64) {
             lines.push(format!(
-                "The three-hop chain (kvstore_get → ramblk_read + crc32_compute, a 64-byte value) costs {} cycles per call.",
+                "The three-hop chain (a get from the kvstore service, which calls ramblk_read and crc32_compute; a 64-byte value) costs {} cycles per call.",
                 num(c.per_call.median)
             ));
         }
-        if let Outcome::Measured(f) = &m.fault_isolation {
-            if !f.kernel_survived {
-                lines.push(format!(
-                    "A fault in a module's code takes the monolithic kernel down: {}.",
-                    f.outcome
-                ));
-            }
+        if let Outcome::Measured(f) = &m.fault_isolation
+            && !f.kernel_survived
+        {
+            lines.push(format!(
+                "A fault in a module's code takes the monolithic kernel down: {}.",
+                f.outcome
+            ));
         }
     }
     if measured(mono) && !measured(micro) {
@@ -693,7 +693,7 @@ mod tests {
     #[test]
     fn numbers_are_short_and_grouped() {
         assert_eq!(num(0.0), "0");
-        assert_eq!(num(3.14159), "3.14");
+        assert_eq!(num(4.256), "4.26");
         assert_eq!(num(42.25), "42.2");
         assert_eq!(num(1234.4), "1,234");
         assert_eq!(num(-1_234_567.0), "-1,234,567");

@@ -350,7 +350,9 @@ fn call_cost(path: &Path, reports: &[&Report]) -> Result<(), String> {
     sizes.sort_unstable();
     sizes.dedup();
     let names: Vec<String> = sizes.iter().map(|b| format!("{b} B")).collect();
-    let mut lines: Vec<(String, usize, bool, Vec<(f64, f64)>)> = Vec::new();
+    // (label, series index for the colour, dashed, points)
+    type Line = (String, usize, bool, Vec<(f64, f64)>);
+    let mut lines: Vec<Line> = Vec::new();
     for r in reports {
         for (ci, c) in CONFIGS.iter().enumerate() {
             let Some(cr) = r.config(c) else { continue };

@@ -39,7 +39,7 @@ pub enum UserModuleError {
         /// The file.
         path: PathBuf,
         /// The loader's error.
-        source: kmod_loader::Error,
+        source: Box<kmod_loader::Error>,
     },
     /// The host tools cannot read the file's symbols.
     #[error("{0}")]
@@ -164,7 +164,7 @@ pub fn prepare(base_archive: &[u8], paths: &[PathBuf]) -> Result<Prepared, UserM
         let name = {
             let m = kmod_loader::validate(&bytes).map_err(|source| UserModuleError::Invalid {
                 path: path.clone(),
-                source,
+                source: Box::new(source),
             })?;
             m.name().to_owned()
         };
