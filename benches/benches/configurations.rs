@@ -9,9 +9,11 @@
 //! - `footprint/<module>`: bytes a loaded module costs (the [`Bytes`] measurement).
 //!
 //! Guest figures come from the guest's TSC through `iter_custom`; one boot per group and
-//! configuration. A configuration that cannot do an operation yet is reported as
-//! unsupported, with the guest's own error, and has no benchmark id.
+//! configuration (only for the benchmarks the filter selects). A configuration that cannot
+//! load modules yet is reported once, with the guest's own error, and has no module
+//! benchmark ids.
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -21,31 +23,38 @@ use kmodlab::compare::session::boot_once;
 use kmodlab::vm::VmConfig;
 use kmodlab_benches::{Bytes, CONFIGS, Guest};
 
-fn unsupported(group: &str, config: KernelConfig, why: &str) {
-    println!("{group}/{}: unsupported here: {why}", config.name());
+/// Whether `config` can load modules, probed once (one boot) per configuration: a
+/// configuration that cannot gets no module benchmark ids, and one line saying why.
+fn modules_supported(config: KernelConfig) -> bool {
+    static PROBES: OnceLock<Vec<(KernelConfig, Result<(), String>)>> = OnceLock::new();
+    let probes = PROBES.get_or_init(|| {
+        CONFIGS
+            .iter()
+            .map(|&c| {
+                let result = Guest::boot(c).and_then(|mut g| {
+                    let r = g.load_rounds(&["hello".to_string()], 1).map(drop);
+                    g.finish();
+                    r
+                });
+                if let Err(e) = &result {
+                    println!(
+                        "{}: module benchmarks (load, unload, relocate, call, footprint) unsupported here: {e}",
+                        c.name()
+                    );
+                }
+                (c, result)
+            })
+            .collect()
+    });
+    probes.iter().any(|(c, r)| *c == config && r.is_ok())
 }
 
-/// Boots `config` and runs `prepare`; `None` (and a line saying why) if either fails.
-fn guest(
-    group: &str,
-    config: KernelConfig,
-    prepare: impl FnOnce(&mut Guest) -> Result<(), String>,
-) -> Option<Guest> {
-    let mut g = match Guest::boot(config) {
-        Ok(g) => g,
-        Err(e) => {
-            unsupported(group, config, &e);
-            return None;
-        }
-    };
-    match prepare(&mut g) {
-        Ok(()) => Some(g),
-        Err(e) => {
-            unsupported(group, config, &e);
-            g.finish();
-            None
-        }
-    }
+/// Boots `config` and runs `prepare`, for the benchmark that needs it (booted only if the
+/// benchmark runs: Criterion calls the routine only for ids its filter selects).
+fn guest(config: KernelConfig, prepare: impl FnOnce(&mut Guest) -> Result<(), String>) -> Guest {
+    let mut g = Guest::boot(config).unwrap_or_else(|e| panic!("{}: {e}", config.name()));
+    prepare(&mut g).unwrap_or_else(|e| panic!("{}: {e}", config.name()));
+    g
 }
 
 fn boot(c: &mut Criterion) {
@@ -59,7 +68,7 @@ fn boot(c: &mut Criterion) {
             ..VmConfig::new(config)
         };
         if let Err(e) = boot_once(&cfg, kmodlab::artifacts::images(config)) {
-            unsupported("boot", config, &e.to_string());
+            println!("boot/{}: unsupported here: {e}", config.name());
             continue;
         }
         group.bench_function(BenchmarkId::from_parameter(config.name()), |b| {
@@ -87,18 +96,14 @@ fn load_unload(c: &mut Criterion) {
                 .sample_size(10)
                 .warm_up_time(Duration::from_millis(500));
             group.measurement_time(Duration::from_secs(if big { 8 } else { 2 }));
-            for config in CONFIGS {
-                let Some(mut g) = guest(&name, config, |g| {
-                    g.load_dependencies(row.modules[0])?;
-                    g.load_rounds(&modules, 1).map(drop)
-                }) else {
-                    continue;
-                };
+            for config in CONFIGS.into_iter().filter(|&c| modules_supported(c)) {
+                let mut booted: Option<Guest> = None;
                 group.bench_function(BenchmarkId::from_parameter(config.name()), |b| {
+                    let g = booted.get_or_insert_with(|| {
+                        guest(config, |g| g.load_dependencies(row.modules[0]))
+                    });
                     b.iter_custom(|iters| {
-                        let (samples, _) = g
-                            .load_rounds(&modules, iters)
-                            .expect("a load round ran before");
+                        let (samples, _) = g.load_rounds(&modules, iters).expect("load rounds");
                         let cycles = samples
                             .iter()
                             .map(|s| if pick_unload { s.unload } else { s.load })
@@ -106,7 +111,9 @@ fn load_unload(c: &mut Criterion) {
                         g.duration(cycles)
                     })
                 });
-                g.finish();
+                if let Some(g) = booted {
+                    g.finish();
+                }
             }
             group.finish();
         }
@@ -122,22 +129,16 @@ fn relocate(c: &mut Criterion) {
             .warm_up_time(Duration::from_millis(500));
         group.measurement_time(Duration::from_secs(if module == "big" { 8 } else { 2 }));
         let modules = vec![module.to_string()];
-        for config in CONFIGS {
-            let mut relocations = 0;
-            let Some(mut g) = guest(&name, config, |g| {
-                g.load_dependencies(module)?;
-                let (_, records) = g.load_rounds(&modules, 1)?;
-                relocations = records.iter().map(|r| r.relocations).sum();
-                Ok(())
-            }) else {
-                continue;
-            };
-            group.throughput(Throughput::Elements(relocations));
+        for config in CONFIGS.into_iter().filter(|&c| modules_supported(c)) {
+            // The throughput needs the relocation count before the benchmark: one load.
+            let mut g = guest(config, |g| g.load_dependencies(module));
+            let (_, records) = g.load_rounds(&modules, 1).expect("a load round");
+            group.throughput(Throughput::Elements(
+                records.iter().map(|r| r.relocations).sum(),
+            ));
             group.bench_function(BenchmarkId::from_parameter(config.name()), |b| {
                 b.iter_custom(|iters| {
-                    let (samples, _) = g
-                        .load_rounds(&modules, iters)
-                        .expect("a load round ran before");
+                    let (samples, _) = g.load_rounds(&modules, iters).expect("load rounds");
                     g.duration(samples.iter().map(|s| s.steps.relocate).sum())
                 })
             });
@@ -156,23 +157,23 @@ fn calls(c: &mut Criterion) {
                 .sample_size(20)
                 .warm_up_time(Duration::from_millis(300));
             group.measurement_time(Duration::from_secs(1));
-            for config in CONFIGS {
-                let Some(mut g) = guest(&name, config, |g| {
-                    g.load_dependencies("kvstore")?;
-                    g.load(&["kvstore", "callbench"])?;
-                    g.call_cycles(kind, bytes, 1).map(drop)
-                }) else {
-                    continue;
-                };
+            for config in CONFIGS.into_iter().filter(|&c| modules_supported(c)) {
+                let mut booted: Option<Guest> = None;
                 group.bench_function(BenchmarkId::from_parameter(config.name()), |b| {
+                    let g = booted.get_or_insert_with(|| {
+                        guest(config, |g| {
+                            g.load_dependencies("kvstore")?;
+                            g.load(&["kvstore", "callbench"])
+                        })
+                    });
                     b.iter_custom(|iters| {
-                        let cycles = g
-                            .call_cycles(kind, bytes, iters)
-                            .expect("a call ran before");
+                        let cycles = g.call_cycles(kind, bytes, iters).expect("calls");
                         g.duration(cycles)
                     })
                 });
-                g.finish();
+                if let Some(g) = booted {
+                    g.finish();
+                }
             }
             group.finish();
         }
@@ -188,22 +189,23 @@ fn footprint(c: &mut Criterion<Bytes>) {
             .warm_up_time(Duration::from_millis(10));
         group.measurement_time(Duration::from_millis(50));
         let modules: Vec<String> = row.modules.iter().map(|s| s.to_string()).collect();
-        for config in CONFIGS {
-            let mut bytes = 0u64;
-            let Some(g) = guest(&name, config, |g| {
-                g.load_dependencies(row.modules[0])?;
-                let (_, records) = g.load_rounds(&modules, 1)?;
-                bytes = records.iter().map(|r| r.footprint.total_bytes()).sum();
-                Ok(())
-            }) else {
-                continue;
-            };
-            g.finish();
-            // The footprint is a property of the loaded module, the same on every load:
-            // each "iteration" reports it once.
+        for config in CONFIGS.into_iter().filter(|&c| modules_supported(c)) {
+            let mut booted: Option<Guest> = None;
             group.bench_function(BenchmarkId::from_parameter(config.name()), |b| {
-                b.iter_custom(|iters| bytes * iters)
+                let g = booted
+                    .get_or_insert_with(|| guest(config, |g| g.load_dependencies(row.modules[0])));
+                // Each iteration is a real load and unload in the guest; its value is the
+                // loaded module's footprint, which the kernel accounts the same on every
+                // load (the check gate asserts it): the last round's, once per round.
+                b.iter_custom(|iters| {
+                    let (_, records) = g.load_rounds(&modules, iters).expect("load rounds");
+                    let bytes: u64 = records.iter().map(|r| r.footprint.total_bytes()).sum();
+                    bytes.saturating_mul(iters)
+                })
             });
+            if let Some(g) = booted {
+                g.finish();
+            }
         }
         group.finish();
     }

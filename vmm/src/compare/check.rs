@@ -16,7 +16,7 @@
 
 use std::fmt::Write;
 
-use super::markdown::num;
+use super::markdown::{count as show_count, num};
 use super::report::{ConfigResult, Outcome, Report};
 use super::stats::{Summary, permutation_p_value};
 
@@ -115,8 +115,8 @@ impl Gate<'_> {
                 Verdict::Fail,
                 config,
                 metric,
-                num(b),
-                num(c),
+                show_count(b),
+                show_count(c),
                 "a deterministic count changed".into(),
             );
         }
