@@ -25,7 +25,20 @@ pub fn num(x: f64) -> String {
     if a < 100.0 {
         return format!("{x:.1}");
     }
-    let n = x.round() as i64;
+    grouped(x.round() as i64)
+}
+
+/// An exact count: integers without decimals, fractions (averages per operation) with two.
+pub fn count(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        grouped(x as i64)
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// An integer with thousands separators.
+fn grouped(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -35,15 +48,6 @@ pub fn num(x: f64) -> String {
         out.push(c);
     }
     if n < 0 { format!("-{out}") } else { out }
-}
-
-/// An exact count: integers without decimals, fractions (averages per operation) with two.
-pub fn count(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
-        num(x)
-    } else {
-        format!("{x:.2}")
-    }
 }
 
 /// `median [q1–q3]`.
@@ -699,5 +703,8 @@ mod tests {
         assert_eq!(num(-1_234_567.0), "-1,234,567");
         assert_eq!(num(100.0), "100");
         assert_eq!(num(f64::NAN), "—");
+        assert_eq!(count(13.0), "13");
+        assert_eq!(count(112_789.0), "112,789");
+        assert_eq!(count(0.5), "0.50");
     }
 }

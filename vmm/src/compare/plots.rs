@@ -169,7 +169,7 @@ fn grouped_log_bars(
     Ok(())
 }
 
-/// Which configurations of `r` have any measured load.
+/// A series' legend label: the configuration, and with `many` the host and flavour.
 fn series_label(r: &Report, config: &str, many: bool) -> String {
     if many {
         format!("{config} — {} ({})", r.host.cpu_short, r.host.kvm_flavour)
@@ -178,11 +178,11 @@ fn series_label(r: &Report, config: &str, many: bool) -> String {
     }
 }
 
-fn load_latency(path: &Path, reports: &[&Report]) -> Result<(), String> {
+fn load_latency(path: &Path, reports: &[&Report], with_host: bool) -> Result<(), String> {
     let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let categories = reports[0].parameters.modules.clone();
-    let many = reports.len() > 1;
+    let many = with_host;
     let mut bars = Vec::new();
     for r in reports {
         let us = r.us_per_cycle();
@@ -337,10 +337,10 @@ fn load_steps(path: &Path, r: &Report) -> Result<(), String> {
     )
 }
 
-fn call_cost(path: &Path, reports: &[&Report]) -> Result<(), String> {
+fn call_cost(path: &Path, reports: &[&Report], with_host: bool) -> Result<(), String> {
     let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let many = reports.len() > 1;
+    let many = with_host;
     // Sizes on a categorical axis: 0 B cannot sit on a log axis.
     let mut sizes: Vec<u32> = reports
         .iter()
@@ -518,7 +518,7 @@ pub fn render_all(dir: &Path, reports: &[Report]) -> Result<Figures, CompareErro
         add(
             "Load latency per module".into(),
             "load-latency.svg".into(),
-            &|p| load_latency(p, &[r]),
+            &|p| load_latency(p, &[r], false),
         )?;
         add("Load steps".into(), "load-steps.svg".into(), &|p| {
             load_steps(p, r)
@@ -526,7 +526,7 @@ pub fn render_all(dir: &Path, reports: &[Report]) -> Result<Figures, CompareErro
         add(
             "Call cost vs request size".into(),
             "call-cost.svg".into(),
-            &|p| call_cost(p, &[r]),
+            &|p| call_cost(p, &[r], false),
         )?;
         add(
             "Footprint per module".into(),
@@ -548,12 +548,12 @@ pub fn render_all(dir: &Path, reports: &[Report]) -> Result<Figures, CompareErro
             add(
                 format!("Load latency per module, {flavour} hosts"),
                 format!("load-latency-{flavour}.svg"),
-                &|p| load_latency(p, &group),
+                &|p| load_latency(p, &group, true),
             )?;
             add(
                 format!("Call cost vs request size, {flavour} hosts"),
                 format!("call-cost-{flavour}.svg"),
-                &|p| call_cost(p, &group),
+                &|p| call_cost(p, &group, true),
             )?;
         }
     }
