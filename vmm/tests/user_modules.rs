@@ -196,15 +196,18 @@ fn the_readme_examples_build_load_and_are_measured() {
     }
     let script =
         "insmod mymod.ko times=2; insmod myrmod.ko times=2; lsmod; rmmod mymod; rmmod myrmod";
+    // --modules DIR: every .ko of the directory (here both).
+    let mine = s.0.join("mine");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::copy(&c, mine.join("mymod.ko")).unwrap();
+    std::fs::copy(&rust, mine.join("myrmod.ko")).unwrap();
     for config in ["monolithic", "microkernel"] {
         let out = kmodlab(&[
             "run",
             "--config",
             config,
-            "--module",
-            c.to_str().unwrap(),
-            "--module",
-            rust.to_str().unwrap(),
+            "--modules",
+            mine.to_str().unwrap(),
             "-c",
             script,
         ]);
