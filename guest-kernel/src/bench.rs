@@ -1,17 +1,15 @@
 //! In-guest measurements for `kmodlab compare` and the Criterion benchmarks
 //! ([`kmodlab_abi::channel::Command::Bench`]).
 //!
-//! Everything here goes through the module backend's four entry points —
-//! [`module::insmod_from_archive`], [`module::delete_module`], [`module::list`] and
-//! [`module::service_call`] — plus the TSC and the event counters of [`crate::stats`], so the
-//! same code measures whichever configuration the kernel was built as: in the monolithic
-//! kernel those functions are the in-kernel subsystem, in the microkernel they reach the
-//! user-space module manager. Timed regions contain no VM exit (the kernel log stays in its
+//! Everything here goes through four entry points of the module backend
+//! ([`crate::backend::ModuleBackend`]: `insmod_from_archive`, `delete_module`, `list`,
+//! `service_call`) plus the TSC and the event counters of [`crate::stats`], so the same code
+//! measures whichever configuration the kernel was built as: in the monolithic kernel the
+//! backend is the in-kernel subsystem, in the microkernel the user-space module manager. Timed regions contain no VM exit (the kernel log stays in its
 //! ring under the `quiet` command line; the result goes back in one reply), and a failure is
 //! reported with the backend's own error, never papered over with a number.
 
 use alloc::string::String;
-use alloc::vec;
 use alloc::vec::Vec;
 
 use guest_rt::rdtsc_ordered;
@@ -20,7 +18,7 @@ use kmodlab_abi::channel::{
     ModuleError, ModuleRecord, Reply, ServiceBench, ServiceBenchReport,
 };
 
-use crate::module::{self, Caller, ModError};
+use crate::backend::{Caller, Failure, backend};
 use crate::stats;
 
 /// Most timed rounds one request may ask for (bounds the reply's size).
@@ -46,8 +44,8 @@ fn failure(errno: u64, message: String) -> Reply {
     Reply::ModuleError(error(errno, message))
 }
 
-fn module_failure(what: &str, e: &ModError) -> ModuleError {
-    error(e.errno(), alloc::format!("{what}: {e}"))
+fn module_failure(what: &str, e: &Failure) -> ModuleError {
+    error(e.errno, alloc::format!("{what}: {}", e.message))
 }
 
 /// Loads `modules` in order; on failure unloads what this call loaded. Returns the records,
@@ -62,7 +60,7 @@ fn load_all(
     let start = rdtsc_ordered();
     for (i, name) in modules.iter().enumerate() {
         let p = if i == last { params } else { "" };
-        match module::insmod_from_archive(name, p, Caller::KERNEL) {
+        match backend().insmod_from_archive(name, p, Caller::KERNEL) {
             Ok(r) => {
                 add_steps(&mut steps, &r.load_cycles);
                 records.push(r);
@@ -82,7 +80,7 @@ fn load_all(
 fn unload_all(modules: &[String]) -> Result<u64, ModuleError> {
     let start = rdtsc_ordered();
     for name in modules.iter().rev() {
-        if let Err(e) = module::delete_module(name, Caller::KERNEL) {
+        if let Err(e) = backend().delete_module(name, Caller::KERNEL) {
             return Err(module_failure(&alloc::format!("unloading {name}"), &e));
         }
     }
@@ -91,6 +89,7 @@ fn unload_all(modules: &[String]) -> Result<u64, ModuleError> {
 
 fn add_steps(sum: &mut LoadCycles, c: &LoadCycles) {
     sum.copy += c.copy;
+    sum.verify += c.verify;
     sum.validate += c.validate;
     sum.params += c.params;
     sum.layout += c.layout;
@@ -111,7 +110,11 @@ fn load_unload(b: &LoadBench) -> Reply {
             ),
         );
     }
-    let loaded_before = module::list().len();
+    let loaded = || backend().list().map(|(records, _)| records.len());
+    let loaded_before = match loaded() {
+        Ok(n) => n,
+        Err(e) => return Reply::ModuleError(module_failure("listing modules", &e)),
+    };
     let rounds = if b.unload { b.warmup + b.iterations } else { 1 };
     let mut samples = Vec::with_capacity(b.iterations as usize);
     let mut last_records = Vec::new();
@@ -144,7 +147,10 @@ fn load_unload(b: &LoadBench) -> Reply {
     }
     let counters = stats::snapshot().since(&counters_start);
     // A round that unloads must leave the kernel as it found it.
-    let loaded_after = module::list().len();
+    let loaded_after = match loaded() {
+        Ok(n) => n,
+        Err(e) => return Reply::ModuleError(module_failure("listing modules", &e)),
+    };
     let expected = loaded_before + if b.unload { 0 } else { b.modules.len() };
     if loaded_after != expected {
         return failure(
@@ -168,30 +174,20 @@ fn service(b: &ServiceBench) -> Reply {
             alloc::format!("reply capacity {} > {MAX_BENCH_REPLY}", b.reply_capacity),
         );
     }
-    let mut reply = vec![0u8; b.reply_capacity as usize];
     let counters_start = stats::snapshot();
     let start = rdtsc_ordered();
-    let result = module::service_call(&b.service, b.op, &b.request, &mut reply);
+    let result = backend().service_call(&b.service, b.op, &b.request, b.reply_capacity as usize);
     let cycles = rdtsc_ordered() - start;
     let counters = stats::snapshot().since(&counters_start);
     match result {
-        Ok(len) => {
-            reply.truncate(len);
-            Reply::Bench(BenchReply::Service(ServiceBenchReport {
-                reply,
-                cycles,
-                counters,
-            }))
-        }
-        Err(errno) => failure(
-            u64::from(errno.unsigned_abs()),
-            alloc::format!(
-                "service {} op {}: {} ({})",
-                b.service,
-                b.op,
-                guest_rt::errno::describe(u64::from(errno.unsigned_abs())),
-                errno
-            ),
-        ),
+        Ok(reply) => Reply::Bench(BenchReply::Service(ServiceBenchReport {
+            reply,
+            cycles,
+            counters,
+        })),
+        Err(e) => Reply::ModuleError(module_failure(
+            &alloc::format!("service {} op {}", b.service, b.op),
+            &e,
+        )),
     }
 }

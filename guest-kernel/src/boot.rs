@@ -96,6 +96,8 @@ extern "C" fn kmain(tsc_entry: u64) -> ! {
     );
     arch::init_traps();
     mm::init(&info);
+    #[cfg(feature = "monolithic")]
+    crate::module::signature::configure(info.cmdline_str().unwrap_or(""));
     let tsc_memory_ready = guest_rt::rdtsc_ordered();
     cpu::boot_progress(BootStage::MemoryReady);
     BOOT.call_once(|| BootState {
@@ -111,6 +113,9 @@ extern "C" fn kmain(tsc_entry: u64) -> ! {
 }
 
 extern "C" fn kmain_on_stack() -> ! {
+    if let Err(e) = crate::backend::backend().start() {
+        kprintln!("module subsystem: {e}");
+    }
     let boot = state();
     let (frames_total, frames_free) = mm::frame_stats();
     let ready = ReadyInfo {

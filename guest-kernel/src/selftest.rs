@@ -61,6 +61,7 @@ pub fn run(params: SelfTestParams) -> SelfTestReport {
 
     let frames_before = mm::frame_stats().1;
     let (mut user_loop_cycles, mut syscall_cycles) = (Vec::new(), Vec::new());
+    let mut ipc_cycles = Vec::new();
     let mut isolation = false;
     match init_image() {
         Err(e) => checks.add("init program present", false, e),
@@ -81,6 +82,7 @@ pub fn run(params: SelfTestParams) -> SelfTestReport {
             );
             syscall_cycles = r.unwrap_or_default();
             check_user_faults(&mut checks, image);
+            ipc_cycles = check_ipc(&mut checks, image, n.into());
             isolation = check_isolation(&mut checks, image);
         }
     }
@@ -103,6 +105,7 @@ pub fn run(params: SelfTestParams) -> SelfTestReport {
         supervisor_loop_cycles,
         user_loop_cycles,
         syscall_cycles,
+        ipc_cycles,
         checks: checks.0,
         user_kernel_isolation: isolation,
     }
@@ -131,6 +134,105 @@ fn check_isolation(checks: &mut Checks, image: &[u8]) -> bool {
         );
     }
     isolated
+}
+
+/// Runs an IPC server and a client (both `init`), the client holding a capability to the
+/// server's endpoint in `PEER_SLOT` (and the server one to the client's, if `call_back`);
+/// returns the client's reports once it ended. Both tasks are destroyed afterwards.
+fn ipc_pair(
+    image: &[u8],
+    serve: u64,
+    client: (u64, u64),
+    call_back: bool,
+) -> Result<Vec<u64>, String> {
+    use crate::task::{Cap, with_tasks};
+    use kmodlab_ipc::cap::rights;
+    let spawn = |name, args| {
+        user::spawn(image, name, args, user::Session::new()).map_err(|e| format!("{e}"))
+    };
+    let server = spawn("ipc-server", [mode::IPC_SERVER, serve, 0])?;
+    let caller = match spawn("ipc-client", [mode::IPC_CLIENT, client.0, client.1]) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::task::destroy(server);
+            return Err(e);
+        }
+    };
+    with_tasks(|t| {
+        let peer = guest_rt::ipc_test::PEER_SLOT as usize;
+        let grant = |owner| {
+            Some(Cap::Endpoint {
+                owner,
+                badge: 7,
+                rights: rights::SEND,
+            })
+        };
+        if let Some(c) = t.get_mut(caller) {
+            c.caps[peer] = grant(server);
+        }
+        if call_back && let Some(s) = t.get_mut(server) {
+            s.caps[peer] = grant(caller);
+        }
+    });
+    let ran = crate::task::sched::run_until(|| {
+        with_tasks(|t| t.get(caller).is_none_or(|c| c.state.ended()))
+    });
+    let outcome = with_tasks(|t| {
+        t.get_mut(caller)
+            .map(|c| (c.state.clone(), core::mem::take(&mut c.reports)))
+    });
+    crate::task::destroy(caller);
+    crate::task::destroy(server);
+    match (ran, outcome) {
+        (Ok(()), Some((crate::task::State::Exited(0), reports))) => Ok(reports),
+        (_, other) => Err(format!("the client ended as {:?}", other.map(|o| o.0))),
+    }
+}
+
+/// IPC between two tasks: the round-trip cost, a full message (words, payload, both kinds of
+/// lease) delivered exactly, and the kernel's refusals: a dead server (`EPIPE`), a call cycle
+/// (`EDEADLK`), a malformed message (`EINVAL`), an empty capability slot (`EBADF`).
+fn check_ipc(checks: &mut Checks, image: &[u8], iterations: u64) -> Vec<u64> {
+    use guest_rt::ipc_test::*;
+    let neg = |e: u64| e.wrapping_neg();
+    let r = ipc_pair(image, SERVE_ECHO, (CLIENT_PINGPONG, iterations), false);
+    checks.add(
+        "IPC round trips run",
+        r.as_ref().is_ok_and(|v| v.len() == 9),
+        format!("{r:?}").chars().take(120).collect(),
+    );
+    let cycles = r.unwrap_or_default();
+    let r = ipc_pair(image, SERVE_ECHO, (CLIENT_ECHO, 0), false);
+    checks.add(
+        "IPC delivers words, payload and leases exactly",
+        r == Ok(alloc::vec![1]),
+        format!("{r:?}"),
+    );
+    let r = ipc_pair(image, SERVE_FAULT, (CLIENT_RAW, 0), false);
+    checks.add(
+        "a call to a server that dies fails with EPIPE from the kernel",
+        r == Ok(alloc::vec![neg(errno::EPIPE), 1]),
+        format!("{r:?}"),
+    );
+    let r = ipc_pair(image, SERVE_CALL_BACK, (CLIENT_RAW, 0), true);
+    checks.add(
+        "a call cycle fails with EDEADLK instead of hanging",
+        r == Ok(alloc::vec![errno::EDEADLK, 0]),
+        format!("{r:?}"),
+    );
+    let r = ipc_pair(image, SERVE_ECHO, (CLIENT_MALFORMED, 0), false);
+    checks.add(
+        "a malformed message fails with EINVAL",
+        r == Ok(alloc::vec![neg(errno::EINVAL)]),
+        format!("{r:?}"),
+    );
+    let r = ipc_pair(image, SERVE_ECHO, (CLIENT_BAD_SLOT, 0), false);
+    checks.add(
+        "a call through an empty capability slot fails with EBADF",
+        r == Ok(alloc::vec![neg(errno::EBADF)]),
+        format!("{r:?}"),
+    );
+    cycles
 }
 
 fn check_user_faults(checks: &mut Checks, image: &[u8]) {
@@ -278,6 +380,7 @@ pub fn user_fault(kind: FaultKind) -> Reply {
             Exit::Status(s) => {
                 Reply::Error(format!("the program exited with {s} instead of faulting"))
             }
+            Exit::Stalled => Reply::Error("the program blocked instead of faulting".into()),
         },
         Err(e) => Reply::Error(format!("{e}")),
     }

@@ -18,7 +18,6 @@ pub fn count_syscall() {
 }
 
 /// Counts one IPC message carrying `bytes` of payload (a request and its reply are two).
-#[allow(dead_code)] // the microkernel's IPC path calls it
 pub fn count_ipc_message(bytes: usize) {
     IPC_MESSAGES.fetch_add(1, Ordering::Relaxed);
     IPC_BYTES.fetch_add(bytes as u64, Ordering::Relaxed);

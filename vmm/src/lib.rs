@@ -10,6 +10,7 @@
 //! - [`artifacts`]: the embedded guest kernel, user programs and modules.
 //! - [`compare`]: `kmodlab compare`, `report` and `check`: both configurations measured side
 //!   by side, and the CI regression gate.
+//! - [`image`]: what a kernel image's privileged code is made of.
 
 pub mod arch;
 pub mod artifacts;
@@ -17,6 +18,7 @@ pub mod compare;
 pub mod control;
 pub mod devices;
 pub mod host;
+pub mod image;
 pub mod kvm;
 pub mod selftest;
 pub mod vm;

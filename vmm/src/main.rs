@@ -53,14 +53,21 @@ struct VmArgs {
     /// Show the guest's console output as it arrives (on stderr).
     #[arg(long)]
     console: bool,
-    /// Boot the monolithic kernel built without module unloading (Linux's
-    /// CONFIG_MODULE_UNLOAD off): rmmod answers "not supported".
+    /// Without module unloading (Linux's CONFIG_MODULE_UNLOAD off): rmmod answers "not
+    /// supported". Monolithic: boots the kernel built without the unload code; microkernel:
+    /// tells the module manager (`module.unload=0`).
     #[arg(long)]
     no_module_unload: bool,
     /// Keep the guest kernel's log off the console (it stays readable with `dmesg`): every
     /// console byte is a VM exit, which would distort the load-step cycle counts.
     #[arg(long)]
     quiet: bool,
+    /// Refuse modules without a valid signature by the build's key (kernel command line
+    /// `module.sig_enforce=1`, Linux's CONFIG_MODULE_SIG_FORCE); without it they load with a
+    /// warning in the kernel log. Checked by the monolithic kernel; the microkernel's module
+    /// manager does not verify signatures yet.
+    #[arg(long)]
+    sig_enforce: bool,
 }
 
 impl VmArgs {
@@ -68,22 +75,29 @@ impl VmArgs {
         VmConfig {
             ram_bytes: self.ram_mib << 20,
             deadline: Duration::from_secs(self.timeout_secs.unwrap_or(default_timeout)),
-            cmdline: if self.quiet {
-                "quiet".into()
-            } else {
-                String::new()
-            },
+            cmdline: self.cmdline(),
             ..VmConfig::new(self.config.into())
         }
     }
 
+    fn cmdline(&self) -> String {
+        let mut words = Vec::new();
+        if self.quiet {
+            words.push("quiet");
+        }
+        if self.no_module_unload && matches!(self.config, Config::Microkernel) {
+            words.push("module.unload=0");
+        }
+        if self.sig_enforce {
+            words.push("module.sig_enforce=1");
+        }
+        words.join(" ")
+    }
+
     fn images(&self) -> Result<GuestImages<'static>, String> {
         match (self.no_module_unload, self.config) {
-            (false, c) => Ok(kmodlab::artifacts::images(c.into())),
             (true, Config::Monolithic) => Ok(kmodlab::artifacts::images_without_unload()),
-            (true, Config::Microkernel) => {
-                Err("--no-module-unload applies to the monolithic configuration only".into())
-            }
+            (_, c) => Ok(kmodlab::artifacts::images(c.into())),
         }
     }
 
@@ -136,6 +150,8 @@ enum Command {
     Depmod(kmod_tools::cli::DepmodArgs),
     /// Sections, sizes and relocation counts of modules.
     Objstat(kmod_tools::cli::ObjstatArgs),
+    /// Sign a module (Linux's sign-file), or create a signing key (--new-key).
+    Sign(kmod_tools::cli::SignArgs),
     /// Measure both configurations side by side: report.json, REPORT.md and plots in
     /// results/<date>-<flavour>-<cpu>/.
     Compare(kmodlab::compare::cli::CompareArgs),
@@ -179,6 +195,7 @@ fn main() -> ExitCode {
         Command::Modinfo(args) => tool(kmod_tools::cli::modinfo(&args)),
         Command::Depmod(args) => tool(kmod_tools::cli::depmod(&args)),
         Command::Objstat(args) => tool(kmod_tools::cli::objstat(&args)),
+        Command::Sign(args) => tool(kmod_tools::cli::sign(&args)),
         Command::Compare(args) => kmodlab::compare::cli::compare(&args),
         Command::Report(args) => kmodlab::compare::cli::report(&args),
         Command::Check(args) => kmodlab::compare::cli::check(&args),

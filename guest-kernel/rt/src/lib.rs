@@ -99,10 +99,20 @@ pub mod errno {
     pub const EPERM: u64 = 1;
     /// No such file, module or symbol.
     pub const ENOENT: u64 = 2;
+    /// No such task.
+    pub const ESRCH: u64 = 3;
+    /// I/O error.
+    pub const EIO: u64 = 5;
     /// Not a valid module (exec format error).
     pub const ENOEXEC: u64 = 8;
+    /// Bad handle (an empty capability slot).
+    pub const EBADF: u64 = 9;
+    /// Try again (no free task slot).
+    pub const EAGAIN: u64 = 11;
     /// Out of memory.
     pub const ENOMEM: u64 = 12;
+    /// Permission denied (a capability lacks the right).
+    pub const EACCES: u64 = 13;
     /// A pointer argument does not lie in mapped user memory.
     pub const EFAULT: u64 = 14;
     /// In use, or busy loading or unloading.
@@ -111,27 +121,66 @@ pub mod errno {
     pub const EEXIST: u64 = 17;
     /// An argument is invalid.
     pub const EINVAL: u64 = 22;
+    /// No space left (a full capability table).
+    pub const ENOSPC: u64 = 28;
+    /// Broken pipe: the server is dead, or died during the call.
+    pub const EPIPE: u64 = 32;
     /// Result out of range.
     pub const ERANGE: u64 = 34;
+    /// The call would deadlock (a cycle of tasks waiting for each other).
+    pub const EDEADLK: u64 = 35;
+    /// A name is too long.
+    pub const ENAMETOOLONG: u64 = 36;
     /// Not implemented (e.g. module unloading compiled out).
     pub const ENOSYS: u64 = 38;
+    /// No data available (a module without a signature).
+    pub const ENODATA: u64 = 61;
+    /// Package not installed (a module signed with unsupported crypto).
+    pub const ENOPKG: u64 = 65;
+    /// Bad message (a malformed module signature).
+    pub const EBADMSG: u64 = 74;
+    /// Value too large for the destination.
+    pub const EOVERFLOW: u64 = 75;
     /// Message too long.
     pub const EMSGSIZE: u64 = 90;
+    /// Timed out (a server stopped by the watchdog).
+    pub const ETIMEDOUT: u64 = 110;
+    /// Required key not available (a module signed by an unknown key).
+    pub const ENOKEY: u64 = 126;
+    /// Key was rejected by service (a signature that does not match, or no valid signature
+    /// while signatures are enforced).
+    pub const EKEYREJECTED: u64 = 129;
 
     /// Linux's text for an errno (what `strerror` says).
     pub fn describe(errno: u64) -> &'static str {
         match errno {
             EPERM => "Operation not permitted",
             ENOENT => "No such file or directory",
+            ESRCH => "No such process",
+            EIO => "Input/output error",
             ENOEXEC => "Invalid module format",
+            EBADF => "Bad file descriptor",
+            EAGAIN => "Resource temporarily unavailable",
+            EACCES => "Permission denied",
             ENOMEM => "Cannot allocate memory",
             EFAULT => "Bad address",
             EBUSY => "Device or resource busy",
             EEXIST => "File exists",
             EINVAL => "Invalid argument",
+            ENOSPC => "No space left on device",
+            EPIPE => "Broken pipe",
             ERANGE => "Numerical result out of range",
+            EDEADLK => "Resource deadlock avoided",
+            ENAMETOOLONG => "File name too long",
             ENOSYS => "Function not implemented",
+            EOVERFLOW => "Value too large for defined data type",
             EMSGSIZE => "Message too long",
+            ETIMEDOUT => "Connection timed out",
+            ENODATA => "No data available",
+            ENOPKG => "Package not installed",
+            EBADMSG => "Bad message",
+            ENOKEY => "Required key not available",
+            EKEYREJECTED => "Key was rejected by service",
             _ => "Unknown error",
         }
     }
@@ -147,6 +196,38 @@ pub mod mode {
     pub const FAULT: u64 = 3;
     /// Pass a bad pointer to `write` and report the result.
     pub const BAD_POINTER: u64 = 4;
+    /// Serve IPC on the own endpoint, behaving as [`super::ipc_test`]`::SERVE_*` `rsi` says.
+    pub const IPC_SERVER: u64 = 5;
+    /// Call the endpoint in capability slot [`super::ipc_test::PEER_SLOT`] as
+    /// [`super::ipc_test`]`::CLIENT_*` `rsi` says, with `rdx` as its parameter; report.
+    pub const IPC_CLIENT: u64 = 6;
+}
+
+/// The IPC self-test's protocol between the kernel and `init` in the IPC modes.
+pub mod ipc_test {
+    /// The capability slot the kernel grants a client (the server) or a call-back server (the
+    /// client).
+    pub const PEER_SLOT: u64 = 3;
+    /// Server: answer every call with status `op + word 0`, the words reversed, and the
+    /// payload and lease 0 echoed (lease 0 read, written back reversed into lease 1).
+    pub const SERVE_ECHO: u64 = 1;
+    /// Server: receive one call, then fault (`ud2`) without replying.
+    pub const SERVE_FAULT: u64 = 2;
+    /// Server: on a call, call back the caller (slot `PEER_SLOT`) and reply with the negated
+    /// result of that call back as status (`EDEADLK` expected).
+    pub const SERVE_CALL_BACK: u64 = 3;
+    /// Client: time `rdx` null calls, repeated 9 times; report each run's cycles.
+    pub const CLIENT_PINGPONG: u64 = 1;
+    /// Client: one call with payload and leases; report 1 if every echoed byte and word is
+    /// right, else 0.
+    pub const CLIENT_ECHO: u64 = 2;
+    /// Client: one null call; report its raw result (status or negated errno) and whether
+    /// the kernel gave it.
+    pub const CLIENT_RAW: u64 = 3;
+    /// Client: a malformed message (9 leases); report the raw result.
+    pub const CLIENT_MALFORMED: u64 = 4;
+    /// Client: a call through an empty capability slot; report the raw result.
+    pub const CLIENT_BAD_SLOT: u64 = 5;
 }
 
 /// An address inside the kernel image (its first page of text); user mode must not reach it.

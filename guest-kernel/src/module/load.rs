@@ -22,17 +22,8 @@ use super::{
     Caller, KERNEL, ModError, Module, ModuleId, NEXT_ID, Region, area, as_module, params, provider,
     with_registry,
 };
+use crate::backend::Image;
 use crate::mm::paging::{self, KernelPerm};
-use crate::user::UserSlice;
-
-/// Where a module image comes from.
-pub enum Image<'a> {
-    /// A user program's buffer (`init_module` system call).
-    #[cfg_attr(not(feature = "monolithic"), allow(dead_code))]
-    User(&'a UserSlice),
-    /// Kernel memory: the module archive (control channel, `request_module`).
-    Kernel(&'a [u8]),
-}
 
 /// Loads a module: Linux's `sys_init_module`. On success the module is LIVE and its init
 /// region freed; on any failure nothing of it remains.
@@ -44,18 +35,18 @@ pub fn init_module(
     if !caller.may_manage_modules {
         return Err(ModError::Permission);
     }
-    // The microkernel configuration has no in-kernel loader: until its user-space module
-    // manager serves loads, every path refuses, as the init_module system call does, so
-    // that nothing measured here is ever reported as the microkernel's.
-    if cfg!(feature = "microkernel") {
-        return Err(ModError::NotInThisConfiguration);
-    }
     let mut cycles = LoadCycles::default();
     let start = rdtsc_ordered();
     // Copy into a temporary kernel buffer: the kernel must not read the caller's memory
     // twice (it could change between checks and use).
     let buf: Vec<u8> = match image {
-        Image::User(slice) => slice.read_to_vec(),
+        Image::User { task, addr, len } => crate::task::with_tasks(|t| {
+            let mut v = alloc::vec![0u8; len as usize];
+            t.get(task)
+                .and_then(|x| x.aspace.read(addr, &mut v).ok())
+                .map(|()| v)
+        })
+        .ok_or(ModError::BadImage)?,
         Image::Kernel(bytes) => bytes.to_vec(),
     };
     let mut t = rdtsc_ordered();
@@ -66,11 +57,15 @@ pub fn init_module(
         t = now;
     };
 
-    let module = kmod_loader::validate(&buf).map_err(ModError::Invalid)?;
+    // module_sig_check: before anything parses the image; the loader sees the ELF part.
+    let signed = super::signature::check(&buf)?;
+    lap(&mut cycles.verify);
+    let module = kmod_loader::validate(signed.image).map_err(ModError::Invalid)?;
     let name = module.name().to_string();
     if name.is_empty() {
         return Err(ModError::NoName);
     }
+    super::signature::note_loaded(&name, signed.sig_ok);
     lap(&mut cycles.validate);
     let values = params::parse(&name, module.modinfo(), params)?;
     lap(&mut cycles.params);

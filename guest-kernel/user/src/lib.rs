@@ -41,11 +41,33 @@ extern "C" fn start(a: u64, b: u64, c: u64) -> ! {
 #[global_allocator]
 static HEAP: LockedHeap = LockedHeap::empty();
 
+/// The public key the build signed the modules with (a DER SubjectPublicKeyInfo; empty for a
+/// build without one, see `build.rs`): what a user-space module loader (the microkernel's
+/// module manager) verifies modules with, through `kmod_sig::TrustedKey::from_spki_der` and
+/// `kmod_sig::check`, as the monolithic kernel does.
+pub static MODULE_SIGNING_KEY: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/module_signing_key.der"));
+
 /// Gives the heap its memory: a program that allocates calls this first with a static
 /// array of its own (programs that do not allocate keep their image small).
 pub fn init_heap(arena: &'static mut [u8]) {
     // SAFETY: the arena is a `'static mut` borrow handed over for good: nothing else uses it.
     unsafe { HEAP.lock().init(arena.as_mut_ptr(), arena.len()) };
+}
+
+pub mod ipc;
+
+/// A system call with up to six arguments; returns `rax` (a value, or a negated errno).
+pub fn syscall6(n: u64, a: [u64; 6]) -> u64 {
+    let ret;
+    // SAFETY: `syscall` enters the kernel, which preserves every register but rcx and r11
+    // (and returns in rax); the arguments are plain values the kernel checks itself.
+    unsafe {
+        asm!("syscall", inlateout("rax") n => ret, in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
+             in("r10") a[3], in("r8") a[4], in("r9") a[5], out("rcx") _, out("r11") _,
+             options(nostack));
+    }
+    ret
 }
 
 /// A system call with up to four arguments; returns `rax` (a value, or a negated errno).

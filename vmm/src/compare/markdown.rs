@@ -320,7 +320,15 @@ fn steps_table(r: &Report, out: &mut String) {
     );
     let mut head = String::from("| row | configuration |");
     let mut rule = String::from("|---|---|");
-    for s in super::run::STEPS {
+    // The steps the report recorded (older kernels had fewer).
+    let steps: Vec<String> = r
+        .configurations
+        .iter()
+        .flat_map(|c| c.loads.iter())
+        .find_map(|l| l.outcome.measured())
+        .map(|m| m.steps.iter().map(|(s, _)| s.clone()).collect())
+        .unwrap_or_default();
+    for s in &steps {
         let _ = write!(head, " {s} |");
         rule.push_str("---|");
     }

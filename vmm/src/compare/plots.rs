@@ -324,6 +324,14 @@ fn load_steps(path: &Path, r: &Report) -> Result<(), String> {
             })
         })
         .collect();
+    // The steps the report recorded (older kernels had fewer).
+    let steps: Vec<&str> = r
+        .configurations
+        .iter()
+        .flat_map(|c| c.loads.iter())
+        .find_map(|l| l.outcome.measured())
+        .map(|m| m.steps.iter().map(|(s, _)| s.as_str()).collect())
+        .unwrap_or_else(|| STEPS.to_vec());
     stacked_panels(
         path,
         &format!(
@@ -333,7 +341,7 @@ fn load_steps(path: &Path, r: &Report) -> Result<(), String> {
         "µs",
         rows,
         &stacks,
-        &STEPS,
+        &steps,
     )
 }
 

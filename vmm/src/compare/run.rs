@@ -221,6 +221,60 @@ pub fn run_config(config: KernelConfig, plan: &Plan, progress: &mut dyn Progress
     progress.step(config, "session boot");
     let mut session = Session::new(config, plan);
     let kernel_facts = session.facts();
+    // A configuration whose module subsystem cannot even list modules has none that works
+    // in this build: its module cells are "unsupported", with its own error, not failures.
+    if let Ok((Reply::ModuleError(e), _)) = session.command(Command::ListModules) {
+        let why: Outcome<()> = Outcome::Unsupported {
+            errno: e.errno,
+            message: format!(
+                "{} (this configuration cannot list modules: no working module subsystem in this build)",
+                e.message
+            ),
+        };
+        for _ in 0..plan.rows.len() + plan.user.len() + 1 {
+            progress.step(config, "skipped: no module subsystem");
+        }
+        session.close();
+        progress.step(config, "fault isolation");
+        return ConfigResult {
+            config: config.name().into(),
+            boot,
+            kernel: kernel_facts,
+            loads: plan
+                .rows
+                .iter()
+                .map(|r| LoadResult {
+                    name: r.name.into(),
+                    modules: r.modules.iter().map(|s| s.to_string()).collect(),
+                    source: "built-in".into(),
+                    outcome: retag(why.clone(), ""),
+                })
+                .chain(plan.user.iter().map(|m| LoadResult {
+                    name: m.name.clone(),
+                    modules: vec![m.name.clone()],
+                    source: "user".into(),
+                    outcome: retag(why.clone(), ""),
+                }))
+                .collect(),
+            calls: CALL_SERIES
+                .iter()
+                .flat_map(|&(name, _, max)| {
+                    plan.parameters
+                        .call_sizes
+                        .iter()
+                        .filter(move |&&b| b <= max)
+                        .map(move |&bytes| (name, bytes))
+                })
+                .map(|(name, bytes)| CallResult {
+                    name: name.into(),
+                    bytes,
+                    outcome: retag(why.clone(), ""),
+                })
+                .collect(),
+            fault_isolation: retag(why, ""),
+            session_vm_exits: session.total_exits.clone(),
+        };
+    }
 
     let mut loads = Vec::new();
     for row in &plan.rows {
@@ -621,13 +675,15 @@ fn retag<T, U>(o: Outcome<T>, context: &str) -> Outcome<U> {
 }
 
 /// The step names of [`LoadCycles`], in the order the kernel runs them.
-pub const STEPS: [&str; 9] = [
-    "copy", "validate", "params", "layout", "allocate", "resolve", "relocate", "protect", "init",
+pub const STEPS: [&str; 10] = [
+    "copy", "verify", "validate", "params", "layout", "allocate", "resolve", "relocate", "protect",
+    "init",
 ];
 
 fn step_value(c: &LoadCycles, step: &str) -> u64 {
     match step {
         "copy" => c.copy,
+        "verify" => c.verify,
         "validate" => c.validate,
         "params" => c.params,
         "layout" => c.layout,
