@@ -121,6 +121,7 @@ fn execute(cmd: Command) -> Reply {
                 frames_total,
             })
         }
+        Command::Bench(request) => crate::bench::run(request),
     }
 }
 

@@ -74,10 +74,27 @@ pub enum Event {
     Reply(Reply),
 }
 
+/// What the VMM set up for a run, as a [`Controller`] learns it before the guest starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunFacts {
+    /// The KVM flavour.
+    pub flavour: kmodlab_abi::KvmFlavour,
+    /// The guest's TSC frequency in kHz (to turn guest cycles into time).
+    pub tsc_khz: u64,
+}
+
 /// Decides what the guest does next. Runs on the vCPU thread, inside a VM exit.
 pub trait Controller: Send + 'static {
     /// The answer to `event`: a command, or shutdown.
     fn next(&mut self, event: Event) -> HostMsg;
+
+    /// Called once, before the guest's first instruction.
+    fn started(&mut self, _facts: &RunFacts) {}
+
+    /// Called at every doorbell just before [`Controller::next`], with the VM exits counted
+    /// so far (this doorbell's included), so that a controller can attribute exits to the
+    /// command that caused them.
+    fn exits(&mut self, _exits: &std::collections::BTreeMap<&'static str, u64>) {}
 }
 
 /// Runs a fixed list of commands, keeps their replies, then shuts the guest down with

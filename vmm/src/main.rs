@@ -131,6 +131,8 @@ enum Command {
     Run {
         #[command(flatten)]
         vm: VmArgs,
+        #[command(flatten)]
+        user: kmodlab::compare::cli::UserModuleArgs,
         /// Commands, separated by `;` or newlines, e.g. "insmod hello.ko; lsmod; rmmod hello".
         #[arg(short = 'c', long = "command", required = true)]
         command: String,
@@ -139,6 +141,8 @@ enum Command {
     Shell {
         #[command(flatten)]
         vm: VmArgs,
+        #[command(flatten)]
+        user: kmodlab::compare::cli::UserModuleArgs,
     },
     /// Show the .modinfo of modules, like Linux's modinfo.
     Modinfo(kmod_tools::cli::ModinfoArgs),
@@ -148,6 +152,15 @@ enum Command {
     Objstat(kmod_tools::cli::ObjstatArgs),
     /// Sign a module (Linux's sign-file), or create a signing key (--new-key).
     Sign(kmod_tools::cli::SignArgs),
+    /// Measure both configurations side by side: report.json, REPORT.md and plots in
+    /// results/<date>-<flavour>-<cpu>/.
+    Compare(kmodlab::compare::cli::CompareArgs),
+    /// Re-render REPORT.md and the plots from report.json files (several: a cross-host
+    /// report).
+    Report(kmodlab::compare::cli::ReportArgs),
+    /// Run the quick comparison and fail if a count changed or a timing regressed against a
+    /// baseline (the CI gate).
+    Check(kmodlab::compare::cli::CheckArgs),
 }
 
 /// `--ram-mib`: even (guest RAM is mapped in 2 MiB pages) and within 64..=3072.
@@ -177,12 +190,15 @@ fn main() -> ExitCode {
             iterations,
             runs,
         } => boot(&vm, json, iterations, runs, t0),
-        Command::Run { vm, command } => shell(&vm, Some(command), t0),
-        Command::Shell { vm } => shell(&vm, None, t0),
+        Command::Run { vm, user, command } => shell(&vm, &user, Some(command), t0),
+        Command::Shell { vm, user } => shell(&vm, &user, None, t0),
         Command::Modinfo(args) => tool(kmod_tools::cli::modinfo(&args)),
         Command::Depmod(args) => tool(kmod_tools::cli::depmod(&args)),
         Command::Objstat(args) => tool(kmod_tools::cli::objstat(&args)),
         Command::Sign(args) => tool(kmod_tools::cli::sign(&args)),
+        Command::Compare(args) => kmodlab::compare::cli::compare(&args),
+        Command::Report(args) => kmodlab::compare::cli::report(&args),
+        Command::Check(args) => kmodlab::compare::cli::check(&args),
     }
 }
 
@@ -254,13 +270,30 @@ fn boot(vm: &VmArgs, json: bool, iterations: u32, runs: u32, t0: Instant) -> Exi
 }
 
 /// `run` (a script) and `shell` (interactive): the guest shell, its console on stdout.
-fn shell(vm: &VmArgs, script: Option<String>, t0: Instant) -> ExitCode {
+fn shell(
+    vm: &VmArgs,
+    user: &kmodlab::compare::cli::UserModuleArgs,
+    script: Option<String>,
+    t0: Instant,
+) -> ExitCode {
     let images = match vm.images() {
         Ok(i) => i,
         Err(e) => {
             eprintln!("kmodlab: {e}");
             return ExitCode::from(2);
         }
+    };
+    // The user's modules are checked before anything boots.
+    let archive = match user.prepare() {
+        Ok(p) => p.archive,
+        Err(e) => {
+            eprintln!("kmodlab: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let images = kmodlab::vm::GuestImages {
+        kernel: images.kernel,
+        initramfs: &archive,
     };
     let interactive = script.is_none();
     let input = interactive.then(|| {

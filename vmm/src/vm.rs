@@ -536,6 +536,8 @@ pub fn run_with_input<C: Controller>(
     } = machine;
     timings.vcpu_ready_ms = t0.elapsed().as_secs_f64() * 1e3;
     let deadline = cfg.deadline;
+    let mut controller = controller;
+    controller.started(&crate::control::RunFacts { flavour, tsc_khz });
     let thread_stop = Arc::clone(&stop);
     let tick = Arc::new(AtomicBool::new(false));
     let thread_tick = Arc::clone(&tick);
@@ -876,6 +878,7 @@ impl<C: Controller> VcpuRun<C> {
                 });
             }
         };
+        self.controller.exits(&self.exits);
         let answer = self.controller.next(event);
         match self.channel.write_host_msg(seq, &answer) {
             Ok(()) => None,

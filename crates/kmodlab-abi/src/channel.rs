@@ -256,6 +256,120 @@ pub enum Command {
     },
     /// Report the kernel's memory accounting; replies [`Reply::Memory`].
     MemoryStats,
+    /// Run an in-guest measurement with no VM exit inside its timed region; replies
+    /// [`Reply::Bench`], or [`Reply::ModuleError`] with the module backend's own error when
+    /// an operation it times fails (e.g. a configuration that cannot load modules yet).
+    Bench(BenchRequest),
+}
+
+/// What [`Command::Bench`] measures. The guest times each operation with the TSC around the
+/// module backend's functions (load, unload, service call), which both configurations
+/// provide: the same request measures either.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BenchRequest {
+    /// Load, then unload, a list of modules, repeatedly.
+    LoadUnload(LoadBench),
+    /// Send one request to a service and return its reply (the service measures something
+    /// itself, e.g. the `callbench` module's call costs).
+    ServiceCall(ServiceBench),
+}
+
+/// Parameters of [`BenchRequest::LoadUnload`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBench {
+    /// Modules to load, in this order, as one operation (one module: `insmod`; a dependency
+    /// chain: what `modprobe` loads, providers first); they are unloaded in reverse order.
+    /// Modules they need that are not in the list must be LIVE already.
+    pub modules: Vec<String>,
+    /// Parameters (`key=value …`) of the last module of the list.
+    pub params: String,
+    /// Untimed rounds before the timed ones (warm caches, first-touch page faults).
+    pub warmup: u32,
+    /// Timed rounds.
+    pub iterations: u32,
+    /// Unload after each load. `false` (a module without `cleanup_module`, or a kernel
+    /// without module unloading): one load, which stays.
+    pub unload: bool,
+}
+
+/// Parameters of [`BenchRequest::ServiceCall`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceBench {
+    /// Service name.
+    pub service: String,
+    /// Request op.
+    pub op: u32,
+    /// Request bytes.
+    pub request: Vec<u8>,
+    /// Room for the reply, in bytes (at most [`MAX_BENCH_REPLY`]).
+    pub reply_capacity: u32,
+}
+
+/// Largest reply of a [`BenchRequest::ServiceCall`], so that the answer fits a frame.
+pub const MAX_BENCH_REPLY: u32 = 256 * 1024;
+
+/// Event counts of the guest kernel (`guest-kernel/src/stats.rs`) over a measured region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KernelCounters {
+    /// System calls served (user programs and, in the microkernel, servers).
+    pub syscalls: u64,
+    /// IPC messages sent (requests and replies count one each).
+    pub ipc_messages: u64,
+    /// Payload bytes those messages carried.
+    pub ipc_bytes: u64,
+}
+
+impl KernelCounters {
+    /// `self - earlier`, per counter (saturating: counters only grow).
+    pub fn since(&self, earlier: &KernelCounters) -> KernelCounters {
+        KernelCounters {
+            syscalls: self.syscalls.saturating_sub(earlier.syscalls),
+            ipc_messages: self.ipc_messages.saturating_sub(earlier.ipc_messages),
+            ipc_bytes: self.ipc_bytes.saturating_sub(earlier.ipc_bytes),
+        }
+    }
+}
+
+/// One timed round of [`BenchRequest::LoadUnload`], in TSC cycles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LoadSample {
+    /// Loading every module of the list.
+    pub load: u64,
+    /// Unloading them (0 when the request did not unload).
+    pub unload: u64,
+    /// The kernel's per-step cycles of those loads, summed over the modules.
+    pub steps: LoadCycles,
+}
+
+/// Result of [`BenchRequest::LoadUnload`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBenchReport {
+    /// One entry per timed round.
+    pub samples: Vec<LoadSample>,
+    /// The modules' records as their last timed load returned them, in load order.
+    pub records: Vec<ModuleRecord>,
+    /// Kernel event counts over the timed rounds (all of them together).
+    pub counters: KernelCounters,
+}
+
+/// Result of [`BenchRequest::ServiceCall`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceBenchReport {
+    /// The service's reply.
+    pub reply: Vec<u8>,
+    /// TSC cycles of the whole call, as the caller saw it.
+    pub cycles: u64,
+    /// Kernel event counts over the call.
+    pub counters: KernelCounters,
+}
+
+/// Result of [`Command::Bench`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BenchReply {
+    /// Of [`BenchRequest::LoadUnload`].
+    Load(LoadBenchReport),
+    /// Of [`BenchRequest::ServiceCall`].
+    Service(ServiceBenchReport),
 }
 
 /// The kernel's memory accounting: what a load that fails must leave unchanged.
@@ -350,6 +464,49 @@ pub struct ModuleRecord {
     pub relocations: u64,
     /// Cycles of each load step.
     pub load_cycles: LoadCycles,
+    /// Memory the module costs, by kind.
+    pub footprint: Footprint,
+}
+
+/// What one loaded module costs in memory, by kind. Each configuration fills what applies to
+/// it; a zero is a measured zero (the configuration has no such cost for the module), not a
+/// missing value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Footprint {
+    /// Bytes of the module's own sections as laid out (core region: text, rodata, data,
+    /// bss, GOT).
+    pub section_bytes: u64,
+    /// Pages mapped for its sections now (core, plus init until it is freed).
+    pub section_pages: u64,
+    /// Page-table pages that exist for this module alone (in the monolithic kernel modules
+    /// share the module area's tables, which stay once allocated: 0 once the area is warm;
+    /// a microkernel server's own address space has its own).
+    pub page_table_pages: u64,
+    /// Bytes of stacks that exist for the module (its own threads or servers).
+    pub stack_bytes: u64,
+    /// Bytes of kernel objects that exist for it (service registry entries; in the
+    /// microkernel also its task, address space and endpoints).
+    pub kernel_object_bytes: u64,
+    /// Bytes of IPC buffers set up for it.
+    pub ipc_buffer_bytes: u64,
+    /// Heap bytes the module itself holds (its `kmod_alloc` blocks).
+    pub heap_bytes: u64,
+    /// Heap bytes of the kernel's bookkeeping about it (symbols, exports, modinfo,
+    /// parameters).
+    pub metadata_bytes: u64,
+}
+
+impl Footprint {
+    /// Every kind added up, pages counted as [`crate::layout::PAGE_SIZE`] bytes (the
+    /// section bytes are inside the section pages).
+    pub fn total_bytes(&self) -> u64 {
+        (self.section_pages + self.page_table_pages) * crate::layout::PAGE_SIZE
+            + self.stack_bytes
+            + self.kernel_object_bytes
+            + self.ipc_buffer_bytes
+            + self.heap_bytes
+            + self.metadata_bytes
+    }
 }
 
 /// Why a module operation failed: the errno a system call would return, and the kernel's
@@ -514,6 +671,8 @@ pub enum Reply {
     Memory(MemoryStats),
     /// The command failed; the text says why.
     Error(String),
+    /// Result of [`Command::Bench`].
+    Bench(BenchReply),
 }
 
 /// Measurements and checks of [`Command::SelfTest`]. Cycle counts are TSC cycles, one entry
@@ -671,6 +830,107 @@ mod tests {
         let (_, back): (u32, GuestMsg<'_>) = decode_frame(&area[..n]).unwrap();
         assert_eq!(back, msg);
         assert_eq!(fault.vector_name(), "#PF page fault");
+    }
+
+    #[test]
+    fn bench_messages_round_trip() {
+        let cmd = HostMsg::Command(Command::Bench(BenchRequest::LoadUnload(LoadBench {
+            modules: vec!["crc32".into(), "kvstore".into()],
+            params: "keys=4".into(),
+            warmup: 2,
+            iterations: 10,
+            unload: true,
+        })));
+        assert_eq!(roundtrip(&cmd), cmd);
+        let cmd = HostMsg::Command(Command::Bench(BenchRequest::ServiceCall(ServiceBench {
+            service: "callbench".into(),
+            op: 0,
+            request: vec![0, 1, 2, 3],
+            reply_capacity: 64,
+        })));
+        assert_eq!(roundtrip(&cmd), cmd);
+        let counters = KernelCounters {
+            syscalls: 3,
+            ipc_messages: 4,
+            ipc_bytes: 100,
+        };
+        let record = ModuleRecord {
+            name: "hello".into(),
+            state: ModuleState::Live,
+            refcount: 0,
+            used_by: vec![],
+            uses: vec![],
+            core_base: 0xffff_ffff_c000_0000,
+            core_bytes: 8192,
+            init_bytes: 100,
+            init_freed: true,
+            metadata_bytes: 684,
+            pages: 2,
+            relocations: 13,
+            load_cycles: LoadCycles {
+                total: 99,
+                ..Default::default()
+            },
+            footprint: Footprint {
+                section_bytes: 8192,
+                section_pages: 2,
+                metadata_bytes: 684,
+                ..Default::default()
+            },
+        };
+        let reply = Reply::Bench(BenchReply::Load(LoadBenchReport {
+            samples: vec![LoadSample {
+                load: 5,
+                unload: 6,
+                steps: LoadCycles::default(),
+            }],
+            records: vec![record],
+            counters,
+        }));
+        assert_eq!(roundtrip(&reply), reply);
+        let reply = Reply::Bench(BenchReply::Service(ServiceBenchReport {
+            reply: vec![9; 16],
+            cycles: 1234,
+            counters,
+        }));
+        assert_eq!(roundtrip(&reply), reply);
+    }
+
+    #[test]
+    fn counters_subtract_per_field_and_never_underflow() {
+        let a = KernelCounters {
+            syscalls: 10,
+            ipc_messages: 5,
+            ipc_bytes: 7,
+        };
+        let b = KernelCounters {
+            syscalls: 4,
+            ipc_messages: 6,
+            ipc_bytes: 7,
+        };
+        assert_eq!(
+            a.since(&b),
+            KernelCounters {
+                syscalls: 6,
+                ipc_messages: 0,
+                ipc_bytes: 0
+            }
+        );
+    }
+
+    #[test]
+    fn footprint_totals_pages_and_bytes() {
+        let f = Footprint {
+            section_bytes: 5000,
+            section_pages: 2,
+            page_table_pages: 1,
+            stack_bytes: 16384,
+            kernel_object_bytes: 60,
+            ipc_buffer_bytes: 4096,
+            heap_bytes: 100,
+            metadata_bytes: 700,
+        };
+        assert_eq!(f.total_bytes(), 3 * 4096 + 16384 + 60 + 4096 + 100 + 700);
     }
 
     #[test]

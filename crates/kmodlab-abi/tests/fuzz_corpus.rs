@@ -72,6 +72,7 @@ fn write_seed_frames() {
         pages: 4,
         relocations: 77,
         load_cycles: LoadCycles::default(),
+        footprint: Footprint::default(),
     };
     let fault = FaultReport {
         vector: 14,

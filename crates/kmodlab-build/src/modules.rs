@@ -29,25 +29,10 @@ use crate::{BuildDirs, BuildError, GUEST_TARGET, Result, archive::Entry, nested_
 
 pub mod bigmod;
 
-/// The `ld -r` script that merges a module's input sections into the sections ABI.md names.
-/// Output sections get address 0, as in any relocatable object.
-pub const MERGE_SCRIPT: &str = "\
-/* kmodlab module merge script (crates/kmodlab-build/src/modules.rs). */
-SECTIONS
-{
-  .text 0 : { *(.text .text.*) }
-  .init.text 0 : { *(.init.text .init.text.*) }
-  .exit.text 0 : { *(.exit.text .exit.text.*) }
-  .rodata 0 : { *(.rodata .rodata.* .data.rel.ro .data.rel.ro.*) }
-  .data 0 : { *(.data .data.*) }
-  .bss 0 : { *(.bss .bss.* COMMON) }
-  __ksymtab 0 : { KEEP(*(__ksymtab)) }
-  __ksymtab_strings 0 : { KEEP(*(__ksymtab_strings)) }
-  .modinfo 0 : { KEEP(*(.modinfo)) }
-  .kmod_exportsig 0 : { KEEP(*(.kmod_exportsig)) }
-  /DISCARD/ : { *(.llvmbc) *(.llvmcmd) *(.eh_frame) *(.comment) *(.note.GNU-stack) *(.llvm_addrsig) *(.note.gnu.property) }
-}
-";
+/// The `ld -r` script that merges a module's input sections into the sections ABI.md names
+/// (`modules/module.ld`, which out-of-tree C modules link with too). Output sections get
+/// address 0, as in any relocatable object.
+pub const MERGE_SCRIPT: &str = include_str!("../../../modules/module.ld");
 
 /// gcc flags for C modules (and the `big` module's driver and generated assembly).
 pub const C_FLAGS: &[&str] = &[
@@ -535,4 +520,83 @@ pub fn check_undefined(entries: &[depmod::Entry]) -> Result<()> {
             problems.join("\n")
         )))
     }
+}
+
+/// The rustc flags a Rust module needs (what `modules/.cargo/config.toml` gives in-tree
+/// modules): kernel code model, static relocation model.
+pub const RUST_FLAGS: &[&str] = &["-C", "relocation-model=static", "-C", "code-model=kernel"];
+
+/// The release profile a Rust module needs (what `modules/Cargo.toml` gives in-tree
+/// modules), as `cargo --config` overrides: one object per module, no unwinding.
+pub const RUST_PROFILE: &[&str] = &[
+    "profile.release.panic=\"abort\"",
+    "profile.release.codegen-units=1",
+    "profile.release.lto=\"fat\"",
+    "profile.release.opt-level=\"s\"",
+    "profile.release.debug=false",
+    "profile.release.incremental=false",
+];
+
+/// Builds one module that lives outside `modules/` (a user's own) into `out/NAME.ko`, the
+/// way the in-tree ones are built:
+///
+/// - a directory with a `Cargo.toml` is a Rust module crate (a `staticlib` using `kmod-api`
+///   by path, package name = directory name): built for the guest target with
+///   [`RUST_FLAGS`] and [`RUST_PROFILE`], then partially linked;
+/// - a directory with `.c` files is a C module (against `modules/include/kmod.h`), compiled
+///   with [`C_FLAGS`] and partially linked.
+///
+/// `repo_root` is the kmodlab checkout (for the header and `modules/module.ld`); `work`
+/// holds intermediate files (and the Rust target directory). Returns the `.ko` path.
+pub fn build_out_of_tree(
+    repo_root: &Path,
+    source: &Path,
+    work: &Path,
+    out: &Path,
+) -> Result<PathBuf> {
+    let name = source
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| {
+            BuildError::Invalid(format!("{}: not a module directory", source.display()))
+        })?
+        .to_owned();
+    for dir in [work, out] {
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    }
+    let script = repo_root.join("modules/module.ld");
+    let ko = out.join(format!("{name}.ko"));
+    let manifest = source.join("Cargo.toml");
+    if manifest.is_file() {
+        let text = std::fs::read_to_string(&manifest).map_err(io_error(&manifest))?;
+        if !text.contains(&format!("name = \"{name}\"")) || !text.contains("\"staticlib\"") {
+            return Err(BuildError::Invalid(format!(
+                "{}: a module crate must be a staticlib whose package name is its directory name ({name})",
+                manifest.display()
+            )));
+        }
+        let target = work.join("target");
+        let mut cmd = nested_cargo(source);
+        cmd.args(["build", "--release", "--target", GUEST_TARGET])
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&target)
+            .env("CARGO_ENCODED_RUSTFLAGS", RUST_FLAGS.join("\u{1f}"));
+        for setting in RUST_PROFILE {
+            cmd.args(["--config", setting]);
+        }
+        run_step(&format!("building module {name}"), &mut cmd)?;
+        link_rust_module(
+            &name,
+            &target.join(GUEST_TARGET).join("release"),
+            work,
+            &script,
+            &ko,
+        )?;
+    } else {
+        let objects = compile_c_dir(&name, source, &repo_root.join("modules/include"), work)?;
+        partial_link(&name, &objects, &[], &script, &ko)?;
+    }
+    Ok(ko)
 }

@@ -50,8 +50,17 @@ fn builds_the_whole_module_set() {
     assert_eq!(
         names,
         [
-            "autoload", "big", "crc32", "cstats", "faulty", "hello", "kvclient", "kvstore",
-            "params", "ramblk"
+            "autoload",
+            "big",
+            "callbench",
+            "crc32",
+            "cstats",
+            "faulty",
+            "hello",
+            "kvclient",
+            "kvstore",
+            "params",
+            "ramblk"
         ]
     );
     assert_eq!(b.get("cstats").unwrap().source, ModuleSource::C);
@@ -116,6 +125,7 @@ fn modules_dep_has_the_chain() {
     );
     assert!(text.contains("kvstore.ko: ramblk.ko crc32.ko\n"), "{text}");
     assert!(text.contains("cstats.ko: crc32.ko\n"), "{text}");
+    assert!(text.contains("callbench.ko: crc32.ko\n"), "{text}");
     assert!(text.contains("hello.ko:\n"), "{text}");
     assert_eq!(
         b.get("kvclient").unwrap().depends,

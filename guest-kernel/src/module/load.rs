@@ -120,6 +120,7 @@ fn announce(name: &str) -> Result<ModuleId, ModError> {
                 param_strings: Vec::new(),
                 relocations: 0,
                 cycles: LoadCycles::default(),
+                page_table_pages: 0,
             });
             Ok(id)
         }
@@ -132,15 +133,19 @@ fn announce(name: &str) -> Result<ModuleId, ModError> {
     Ok(id)
 }
 
-/// Reserves and maps a region of `size` bytes (read-write until protected).
-fn map_region(size: u64) -> Option<Region> {
+/// Reserves and maps a region of `size` bytes (read-write until protected); also returns
+/// how many page-table pages mapping it allocated (the frames it took beyond its own).
+fn map_region(size: u64) -> Option<(Region, u64)> {
     let pages = size.div_ceil(PAGE_SIZE);
     let base = area::reserve(pages)?;
+    let (_, free_before) = crate::mm::frame_stats();
     if paging::map_module_pages(base, pages).is_err() {
         area::release(base, pages);
         return None;
     }
-    Some(Region { base, pages })
+    let (_, free_after) = crate::mm::frame_stats();
+    let tables = free_before.saturating_sub(free_after).saturating_sub(pages);
+    Some((Region { base, pages }, tables))
 }
 
 /// The bytes of a mapped region.
@@ -184,18 +189,20 @@ fn load_coming(
     };
 
     // Allocate the final core and init regions and copy the SHF_ALLOC sections.
-    let core = map_region(layout.core.size.max(PAGE_SIZE)).ok_or_else(no_memory)?;
+    let (core, core_tables) = map_region(layout.core.size.max(PAGE_SIZE)).ok_or_else(no_memory)?;
     with_registry(|r| {
         let m = r.get_mut(id).expect("coming module is registered");
         m.core = Some(core);
         m.core_bytes = layout.core.size;
+        m.page_table_pages = core_tables;
     });
     let init = if layout.init.size > 0 {
-        let init = map_region(layout.init.size).ok_or_else(no_memory)?;
+        let (init, init_tables) = map_region(layout.init.size).ok_or_else(no_memory)?;
         with_registry(|r| {
             let m = r.get_mut(id).expect("coming module is registered");
             m.init = Some(init);
             m.init_bytes = layout.init.size;
+            m.page_table_pages += init_tables;
         });
         Some(init)
     } else {

@@ -31,7 +31,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use kmod_loader::{ExportTable, ExportedSymbol, ProviderId};
-use kmodlab_abi::channel::{LoadCycles, ModuleRecord, ModuleState};
+use kmodlab_abi::channel::{Footprint, LoadCycles, ModuleRecord, ModuleState};
 use spin::Mutex;
 
 pub use load::{init_module, insmod_from_archive, request_module};
@@ -77,6 +77,8 @@ pub struct Module {
     pub param_strings: Vec<alloc::boxed::Box<[u8]>>,
     pub relocations: u64,
     pub cycles: LoadCycles,
+    /// Page-table pages allocated while mapping its regions.
+    pub page_table_pages: u64,
 }
 
 impl Module {
@@ -143,6 +145,18 @@ impl Registry {
             pages: m.pages(),
             relocations: m.relocations,
             load_cycles: m.cycles,
+            footprint: Footprint {
+                section_bytes: m.core_bytes,
+                section_pages: m.pages(),
+                page_table_pages: m.page_table_pages,
+                // Module code runs on the stack of whoever calls it: it has none of its own.
+                stack_bytes: 0,
+                kernel_object_bytes: services::bytes_owned_by(m.id),
+                // Calls are direct: there is no IPC, so no buffer for it.
+                ipc_buffer_bytes: 0,
+                heap_bytes: kapi::bytes_owned_by(m.id),
+                metadata_bytes: m.metadata_bytes(),
+            },
         }
     }
 }

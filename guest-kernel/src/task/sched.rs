@@ -157,7 +157,10 @@ fn run_one(id: TaskId) {
         return;
     }
     match trap {
-        Ok(Trap::Syscall) => crate::syscalls::handle(id, &ctx),
+        Ok(Trap::Syscall) => {
+            crate::stats::count_syscall();
+            crate::syscalls::handle(id, &ctx)
+        }
         Ok(Trap::Interrupt) => {
             // The VMM ended the slice of a task that computed without entering the kernel:
             // stop it if it has run too long, else let it go on after the others.
