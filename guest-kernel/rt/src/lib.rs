@@ -1,5 +1,6 @@
 //! Code the guest kernel and the guest user programs must share exactly: the cycle counter,
-//! the tight loop whose cost is compared between privilege levels, and the system call ABI.
+//! the tight loop whose cost is compared between privilege levels, and the system call ABI
+//! (numbers, capabilities, error codes).
 //! The loop lives here once so that "supervisor" and "user" run the same instructions.
 #![no_std]
 
@@ -76,7 +77,9 @@ pub mod nr {
     /// `read_proc(name, name_len, buf, cap)`: copies a kernel-generated text (`modules`,
     /// `modules-verbose`, `kmsg`, `files`); returns its size like `read_file`.
     pub const READ_PROC: u64 = 13;
-    /// `read_input(buf, cap)`: reads the next input line (script or console); 0 at the end.
+    /// `read_input(buf, cap)`: reads input (script or console) like `read(2)` on a terminal:
+    /// at most `cap` bytes and at most one line (a longer line comes in several reads, none
+    /// of it lost); 0 at the end of input; `-EINVAL` for `cap` 0.
     pub const READ_INPUT: u64 = 14;
     /// `cap_drop(mask)`: gives up capabilities for good.
     pub const CAP_DROP: u64 = 15;
@@ -93,47 +96,15 @@ pub mod cap {
     pub const ALL: u64 = SYS_MODULE;
 }
 
-/// Error codes returned (negated) by system calls: Linux's numbers and meanings.
+/// Error codes returned (negated) by system calls: Linux's numbers, from the one table in
+/// `kmod_api::errno` (shared with the modules, the C header and the host tests).
 pub mod errno {
-    /// Operation not permitted (a capability is missing).
-    pub const EPERM: u64 = 1;
-    /// No such file, module or symbol.
-    pub const ENOENT: u64 = 2;
-    /// Not a valid module (exec format error).
-    pub const ENOEXEC: u64 = 8;
-    /// Out of memory.
-    pub const ENOMEM: u64 = 12;
-    /// A pointer argument does not lie in mapped user memory.
-    pub const EFAULT: u64 = 14;
-    /// In use, or busy loading or unloading.
-    pub const EBUSY: u64 = 16;
-    /// Already exists (module already loaded).
-    pub const EEXIST: u64 = 17;
-    /// An argument is invalid.
-    pub const EINVAL: u64 = 22;
-    /// Result out of range.
-    pub const ERANGE: u64 = 34;
-    /// Not implemented (e.g. module unloading compiled out).
-    pub const ENOSYS: u64 = 38;
-    /// Message too long.
-    pub const EMSGSIZE: u64 = 90;
+    pub use kmod_api::errno::Describe;
+    pub use kmod_api::errno::values::*;
 
-    /// Linux's text for an errno (what `strerror` says).
-    pub fn describe(errno: u64) -> &'static str {
-        match errno {
-            EPERM => "Operation not permitted",
-            ENOENT => "No such file or directory",
-            ENOEXEC => "Invalid module format",
-            ENOMEM => "Cannot allocate memory",
-            EFAULT => "Bad address",
-            EBUSY => "Device or resource busy",
-            EEXIST => "File exists",
-            EINVAL => "Invalid argument",
-            ERANGE => "Numerical result out of range",
-            ENOSYS => "Function not implemented",
-            EMSGSIZE => "Message too long",
-            _ => "Unknown error",
-        }
+    /// What `strerror` prints for `errno` (glibc's text, or `Unknown error N`).
+    pub fn describe(errno: u64) -> Describe {
+        kmod_api::errno::describe(errno)
     }
 }
 

@@ -8,7 +8,9 @@
 //! - [`export!`]: symbols for other modules (`__ksymtab_X`);
 //! - the kernel API ([`for_each_kernel_api!`], raw declarations in [`raw`]) and safe
 //!   wrappers: [`println!`], [`mem::KBuffer`], [`service`], [`cycles`], [`request_module`];
-//! - [`sync::SpinLock`] for module-global state.
+//! - [`sync::SpinLock`] for module-global state;
+//! - [`errno`]: the one table of Linux error numbers, names and `strerror` texts that the
+//!   kernel, user programs, modules, the C header and the host tests share.
 //!
 //! It also builds on the host, where it provides [`KERNEL_API_SYMBOLS`] and [`KERNEL_API`]
 //! to host tools (depmod's default kernel symbol list, the C header check).
@@ -37,6 +39,7 @@
 
 pub mod abi;
 mod api;
+pub mod errno;
 mod macros;
 pub mod mem;
 pub mod print;

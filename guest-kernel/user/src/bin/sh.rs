@@ -120,7 +120,8 @@ fn module_path(arg: &str) -> String {
     }
 }
 
-fn errno_text(e: u64) -> &'static str {
+/// What `strerror` says for `e` (the one errno table, `kmod_api::errno`).
+fn errno_text(e: u64) -> errno::Describe {
     errno::describe(e)
 }
 
@@ -143,10 +144,11 @@ fn load(path: &str, params: &str) -> Result<(), String> {
         )
     })?;
     kmodlab_user::init_module(&image, params).map_err(|e| {
-        let why = if e == errno::ENOENT {
-            "Unknown symbol in module, or unknown parameter"
-        } else {
-            errno_text(e)
+        // kmod's insmod words these two its own way (its `mod_strerror`); the rest is strerror.
+        let why = match e {
+            errno::ENOENT => "Unknown symbol in module, or unknown parameter".to_string(),
+            errno::ENOEXEC => "Invalid module format".to_string(),
+            _ => errno_text(e).to_string(),
         };
         alloc::format!(
             "insmod: ERROR: could not insert module {file}: {why}{}",
