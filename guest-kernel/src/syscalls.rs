@@ -59,9 +59,9 @@ pub fn dispatch(n: u64, a: [u64; 4], session: &mut Session) -> Result<u64, u64> 
         nr::WRITE => {
             let bytes = UserSlice::new(a[0], a[1], false)?.read_to_vec();
             let text = String::from_utf8_lossy(&bytes);
-            crate::console::print_user(&text);
-            if let Some(c) = session.capture.as_mut() {
-                c.push_str(&text);
+            match session.capture.as_mut() {
+                Some(stream) => stream.write(&text),
+                None => crate::console::print_user(&text),
             }
             Ok(a[1])
         }
@@ -135,18 +135,22 @@ fn proc_text(name: &str) -> Option<Vec<u8>> {
     })
 }
 
+/// Most bytes one `read_input` hands out (a longer line takes several reads).
+const MAX_INPUT_READ: u64 = 64 * 1024;
+
+/// `read_input`: at most `cap` bytes and never more than one line, like `read(2)` on a
+/// terminal; the rest of a longer line stays queued for the next read, so nothing is lost.
 fn read_input(session: &mut Session, buf: u64, cap: u64) -> Result<u64, u64> {
+    if cap == 0 {
+        // An empty read would look like the end of input.
+        return Err(errno::EINVAL);
+    }
+    let cap = cap.min(MAX_INPUT_READ);
     let out = UserSlice::new(buf, cap, true)?;
-    let line: Vec<u8> = match &mut session.input {
-        Input::None => Vec::new(),
-        Input::Script(lines) => match lines.pop_front() {
-            Some(mut l) => {
-                l.push('\n');
-                l.into_bytes()
-            }
-            None => Vec::new(),
-        },
-        Input::Console => crate::console::read_line(cap as usize),
+    let n = match &mut session.input {
+        Input::None => 0,
+        Input::Script(script) => out.write_from(script.read(cap as usize)),
+        Input::Console => out.write_from(&crate::console::read_line(cap as usize)),
     };
-    Ok(out.write_from(&line) as u64)
+    Ok(n as u64)
 }

@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kmodlab_abi::boot_info::{BootInfo, PhysRange};
-use kmodlab_abi::channel::{FaultReport, FrameError, GuestMsg};
+use kmodlab_abi::channel::{FaultReport, FrameError, GuestMsg, HostMsg};
 use kmodlab_abi::layout::{
     self, INITRD_GPA, KERNEL_PHYS_END, KERNEL_PHYS_START, KVM_TSS_GPA, MAX_RAM, MIN_RAM,
     VIF_PAGE_GPA,
@@ -283,6 +283,14 @@ impl<C> RunReport<C> {
     pub fn console_text(&self) -> String {
         self.console.lock().map(|c| c.text()).unwrap_or_default()
     }
+
+    /// Why the console could not be shown live (e.g. stdout was a full disk), if so.
+    pub fn console_echo_error(&self) -> Option<String> {
+        self.console
+            .lock()
+            .ok()
+            .and_then(|c| c.echo_error().map(str::to_owned))
+    }
 }
 
 /// Signal used to kick the vCPU thread out of `KVM_RUN`.
@@ -538,6 +546,7 @@ pub fn run_with_input<C: Controller>(
                 deadline,
             };
             let end = vcpu_run.run_loop();
+            vcpu_run.console.flush();
             // The receiver may be gone if the caller gave up; nothing to do then.
             let _ = done_tx.send(());
             (end, vcpu_run.controller, vcpu_run.exits, vcpu_run.timings)
@@ -739,9 +748,20 @@ impl<C: Controller> VcpuRun<C> {
                     location: format!("{}:{}", p.file, p.line),
                 });
             }
+            GuestMsg::Output(text) => {
+                // In order with the serial output around it: both arrive on this thread.
+                self.console.write_output(text.as_bytes());
+                self.controller.output(text);
+                return self.answer(seq, &HostMsg::Continue);
+            }
         };
         let answer = self.controller.next(event);
-        match self.channel.write_host_msg(seq, &answer) {
+        self.answer(seq, &answer)
+    }
+
+    /// Writes `answer` to message `seq`; `Some` ends the run.
+    fn answer(&mut self, seq: u32, answer: &HostMsg) -> Option<RunEnd> {
+        match self.channel.write_host_msg(seq, answer) {
             Ok(()) => None,
             Err(ControlError::Frame(e)) => Some(RunEnd::AnswerTooLarge(e.to_string())),
             Err(e) => Some(RunEnd::KvmFailure(format!("answering the guest: {e}"))),
