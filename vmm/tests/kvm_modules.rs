@@ -39,9 +39,9 @@ const MODULE_AREA: std::ops::Range<u64> = 0xffff_ffff_c000_0000..0xffff_ffff_e00
 
 /// Every module of the archive that is meant to load (all of them; `faulty` with its default
 /// `mode=none`), in an order that loads providers first, so plain `insmod` works.
-const LOADABLE: [&str; 10] = [
+const LOADABLE: [&str; 11] = [
     "hello", "params", "crc32", "ramblk", "kvstore", "kvclient", "cstats", "big", "faulty",
-    "autoload",
+    "autoload", "rival",
 ];
 
 /// The kvclient chain in dependency order (providers first).
@@ -522,6 +522,7 @@ fn init_and_exit_lines(name: &str) -> (&'static str, &'static str) {
             "autoload: request_module(kvclient): ok\nrequest_module autoload: module autoload is busy (Loading)\nautoload: request_module(self) while COMING: EBUSY, as expected",
             "autoload: request_module(self) while GOING: EBUSY, as expected",
         ),
+        "rival" => ("rival: loaded, exporting rival_token", "rival: exit ran"),
         other => panic!("no expectations for module {other}"),
     }
 }
@@ -582,7 +583,7 @@ fn every_module_loads_shows_in_lsmod_and_unloads() {
     assert_eq!(set(&get("kvstore").used_by), ["kvclient"].into());
     assert_eq!(set(&get("kvclient").uses), ["kvstore"].into());
     assert_eq!(set(&get("cstats").uses), ["crc32"].into());
-    for independent in ["hello", "params", "big", "faulty", "autoload"] {
+    for independent in ["hello", "params", "big", "faulty", "autoload", "rival"] {
         let r = get(independent);
         assert!(r.uses.is_empty() && r.used_by.is_empty(), "{r:#?}");
     }

@@ -51,7 +51,7 @@ fn builds_the_whole_module_set() {
         names,
         [
             "autoload", "big", "crc32", "cstats", "faulty", "hello", "kvclient", "kvstore",
-            "params", "ramblk"
+            "params", "ramblk", "rival"
         ]
     );
     assert_eq!(b.get("cstats").unwrap().source, ModuleSource::C);
