@@ -44,16 +44,24 @@ pub struct VmConfig {
     pub deadline: Duration,
     /// Kernel command line.
     pub cmdline: String,
+    /// Debug: boot with the guest setup of hardware KVM (no VIF page, kernel page-table
+    /// entries without U/S) even on a kvm_pvm host, so that the hardware paging, boot and
+    /// fault paths run on machines that have only kvm_pvm. Supervisor code is then emulated
+    /// (thousands of cycles per instruction), and a user `syscall` does not reach supervisor
+    /// mode, so user programs that make system calls cannot run (the self-test says which
+    /// checks it could not run; the shell is unusable). No effect on hardware KVM.
+    pub hardware_setup: bool,
 }
 
 impl VmConfig {
-    /// 256 MiB, 60 s deadline, empty command line.
+    /// 256 MiB, 60 s deadline, empty command line, the setup of the host's KVM.
     pub fn new(config: KernelConfig) -> VmConfig {
         VmConfig {
             config,
             ram_bytes: 256 << 20,
             deadline: Duration::from_secs(60),
             cmdline: String::new(),
+            hardware_setup: false,
         }
     }
 }
@@ -256,6 +264,9 @@ pub struct RunReport<C> {
     pub controller: C,
     /// The KVM flavour the run used.
     pub flavour: KvmFlavour,
+    /// The guest setup it booted with: `flavour`, or [`KvmFlavour::Hardware`] under
+    /// [`VmConfig::hardware_setup`].
+    pub guest_setup: KvmFlavour,
     /// Whether the VIF page was registered (PVM only).
     pub vif_registered: bool,
     /// kvm_pvm's feature mask, if on PVM.
@@ -362,6 +373,7 @@ struct Machine {
     vcpu: VcpuFd,
     mem: GuestMemoryMmap,
     flavour: KvmFlavour,
+    guest_setup: KvmFlavour,
     vif_registered: bool,
     pvm_features: Option<u64>,
     tsc_khz: u64,
@@ -431,8 +443,15 @@ fn build_machine(
     } else {
         KvmFlavour::Hardware
     };
+    // What the guest is set up for: everything below (page-table flags, the VIF page, the
+    // boot information) follows the setup, not the host.
+    let guest_setup = if cfg.hardware_setup {
+        KvmFlavour::Hardware
+    } else {
+        flavour
+    };
     gdt::write(&mem).map_err(mem_err)?;
-    let cr3 = paging::write(&mem, paging::kernel_entry_flags(flavour)).map_err(mem_err)?;
+    let cr3 = paging::write(&mem, paging::kernel_entry_flags(guest_setup)).map_err(mem_err)?;
     let cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
@@ -443,7 +462,7 @@ fn build_machine(
     vcpu.set_regs(&regs::boot_regs(entry))
         .map_err(kvm_err("KVM_SET_REGS"))?;
     let tsc_khz = u64::from(vcpu.get_tsc_khz().map_err(kvm_err("KVM_GET_TSC_KHZ"))?);
-    let (vif_registered, pvm_features) = match flavour {
+    let (vif_registered, pvm_features) = match guest_setup {
         KvmFlavour::Pvm => {
             // The VIF page is in the zeroed low area; registering it lets supervisor code run
             // natively instead of being emulated instruction by instruction.
@@ -451,10 +470,12 @@ fn build_machine(
                 .map_err(kvm_err("registering the PVM VIF page"))?;
             (true, msr::pvm_features(&vcpu))
         }
+        KvmFlavour::Hardware if flavour == KvmFlavour::Pvm => (false, msr::pvm_features(&vcpu)),
         KvmFlavour::Hardware => (false, None),
     };
 
-    let mut info = BootInfo::new(tsc_khz, flavour, cfg.config, cfg.ram_bytes);
+    let mut info = BootInfo::new(tsc_khz, guest_setup, cfg.config, cfg.ram_bytes);
+    info.host_flavour = flavour;
     info.initrd = PhysRange {
         start: INITRD_GPA,
         end: initrd_end,
@@ -479,6 +500,7 @@ fn build_machine(
         vcpu,
         mem,
         flavour,
+        guest_setup,
         vif_registered,
         pvm_features,
         tsc_khz,
@@ -524,6 +546,7 @@ pub fn run_with_input<C: Controller>(
         vcpu,
         mem,
         flavour,
+        guest_setup,
         vif_registered,
         pvm_features,
         tsc_khz,
@@ -573,6 +596,7 @@ pub fn run_with_input<C: Controller>(
         end,
         controller,
         flavour,
+        guest_setup,
         vif_registered,
         pvm_features,
         tsc_khz,

@@ -564,10 +564,14 @@ pub struct SelfTestReport {
 pub struct Check {
     /// What was checked.
     pub name: String,
-    /// Whether it passed.
+    /// Whether it passed (`false` also when it could not run).
     pub passed: bool,
     /// Detail for the report (what was seen).
     pub detail: String,
+    /// Why the check could not run in this setup, if it could not (e.g. system calls under
+    /// the hardware-KVM setup on kvm_pvm): then it is neither passed nor failed, and reports
+    /// must say so rather than count it either way.
+    pub not_run: Option<String>,
 }
 
 /// An exception, as the guest kernel saw it.
