@@ -111,6 +111,9 @@ extern "C" fn kmain(tsc_entry: u64) -> ! {
 }
 
 extern "C" fn kmain_on_stack() -> ! {
+    if let Err(e) = crate::backend::backend().start() {
+        kprintln!("module subsystem: {e}");
+    }
     let boot = state();
     let (frames_total, frames_free) = mm::frame_stats();
     let ready = ReadyInfo {

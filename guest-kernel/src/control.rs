@@ -15,8 +15,9 @@ use kmodlab_abi::ports::{DOORBELL, DOORBELL_MESSAGE};
 use x86_64::instructions::port::Port;
 
 use crate::arch::cpu;
+use crate::backend::{Caller, Failure, Image, backend};
+use crate::selftest;
 use crate::user::{Input, Session};
-use crate::{module, selftest};
 
 /// Exit status of a run that ended because the channel failed.
 const EXIT_CHANNEL_ERROR: u32 = 0xdead_0003;
@@ -172,19 +173,25 @@ fn execute(cmd: Command) -> Reply {
         }
         Command::Shell { script } => shell(script),
         Command::InitModule { name, params } => {
-            match module::insmod_from_archive(&name, &params, module::Caller::KERNEL) {
+            match backend().insmod_from_archive(&name, &params, Caller::KERNEL) {
                 Ok(record) => Reply::Module(record),
                 Err(e) => module_error(e),
             }
         }
-        Command::DeleteModule { name } => {
-            match module::delete_module(&name, module::Caller::KERNEL) {
-                Ok(()) => Reply::Done,
+        Command::DeleteModule { name } => match backend().delete_module(&name, Caller::KERNEL) {
+            Ok(()) => Reply::Done,
+            Err(e) => module_error(e),
+        },
+        Command::ListModules => match backend().list() {
+            Ok((records, _)) => Reply::Modules(records),
+            Err(e) => module_error(e),
+        },
+        Command::InitModuleImage { image, params } => {
+            match backend().init_module(Image::Kernel(&image), &params, Caller::KERNEL) {
+                Ok(record) => Reply::Module(record),
                 Err(e) => module_error(e),
             }
         }
-        Command::ListModules => Reply::Modules(module::list()),
-        Command::InitModuleImage { image, params } => load_image(&image, &params),
         Command::MemoryStats => {
             let heap = crate::mm::heap_stats();
             let (frames_total, frames_free) = crate::mm::frame_stats();
@@ -198,24 +205,11 @@ fn execute(cmd: Command) -> Reply {
     }
 }
 
-#[cfg(feature = "monolithic")]
-fn load_image(image: &[u8], params: &str) -> Reply {
-    match module::init_module(module::Image::Kernel(image), params, module::Caller::KERNEL) {
-        Ok(record) => Reply::Module(record),
-        Err(e) => module_error(e),
-    }
-}
-
-#[cfg(not(feature = "monolithic"))]
-fn load_image(_image: &[u8], _params: &str) -> Reply {
-    module_error(module::ModError::NotInThisConfiguration)
-}
-
-fn module_error(e: module::ModError) -> Reply {
-    kprintln!("module: {e}");
+fn module_error(e: Failure) -> Reply {
+    kprintln!("module: {}", e.message);
     Reply::ModuleError(channel::ModuleError {
-        errno: e.errno() as i32,
-        message: alloc::format!("{e}"),
+        errno: e.errno as i32,
+        message: e.message,
     })
 }
 
@@ -252,6 +246,9 @@ fn shell(script: Option<alloc::string::String>) -> Reply {
                 "the shell faulted: {} at {:#x}",
                 f.vector_name(),
                 f.rip
+            )),
+            crate::user::Exit::Stalled => Reply::Error(alloc::format!(
+                "the shell blocked and no task could run: it would never finish"
             )),
         },
         Err(e) => Reply::Error(alloc::format!("{SHELL_PATH}: {e}")),

@@ -30,13 +30,19 @@ compile_error!("enable one of the features `monolithic` and `microkernel`");
 #[macro_use]
 mod console;
 mod arch;
+mod backend;
 mod boot;
 mod control;
+mod ipc;
+#[cfg(feature = "microkernel")]
+mod manager;
 mod mm;
+#[cfg(feature = "monolithic")]
 mod module;
 mod panic;
 mod selftest;
 mod syscalls;
+mod task;
 mod user;
 
 use kmodlab_abi::KernelConfig;

@@ -1,25 +1,26 @@
-//! User programs: loading a static ELF executable into the user half, running it, and
-//! serving its system calls.
+//! User programs the kernel starts itself (`init`, the shell, the module manager): loading a
+//! static ELF executable into a new task's address space, and running it to its end.
+//!
+//! Module servers are not started here: the module manager builds them (microkernel
+//! configuration) with the task system calls.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use guest_rt::{cap, errno, nr};
+use guest_rt::cap;
 use kmodlab_abi::channel::FaultReport;
-use kmodlab_abi::layout::PAGE_SIZE;
+use kmodlab_ipc::layout::{PAGE_SIZE, STACK_TOP, USER_MIN};
+use kmodlab_ipc::task::{Perm, TaskId};
 use object::elf::{PF_W, PF_X, PT_LOAD};
 use object::read::elf::{ElfFile64, ProgramHeader};
 use object::{LittleEndian, Object};
 
-use crate::arch::{Trap, UserContext};
-use crate::mm::paging::{self, USER_END, UserPerm};
+use crate::arch::UserContext;
+use crate::task::aspace::{AddressSpace, MapError};
+use crate::task::{self, CreateError, State, sched, with_tasks};
 
-/// Lowest address a program may be loaded at (keeps page 0 and its neighbours unmapped).
-const USER_MIN: u64 = 0x1_0000;
-/// Top of the user stack.
-const USER_STACK_TOP: u64 = 0x0000_7fff_ffff_0000;
 /// Pages of user stack (below it, a guard: nothing is mapped).
-const USER_STACK_PAGES: u64 = 16;
+pub const USER_STACK_PAGES: u64 = 16;
 
 /// Why a program could not be loaded.
 #[derive(Debug)]
@@ -31,7 +32,8 @@ pub enum LoadError {
         /// Virtual address of the segment.
         vaddr: u64,
     },
-    /// A segment is both writable and executable.
+    /// A segment is both writable and executable (or shares a page with one that makes the
+    /// page so).
     WritableAndExecutable {
         /// Virtual address of the segment.
         vaddr: u64,
@@ -40,6 +42,8 @@ pub enum LoadError {
     BadEntry(u64),
     /// Out of memory.
     NoMemory,
+    /// No task slot or memory for the task.
+    Task(CreateError),
 }
 
 impl core::fmt::Display for LoadError {
@@ -54,21 +58,41 @@ impl core::fmt::Display for LoadError {
             }
             LoadError::BadEntry(e) => write!(f, "entry point {e:#x} is not executable code"),
             LoadError::NoMemory => write!(f, "out of memory"),
+            LoadError::Task(CreateError::TooManyTasks) => write!(f, "no free task slot"),
+            LoadError::Task(CreateError::OutOfMemory) => {
+                write!(f, "out of memory for the task")
+            }
         }
     }
 }
 
-/// A program loaded into the user half.
-pub struct Program {
-    entry: u64,
+fn map_err(e: MapError, vaddr: u64) -> LoadError {
+    match e {
+        MapError::OutOfMemory => LoadError::NoMemory,
+        _ => LoadError::BadSegment { vaddr },
+    }
 }
 
-/// Loads `image` into the (empty) user half. The caller clears the user half afterwards.
-pub fn load(image: &[u8]) -> Result<Program, LoadError> {
+/// The permission two segments sharing a page need together, unless that breaks W^X.
+fn combine(a: Perm, b: Perm) -> Option<Perm> {
+    use Perm::*;
+    match (a, b) {
+        (x, y) if x == y => Some(x),
+        (ReadOnly, other) | (other, ReadOnly) => Some(other),
+        _ => None,
+    }
+}
+
+/// Loads `image` into `aspace` (which holds nothing in the program's range yet) and maps a
+/// stack below [`STACK_TOP`]; returns the entry point.
+pub fn load(aspace: &mut AddressSpace, image: &[u8]) -> Result<u64, LoadError> {
     let elf = ElfFile64::<LittleEndian>::parse(image).map_err(LoadError::BadElf)?;
     let endian = elf.endian();
     let entry = elf.entry();
+    let stack_bottom = STACK_TOP - USER_STACK_PAGES * PAGE_SIZE;
     let mut entry_ok = false;
+    // Pages mapped so far and their permission: segments may share a page.
+    let mut mapped: Vec<(u64, Perm)> = Vec::new();
     for ph in elf.elf_program_headers() {
         if ph.p_type(endian) != PT_LOAD {
             continue;
@@ -78,19 +102,19 @@ pub fn load(image: &[u8]) -> Result<Program, LoadError> {
         let flags = ph.p_flags(endian);
         let end = vaddr
             .checked_add(memsz)
-            .filter(|&e| vaddr >= USER_MIN && e <= USER_STACK_TOP - USER_STACK_PAGES * PAGE_SIZE)
+            .filter(|&e| vaddr >= USER_MIN && e <= stack_bottom - PAGE_SIZE)
             .ok_or(LoadError::BadSegment { vaddr })?;
         if flags.contains(PF_W) && flags.contains(PF_X) {
             return Err(LoadError::WritableAndExecutable { vaddr });
         }
         let perm = if flags.contains(PF_X) {
-            UserPerm::Execute
+            Perm::ReadExecute
         } else if flags.contains(PF_W) {
-            UserPerm::ReadWrite
+            Perm::ReadWrite
         } else {
-            UserPerm::ReadOnly
+            Perm::ReadOnly
         };
-        if perm == UserPerm::Execute && (vaddr..end).contains(&entry) {
+        if perm == Perm::ReadExecute && (vaddr..end).contains(&entry) {
             entry_ok = true;
         }
         let data = ph
@@ -101,81 +125,36 @@ pub fn load(image: &[u8]) -> Result<Program, LoadError> {
         }
         let first_page = vaddr & !(PAGE_SIZE - 1);
         for page in (first_page..end).step_by(PAGE_SIZE as usize) {
-            let phys = paging::map_user_page(page, perm).ok_or(LoadError::NoMemory)?;
-            // Copy the part of the file that falls in this page.
-            let page_end = page + PAGE_SIZE;
-            let copy_start = vaddr.max(page);
-            let copy_end = (vaddr + data.len() as u64).min(page_end);
-            if copy_start < copy_end {
-                let src = &data[(copy_start - vaddr) as usize..(copy_end - vaddr) as usize];
-                let dst = paging::phys_to_virt(phys) + (copy_start - page);
-                // SAFETY: `dst..dst+len` lies inside the frame just mapped for this page,
-                // reached through the direct map, and nothing else uses that frame yet.
-                unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), dst as *mut u8, src.len()) };
+            match mapped.iter_mut().find(|(p, _)| *p == page) {
+                Some((_, have)) => {
+                    let both =
+                        combine(*have, perm).ok_or(LoadError::WritableAndExecutable { vaddr })?;
+                    if both != *have {
+                        aspace
+                            .protect(page, 1, both)
+                            .map_err(|e| map_err(e, vaddr))?;
+                        *have = both;
+                    }
+                }
+                None => {
+                    aspace
+                        .map_zeroed(page, 1, perm)
+                        .map_err(|e| map_err(e, vaddr))?;
+                    mapped.push((page, perm));
+                }
             }
         }
+        aspace
+            .write(vaddr, data, false)
+            .map_err(|_| LoadError::BadSegment { vaddr })?;
     }
     if !entry_ok {
         return Err(LoadError::BadEntry(entry));
     }
-    for i in 1..=USER_STACK_PAGES {
-        paging::map_user_page(USER_STACK_TOP - i * PAGE_SIZE, UserPerm::ReadWrite)
-            .ok_or(LoadError::NoMemory)?;
-    }
-    Ok(Program { entry })
-}
-
-/// A user-supplied `(pointer, length)` that has been checked to lie in mapped user memory.
-pub struct UserSlice {
-    addr: u64,
-    len: usize,
-}
-
-impl UserSlice {
-    /// Checks that `[addr, addr + len)` is in the user half and every page of it is mapped
-    /// and user-accessible (and writable if `write`).
-    pub fn new(addr: u64, len: u64, write: bool) -> Result<UserSlice, u64> {
-        let end = addr.checked_add(len).ok_or(errno::EFAULT)?;
-        if end > USER_END {
-            return Err(errno::EFAULT);
-        }
-        if len == 0 {
-            // An empty slice touches no memory, whatever its (possibly dangling) address.
-            return Ok(UserSlice { addr, len: 0 });
-        }
-        let mut page = addr & !(PAGE_SIZE - 1);
-        while page < end {
-            match paging::translate(page) {
-                Some(m) if m.user && (m.writable || !write) => {}
-                _ => return Err(errno::EFAULT),
-            }
-            page += PAGE_SIZE;
-        }
-        Ok(UserSlice {
-            addr,
-            len: len as usize,
-        })
-    }
-
-    /// Copies `data` (at most `len` bytes of it) to the user memory; returns bytes copied.
-    /// The slice must have been checked writable.
-    pub fn write_from(&self, data: &[u8]) -> usize {
-        let n = data.len().min(self.len);
-        // SAFETY: `new(.., write = true)` checked that every page of the range is mapped,
-        // user-accessible and writable; the user program is stopped in a system call.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), self.addr as *mut u8, n) };
-        n
-    }
-
-    /// Copies the user bytes into a kernel buffer.
-    pub fn read_to_vec(&self) -> Vec<u8> {
-        let mut v = alloc::vec![0u8; self.len];
-        // SAFETY: `new` checked that every page of the range is mapped and user-accessible
-        // in the active page tables, which cannot change while the kernel runs this call
-        // (single CPU, the user program is stopped in a system call).
-        unsafe { core::ptr::copy_nonoverlapping(self.addr as *const u8, v.as_mut_ptr(), self.len) };
-        v
-    }
+    aspace
+        .map_zeroed(stack_bottom, USER_STACK_PAGES, Perm::ReadWrite)
+        .map_err(|e| map_err(e, stack_bottom))?;
+    Ok(entry)
 }
 
 /// How a program ended.
@@ -185,6 +164,8 @@ pub enum Exit {
     Status(u64),
     /// It took an exception, which ended it.
     Faulted(FaultReport),
+    /// It blocked, and so did every other task: it would never have run again.
+    Stalled,
 }
 
 /// What a finished program produced.
@@ -229,50 +210,70 @@ impl Session {
             last_error: String::new(),
         }
     }
+
+    /// No capabilities, no input: a module server's.
+    pub fn none() -> Session {
+        Session {
+            caps: 0,
+            ..Session::new()
+        }
+    }
 }
 
-/// Loads and runs `image` with `args` in `rdi, rsi, rdx` until it exits or faults, then
-/// clears the user half.
+/// Creates a task for `image` supervised by the kernel, loads it and makes it runnable with
+/// `args` in `rdi, rsi, rdx`.
+pub fn spawn(
+    image: &[u8],
+    name: &str,
+    args: [u64; 3],
+    session: Session,
+) -> Result<TaskId, LoadError> {
+    let id = with_tasks(|t| t.create(name, None, 0, session)).map_err(LoadError::Task)?;
+    let loaded = with_tasks(|t| {
+        let task = t.get_mut(id).ok_or(LoadError::NoMemory)?;
+        let entry = load(&mut task.aspace, image)?;
+        task.ctx = UserContext::new(entry, STACK_TOP, args);
+        t.wake(id);
+        Ok(())
+    });
+    if let Err(e) = loaded {
+        task::destroy(id);
+        return Err(e);
+    }
+    Ok(id)
+}
+
+/// Loads and runs `image` with `args` until it exits or faults.
 pub fn run(image: &[u8], args: [u64; 3]) -> Result<Outcome, LoadError> {
-    run_in(image, args, &mut Session::new())
+    let mut session = Session::new();
+    run_in(image, args, &mut session)
 }
 
-/// Like [`run`], in `session`.
+/// Like [`run`], in `session` (which the program's changes are written back to).
 pub fn run_in(image: &[u8], args: [u64; 3], session: &mut Session) -> Result<Outcome, LoadError> {
-    let loaded = load(image);
-    let program = match loaded {
-        Ok(p) => p,
-        Err(e) => {
-            paging::clear_user_half();
-            return Err(e);
-        }
-    };
-    let mut ctx = UserContext::new(program.entry, USER_STACK_TOP, args);
-    let mut reports = Vec::new();
-    let exit = loop {
-        match ctx.run() {
-            Err(_) => break Exit::Status(u64::MAX),
-            Ok(Trap::Exception) => {
-                break Exit::Faulted(ctx.fault.expect("an exception trap records its fault"));
-            }
-            Ok(Trap::Syscall) => {
-                let a = [ctx.rdi, ctx.rsi, ctx.rdx, ctx.r10];
-                let ret = match ctx.rax {
-                    nr::NULL => Ok(0),
-                    nr::EXIT => break Exit::Status(a[0]),
-                    nr::REPORT => {
-                        reports.push(a[0]);
-                        Ok(0)
-                    }
-                    n => crate::syscalls::dispatch(n, a, session),
-                };
-                ctx.set_return(match ret {
-                    Ok(v) => v,
-                    Err(errno) => errno.wrapping_neg(),
-                });
-            }
-        }
-    };
-    paging::clear_user_half();
+    let id = spawn(
+        image,
+        "program",
+        args,
+        core::mem::replace(session, Session::new()),
+    )?;
+    let ran = sched::run_until(|| with_tasks(|t| t.get(id).is_none_or(|x| x.state.ended())));
+    let (exit, reports, back) = with_tasks(|t| {
+        let x = t
+            .get_mut(id)
+            .expect("the program's task lives until destroyed below");
+        let exit = match (&x.state, ran) {
+            (State::Exited(s), _) => Exit::Status(*s),
+            (State::Faulted(_), _) => Exit::Faulted(x.last_fault.unwrap_or_default()),
+            (_, _) => Exit::Stalled,
+        };
+        (
+            exit,
+            core::mem::take(&mut x.reports),
+            core::mem::replace(&mut x.session, Session::new()),
+        )
+    });
+    task::destroy(id);
+    *session = back;
     Ok(Outcome { exit, reports })
 }

@@ -55,8 +55,9 @@ struct VmArgs {
     /// Show the guest's console output as it arrives (on stderr).
     #[arg(long)]
     console: bool,
-    /// Boot the monolithic kernel built without module unloading (Linux's
-    /// CONFIG_MODULE_UNLOAD off): rmmod answers "not supported".
+    /// Without module unloading (Linux's CONFIG_MODULE_UNLOAD off): rmmod answers "not
+    /// supported". Monolithic: boots the kernel built without the unload code; microkernel:
+    /// tells the module manager (`module.unload=0`).
     #[arg(long)]
     no_module_unload: bool,
     /// Keep the guest kernel's log off the console (it stays readable with `dmesg`): every
@@ -70,22 +71,26 @@ impl VmArgs {
         VmConfig {
             ram_bytes: self.ram_mib << 20,
             deadline: Duration::from_secs(self.timeout_secs.unwrap_or(default_timeout)),
-            cmdline: if self.quiet {
-                "quiet".into()
-            } else {
-                String::new()
-            },
+            cmdline: self.cmdline(),
             ..VmConfig::new(self.config.into())
         }
     }
 
+    fn cmdline(&self) -> String {
+        let mut words = Vec::new();
+        if self.quiet {
+            words.push("quiet");
+        }
+        if self.no_module_unload && matches!(self.config, Config::Microkernel) {
+            words.push("module.unload=0");
+        }
+        words.join(" ")
+    }
+
     fn images(&self) -> Result<GuestImages<'static>, String> {
         match (self.no_module_unload, self.config) {
-            (false, c) => Ok(kmodlab::artifacts::images(c.into())),
             (true, Config::Monolithic) => Ok(kmodlab::artifacts::images_without_unload()),
-            (true, Config::Microkernel) => {
-                Err("--no-module-unload applies to the monolithic configuration only".into())
-            }
+            (_, c) => Ok(kmodlab::artifacts::images(c.into())),
         }
     }
 

@@ -55,10 +55,17 @@ pub struct BootSummary {
     pub supervisor_native: bool,
     /// Median cycles of one null system call, user → kernel → user.
     pub syscall_roundtrip_cycles: f64,
+    /// Median cycles of one null IPC round trip between two tasks (call, then the server's
+    /// reply_recv): two system calls and two address-space switches.
+    pub ipc_roundtrip_cycles: f64,
     /// Raw per-run totals, for whoever wants the spread.
     pub samples: Samples,
     /// The kernel image's sizes.
     pub kernel_image: KernelImageInfo,
+    /// The privileged code of every embedded kernel (from its ELF): `.text` bytes and the
+    /// bytes of each component (module loader, module subsystem, tasks and IPC, …), so that
+    /// the two configurations' privileged code can be compared from either boot.
+    pub privileged_text: BTreeMap<&'static str, crate::image::TextReport>,
     /// Frames managed by the guest kernel.
     pub frames_total: u64,
     /// Frames free after boot.
@@ -83,6 +90,8 @@ pub struct Samples {
     pub user_loop_cycles: Vec<u64>,
     /// `syscall_iterations` null system calls, per run.
     pub syscall_cycles: Vec<u64>,
+    /// `syscall_iterations` null IPC round trips, per run.
+    pub ipc_cycles: Vec<u64>,
 }
 
 /// Why `boot` failed.
@@ -149,6 +158,7 @@ pub fn boot(
     let sup = median(&st.supervisor_loop_cycles) / iters;
     let user = median(&st.user_loop_cycles) / iters;
     let syscall = median(&st.syscall_cycles) / f64::from(st.params.syscall_iterations);
+    let ipc = median(&st.ipc_cycles) / f64::from(st.params.syscall_iterations);
     let ratio = if user > 0.0 {
         sup / user
     } else {
@@ -173,12 +183,18 @@ pub fn boot(
         supervisor_to_user_ratio: ratio,
         supervisor_native: ratio <= NATIVE_RATIO_LIMIT,
         syscall_roundtrip_cycles: syscall,
+        ipc_roundtrip_cycles: ipc,
         samples: Samples {
             supervisor_loop_cycles: st.supervisor_loop_cycles,
             user_loop_cycles: st.user_loop_cycles,
             syscall_cycles: st.syscall_cycles,
+            ipc_cycles: st.ipc_cycles,
         },
         kernel_image: ready.image,
+        privileged_text: crate::artifacts::KERNELS
+            .iter()
+            .filter_map(|(name, elf)| Some((*name, crate::image::text_report(elf).ok()?)))
+            .collect(),
         frames_total: ready.frames_total,
         frames_free: ready.frames_free,
         heap_bytes: ready.heap_bytes,
@@ -280,6 +296,14 @@ impl BootSummary {
         } else {
             format!("{:.0} cycles round trip", self.syscall_roundtrip_cycles)
         };
+        let ipc = if self.samples.ipc_cycles.is_empty() {
+            "not measured".to_string()
+        } else {
+            format!(
+                "{:.0} cycles round trip (call + reply_recv between two tasks)",
+                self.ipc_roundtrip_cycles
+            )
+        };
         let mut exits: Vec<String> = self
             .vm_exits
             .iter()
@@ -293,6 +317,7 @@ impl BootSummary {
              supervisor loop: {:.2} cycles/iteration\n\
              user loop:       {}\n\
              null syscall:    {}\n\
+             null IPC:        {}\n\
              self-test: {}/{} checks passed{}\n\
              VM exits: {}\n",
             self.kmodlab_version,
@@ -319,6 +344,7 @@ impl BootSummary {
             self.supervisor_loop_cycles_per_iter,
             user_loop,
             syscall,
+            ipc,
             passed,
             self.checks.len(),
             not_run,

@@ -551,6 +551,9 @@ pub struct SelfTestReport {
     pub user_loop_cycles: Vec<u64>,
     /// Total cycles of `syscall_iterations` null system calls, per run.
     pub syscall_cycles: Vec<u64>,
+    /// Total cycles of `syscall_iterations` null IPC round trips (a `call` answered by
+    /// `reply_recv` in another task's address space), per run.
+    pub ipc_cycles: Vec<u64>,
     /// Functional checks, each named, in the order they ran.
     pub checks: Vec<Check>,
     /// Whether guest user mode was kept from reading kernel memory. Always a check on
@@ -575,7 +578,7 @@ pub struct Check {
 }
 
 /// An exception, as the guest kernel saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct FaultReport {
     /// Exception vector (0–31).
     pub vector: u8,

@@ -118,6 +118,38 @@ pub mod mode {
     pub const FAULT: u64 = 3;
     /// Pass a bad pointer to `write` and report the result.
     pub const BAD_POINTER: u64 = 4;
+    /// Serve IPC on the own endpoint, behaving as [`super::ipc_test`]`::SERVE_*` `rsi` says.
+    pub const IPC_SERVER: u64 = 5;
+    /// Call the endpoint in capability slot [`super::ipc_test::PEER_SLOT`] as
+    /// [`super::ipc_test`]`::CLIENT_*` `rsi` says, with `rdx` as its parameter; report.
+    pub const IPC_CLIENT: u64 = 6;
+}
+
+/// The IPC self-test's protocol between the kernel and `init` in the IPC modes.
+pub mod ipc_test {
+    /// The capability slot the kernel grants a client (the server) or a call-back server (the
+    /// client).
+    pub const PEER_SLOT: u64 = 3;
+    /// Server: answer every call with status `op + word 0`, the words reversed, and the
+    /// payload and lease 0 echoed (lease 0 read, written back reversed into lease 1).
+    pub const SERVE_ECHO: u64 = 1;
+    /// Server: receive one call, then fault (`ud2`) without replying.
+    pub const SERVE_FAULT: u64 = 2;
+    /// Server: on a call, call back the caller (slot `PEER_SLOT`) and reply with the negated
+    /// result of that call back as status (`EDEADLK` expected).
+    pub const SERVE_CALL_BACK: u64 = 3;
+    /// Client: time `rdx` null calls, repeated 9 times; report each run's cycles.
+    pub const CLIENT_PINGPONG: u64 = 1;
+    /// Client: one call with payload and leases; report 1 if every echoed byte and word is
+    /// right, else 0.
+    pub const CLIENT_ECHO: u64 = 2;
+    /// Client: one null call; report its raw result (status or negated errno) and whether
+    /// the kernel gave it.
+    pub const CLIENT_RAW: u64 = 3;
+    /// Client: a malformed message (9 leases); report the raw result.
+    pub const CLIENT_MALFORMED: u64 = 4;
+    /// Client: a call through an empty capability slot; report the raw result.
+    pub const CLIENT_BAD_SLOT: u64 = 5;
 }
 
 /// An address inside the kernel image (its first page of text); user mode must not reach it.

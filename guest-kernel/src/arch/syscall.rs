@@ -100,6 +100,11 @@ impl UserContext {
         }
     }
 
+    /// Whether RIP and RSP are user addresses (what [`Self::run`] requires).
+    pub fn is_user(&self) -> bool {
+        self.rip < USER_END && self.rsp <= USER_END
+    }
+
     /// Runs the program until its next system call or exception.
     pub fn run(&mut self) -> Result<Trap, RunError> {
         // On Intel, sysretq with a non-canonical RIP faults in supervisor mode; refuse
@@ -120,11 +125,6 @@ impl UserContext {
         } else {
             Trap::Exception
         })
-    }
-
-    /// Sets the system call result.
-    pub fn set_return(&mut self, value: u64) {
-        self.rax = value;
     }
 }
 

@@ -11,7 +11,7 @@
 //! 0xffff_ffff_e000_0000  kernel stacks, one per 1 MiB slot, with unmapped guard pages
 //! ```
 
-mod frame;
+pub mod frame;
 mod heap;
 pub mod paging;
 

@@ -12,6 +12,10 @@
 //! then rests on the hypervisor keeping the upper half away from guest user mode, which the
 //! self-test checks on every boot ("user mode cannot read kernel memory").
 
+// The module-area functions below serve the monolithic module subsystem alone; the
+// microkernel's kernel maps no module code.
+#![cfg_attr(feature = "microkernel", allow(dead_code))]
+
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use kmodlab_abi::KvmFlavour;
@@ -41,8 +45,6 @@ const STACK_AREA_START: u64 = 0xffff_ffff_e000_0000;
 const STACK_SLOT: u64 = 1 << 20;
 /// Number of stack slots.
 const STACK_SLOTS: u64 = 256;
-/// First address above the user half.
-pub const USER_END: u64 = 0x0000_8000_0000_0000;
 
 /// Offset at which page-table frames (and all RAM) are reachable right now.
 static PHYS_OFFSET: AtomicU64 = AtomicU64::new(KERNEL_VIRT_OFFSET);
@@ -52,6 +54,11 @@ static KERNEL_ENTRIES_USER: AtomicBool = AtomicBool::new(false);
 static NEXT_STACK_SLOT: AtomicU64 = AtomicU64::new(0);
 /// Serialises every change to the page tables.
 static PAGING: Mutex<()> = Mutex::new(());
+/// Physical address of the kernel's PML4: the tables the kernel runs on when no task's are
+/// active, and the source of every address space's upper half.
+static KERNEL_PML4: AtomicU64 = AtomicU64::new(0);
+/// Physical address of the PML4 in CR3 (kept here: reading CR3 traps on kvm_pvm).
+static ACTIVE_ROOT: AtomicU64 = AtomicU64::new(0);
 
 /// The virtual address at which physical address `phys` can be accessed.
 pub fn phys_to_virt(phys: u64) -> u64 {
@@ -83,13 +90,39 @@ unsafe impl FrameAllocator<Size4KiB> for Frames {
     }
 }
 
-/// Runs `f` with a mapper over the active page tables, holding the paging lock.
+/// Physical address of the kernel's PML4.
+pub fn kernel_pml4() -> u64 {
+    KERNEL_PML4.load(Ordering::Relaxed)
+}
+
+/// Physical address of the PML4 the CPU uses now.
+pub fn active_root() -> u64 {
+    ACTIVE_ROOT.load(Ordering::Relaxed)
+}
+
+/// Switches to the tables at `root` (a task's address space, or [`kernel_pml4`]), unless they
+/// are active already.
+///
+/// # Safety
+/// `root` must be a PML4 whose upper half is the kernel's (every address space's is), so that
+/// the kernel keeps running; it must stay allocated while active.
+pub unsafe fn activate(root: u64) {
+    if ACTIVE_ROOT.swap(root, Ordering::Relaxed) != root {
+        let frame = PhysFrame::containing_address(PhysAddr::new(root));
+        // SAFETY: per this function's contract, the kernel half is mapped in `root`.
+        unsafe { Cr3::write(frame, Cr3Flags::empty()) };
+    }
+}
+
+/// Runs `f` with a mapper over the kernel's page tables (the upper half every address space
+/// shares), holding the paging lock.
 fn with_mapper<R>(f: impl FnOnce(&mut OffsetPageTable<'_>) -> R) -> R {
     let _guard = PAGING.lock();
-    let (pml4_frame, _) = Cr3::read();
-    let pml4 = phys_to_virt(pml4_frame.start_address().as_u64()) as *mut PageTable;
-    // SAFETY: CR3 points at the kernel's PML4, reachable at the current physical offset; the
-    // paging lock guarantees this is the only reference to it for the duration of `f`.
+    let pml4 = phys_to_virt(kernel_pml4()) as *mut PageTable;
+    // SAFETY: KERNEL_PML4 is the kernel's PML4, reachable at the current physical offset; the
+    // paging lock guarantees this is the only reference to it for the duration of `f`. Only
+    // upper-half entries are changed through it, and those tables are shared by every
+    // address space.
     let mut mapper = unsafe {
         OffsetPageTable::new(
             &mut *pml4,
@@ -157,6 +190,8 @@ pub fn init(info: &BootInfo) {
     // the code running now and the boot stack's low area), the boot information and control
     // channel, and all RAM through the direct map.
     unsafe { Cr3::write(frame, Cr3Flags::empty()) };
+    KERNEL_PML4.store(pml4_phys, Ordering::Relaxed);
+    ACTIVE_ROOT.store(pml4_phys, Ordering::Relaxed);
     PHYS_OFFSET.store(PHYS_MAP_BASE, Ordering::Relaxed);
 }
 
@@ -224,65 +259,11 @@ pub fn translate(virt: u64) -> Option<Mapping> {
     })
 }
 
-/// Permissions of a user page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UserPerm {
-    /// Read-only data.
-    ReadOnly,
-    /// Read-write data.
-    ReadWrite,
-    /// Code.
-    Execute,
-}
-
-/// Maps a fresh zeroed frame at user address `virt`; returns the frame's physical address.
-pub fn map_user_page(virt: u64, perm: UserPerm) -> Option<u64> {
-    if virt >= USER_END {
-        return None;
-    }
-    let phys = frame::alloc()?;
-    // SAFETY: the frame was just allocated and is reachable through the direct map.
-    unsafe { core::ptr::write_bytes(phys_to_virt(phys) as *mut u8, 0, PAGE_SIZE as usize) };
-    let flags = match perm {
-        UserPerm::ReadOnly => F::PRESENT | F::USER_ACCESSIBLE | F::NO_EXECUTE,
-        UserPerm::ReadWrite => F::PRESENT | F::USER_ACCESSIBLE | F::WRITABLE | F::NO_EXECUTE,
-        UserPerm::Execute => F::PRESENT | F::USER_ACCESSIBLE,
-    };
-    with_mapper(|m| {
-        map_4k(
-            m,
-            virt,
-            phys,
-            flags,
-            F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE,
-        )
-    });
-    Some(phys)
-}
-
-/// Unmaps the whole user half and frees its frames and page tables.
-pub fn clear_user_half() {
-    with_mapper(|m| {
-        let pml4 = m.level_4_table_mut();
-        for i in 0..256 {
-            if pml4[i].flags().contains(F::PRESENT) {
-                free_table(pml4[i].addr().as_u64(), 3);
-                pml4[i].set_unused();
-            }
-        }
-    });
-    // Reloading CR3 flushes every non-global TLB entry, which all user entries are.
-    let (frame, flags) = Cr3::read();
-    // SAFETY: rewriting the same PML4 keeps every kernel mapping; only stale user TLB
-    // entries are dropped.
-    unsafe { Cr3::write(frame, flags) };
-}
-
-/// Frees a page table at `level` (3 = PDPT … 1 = PT), every table below it, and every 4 KiB
-/// leaf frame it maps.
-fn free_table(phys: u64, level: u8) {
-    // SAFETY: `phys` is a page-table frame of the user half, reachable through the direct map,
-    // and the paging lock (held by the caller) keeps anyone else from using it.
+/// Frees a user page table at `level` (3 = PDPT … 1 = PT), every table below it, and every
+/// 4 KiB leaf frame it maps.
+pub fn free_user_table(phys: u64, level: u8) {
+    // SAFETY: `phys` is a page-table frame of one address space's user half, reachable
+    // through the direct map; its owner (an AddressSpace being cleared) uses it no more.
     let table = unsafe { &*(phys_to_virt(phys) as *const PageTable) };
     for entry in table.iter() {
         if !entry.flags().contains(F::PRESENT) {
@@ -296,7 +277,7 @@ fn free_table(phys: u64, level: u8) {
                 !entry.flags().contains(F::HUGE_PAGE),
                 "user half has no huge pages"
             );
-            free_table(addr, level - 1);
+            free_user_table(addr, level - 1);
         }
     }
     frame::free_contiguous(phys, 1);

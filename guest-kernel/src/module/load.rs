@@ -22,17 +22,8 @@ use super::{
     Caller, KERNEL, ModError, Module, ModuleId, NEXT_ID, Region, area, as_module, params, provider,
     with_registry,
 };
+use crate::backend::Image;
 use crate::mm::paging::{self, KernelPerm};
-use crate::user::UserSlice;
-
-/// Where a module image comes from.
-pub enum Image<'a> {
-    /// A user program's buffer (`init_module` system call).
-    #[cfg_attr(not(feature = "monolithic"), allow(dead_code))]
-    User(&'a UserSlice),
-    /// Kernel memory: the module archive (control channel, `request_module`).
-    Kernel(&'a [u8]),
-}
 
 /// Loads a module: Linux's `sys_init_module`. On success the module is LIVE and its init
 /// region freed; on any failure nothing of it remains.
@@ -49,7 +40,13 @@ pub fn init_module(
     // Copy into a temporary kernel buffer: the kernel must not read the caller's memory
     // twice (it could change between checks and use).
     let buf: Vec<u8> = match image {
-        Image::User(slice) => slice.read_to_vec(),
+        Image::User { task, addr, len } => crate::task::with_tasks(|t| {
+            let mut v = alloc::vec![0u8; len as usize];
+            t.get(task)
+                .and_then(|x| x.aspace.read(addr, &mut v).ok())
+                .map(|()| v)
+        })
+        .ok_or(ModError::BadImage)?,
         Image::Kernel(bytes) => bytes.to_vec(),
     };
     let mut t = rdtsc_ordered();

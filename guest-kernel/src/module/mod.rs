@@ -35,9 +35,7 @@ use kmod_loader::{ExportTable, ExportedSymbol, ProviderId};
 use kmodlab_abi::channel::{LoadCycles, ModuleRecord, ModuleState};
 use spin::Mutex;
 
-#[cfg(feature = "monolithic")]
-pub use load::{Image, init_module};
-pub use load::{insmod_from_archive, request_module};
+pub use load::{init_module, insmod_from_archive, request_module};
 
 use guest_rt::errno;
 
@@ -211,19 +209,7 @@ fn current() -> ModuleId {
     CURRENT.load(Ordering::SeqCst)
 }
 
-/// Who asks for a module operation, and whether they may.
-#[derive(Debug, Clone, Copy)]
-pub struct Caller {
-    /// Holds CAP_SYS_MODULE.
-    pub may_manage_modules: bool,
-}
-
-impl Caller {
-    /// The kernel itself (request_module) or the VMM's control channel.
-    pub const KERNEL: Caller = Caller {
-        may_manage_modules: true,
-    };
-}
+pub use crate::backend::Caller;
 
 /// Why a module operation failed. Each variant names the module and the culprit; `errno`
 /// gives the number a system call returns.
@@ -233,6 +219,8 @@ pub enum ModError {
     Permission,
     /// The file is not a loadable module.
     Invalid(kmod_loader::Error),
+    /// The image is not (or no longer) in the caller's memory.
+    BadImage,
     /// The module has no `name=` in `.modinfo`.
     NoName,
     /// A module of that name is loaded already.
@@ -269,9 +257,6 @@ pub enum ModError {
     /// Unloading is not compiled into this kernel (CONFIG_MODULE_UNLOAD off).
     #[cfg_attr(feature = "module-unload", allow(dead_code))]
     NotSupported,
-    /// The module subsystem is not part of this configuration.
-    #[cfg_attr(feature = "monolithic", allow(dead_code))]
-    NotInThisConfiguration,
 }
 
 impl ModError {
@@ -285,6 +270,7 @@ impl ModError {
                 _ => errno::ENOEXEC,
             },
             ModError::NoName | ModError::DuplicateExport { .. } => errno::ENOEXEC,
+            ModError::BadImage => errno::EFAULT,
             ModError::AlreadyLoaded(_) => errno::EEXIST,
             ModError::Busy { .. } | ModError::InUse { .. } | ModError::NoExit(_) => errno::EBUSY,
             ModError::NotLoaded(_) | ModError::NotInArchive(_) => errno::ENOENT,
@@ -300,7 +286,7 @@ impl ModError {
                     errno::EINVAL
                 }
             }
-            ModError::NotSupported | ModError::NotInThisConfiguration => errno::ENOSYS,
+            ModError::NotSupported => errno::ENOSYS,
         }
     }
 }
@@ -311,6 +297,7 @@ impl fmt::Display for ModError {
             ModError::Permission => write!(f, "module management needs CAP_SYS_MODULE"),
             ModError::Invalid(e) => write!(f, "{e}"),
             ModError::NoName => write!(f, "module has no name= in .modinfo"),
+            ModError::BadImage => write!(f, "the module image is not in the caller's memory"),
             ModError::AlreadyLoaded(n) => write!(f, "module {n} is already loaded"),
             ModError::DuplicateExport {
                 module,
@@ -342,12 +329,6 @@ impl fmt::Display for ModError {
                     "module unloading is not supported (kernel built without module-unload)"
                 )
             }
-            ModError::NotInThisConfiguration => {
-                write!(
-                    f,
-                    "this kernel configuration has no in-kernel module loader"
-                )
-            }
         }
     }
 }
@@ -357,76 +338,27 @@ pub fn list() -> Vec<ModuleRecord> {
     with_registry(|r| r.modules.iter().map(|m| r.record(m)).collect())
 }
 
-/// `/proc/modules`: `name size refcount users, state address` per module, newest first,
-/// as Linux prints it.
-pub fn proc_modules() -> String {
-    let mut out = String::new();
-    for rec in list().iter().rev() {
-        let size = rec.core_bytes + if rec.init_freed { 0 } else { rec.init_bytes };
-        let users = if rec.used_by.is_empty() {
-            String::from("-")
-        } else {
-            let mut s = rec.used_by.join(",");
-            s.push(',');
-            s
-        };
-        out.push_str(&format!(
-            "{} {} {} {} {} {:#x}\n",
-            rec.name,
-            size,
-            rec.refcount,
-            users,
-            rec.state.name(),
-            rec.core_base
-        ));
-    }
-    out
-}
-
-/// The accounting of every module, one block each (what `lsmod -v` shows).
-pub fn proc_modules_verbose() -> String {
-    let (coming, live, going) = notify::transitions();
-    let mut out = format!("transitions since boot: {coming} COMING, {live} LIVE, {going} GOING\n");
-    for r in list() {
-        let c = r.load_cycles;
-        out.push_str(&format!(
-            "{}: state {}, core {} B at {:#x}, init {} B ({}), metadata {} B, {} pages, {} relocations\n  \
-             load cycles: copy {} validate {} params {} layout {} allocate {} resolve {} relocate {} protect {} init {} total {}\n",
-            r.name,
-            r.state.name(),
-            r.core_bytes,
-            r.core_base,
-            r.init_bytes,
-            if r.init_freed { "freed" } else { "kept" },
-            r.metadata_bytes,
-            r.pages,
-            r.relocations,
-            c.copy,
-            c.validate,
-            c.params,
-            c.layout,
-            c.allocate,
-            c.resolve,
-            c.relocate,
-            c.protect,
-            c.init,
-            c.total
-        ));
-    }
-    out
-}
-
 /// The module (and offset) containing `addr`, for fault reports. Never waits: a fault may
 /// have happened with the registry locked.
-pub fn locate(addr: u64) -> Option<(String, u64)> {
-    let guard = REGISTRY.try_lock()?;
-    let registry = guard.as_ref()?;
-    registry.modules.iter().find_map(|m| {
-        [m.core, m.init].into_iter().flatten().find_map(|r| {
-            (addr >= r.base && addr < r.base + r.pages * kmodlab_abi::layout::PAGE_SIZE)
-                .then(|| (m.name.clone(), addr - r.base))
-        })
-    })
+///
+/// Allocates nothing either (the fault may be inside the allocator, holding its lock): the
+/// module's name is lent to `found`.
+pub fn locate(addr: u64, found: &mut dyn FnMut(&str, u64)) -> bool {
+    let Some(guard) = REGISTRY.try_lock() else {
+        return false;
+    };
+    let Some(registry) = guard.as_ref() else {
+        return false;
+    };
+    for m in &registry.modules {
+        for r in [m.core, m.init].into_iter().flatten() {
+            if addr >= r.base && addr < r.base + r.pages * kmodlab_abi::layout::PAGE_SIZE {
+                found(&m.name, addr - r.base);
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Unloads module `name` (`delete_module`).
@@ -448,4 +380,95 @@ pub fn delete_module(_name: &str, caller: Caller) -> Result<(), ModError> {
 /// The provider id a module's exports are registered under.
 fn provider(id: ModuleId) -> ProviderId {
     ProviderId(id)
+}
+
+/// The monolithic configuration's module backend: the subsystem above, in the kernel.
+pub struct Monolithic;
+
+impl Monolithic {
+    /// The backend (it has no state of its own: the registry is the module's).
+    pub const fn new() -> Monolithic {
+        Monolithic
+    }
+}
+
+fn failure(e: ModError) -> crate::backend::Failure {
+    crate::backend::Failure {
+        errno: e.errno(),
+        message: format!("{e}"),
+    }
+}
+
+impl crate::backend::ModuleBackend for Monolithic {
+    fn start(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn init_module(
+        &self,
+        image: crate::backend::Image<'_>,
+        params: &str,
+        caller: Caller,
+    ) -> Result<ModuleRecord, crate::backend::Failure> {
+        init_module(image, params, caller).map_err(failure)
+    }
+
+    fn insmod_from_archive(
+        &self,
+        name: &str,
+        params: &str,
+        caller: Caller,
+    ) -> Result<ModuleRecord, crate::backend::Failure> {
+        insmod_from_archive(name, params, caller).map_err(failure)
+    }
+
+    fn delete_module(&self, name: &str, caller: Caller) -> Result<(), crate::backend::Failure> {
+        delete_module(name, caller).map_err(failure)
+    }
+
+    fn list(
+        &self,
+    ) -> Result<(Vec<ModuleRecord>, crate::backend::Transitions), crate::backend::Failure> {
+        Ok((list(), notify::transitions()))
+    }
+
+    fn service_call(
+        &self,
+        service: &str,
+        op: u32,
+        request: &[u8],
+        reply_cap: usize,
+    ) -> Result<Vec<u8>, crate::backend::Failure> {
+        let handle = services::lookup(service).ok_or_else(|| crate::backend::Failure {
+            errno: errno::ENOENT,
+            message: format!("no service {service}"),
+        })?;
+        let mut reply = alloc::vec![0u8; reply_cap];
+        let mut len = 0usize;
+        // SAFETY: the request and reply buffers are valid for their lengths for the whole
+        // call and distinct; `len` is a local.
+        let status = unsafe {
+            services::call(
+                handle,
+                op,
+                request.as_ptr(),
+                request.len(),
+                reply.as_mut_ptr(),
+                reply.len(),
+                &mut len,
+            )
+        };
+        if status < 0 {
+            return Err(crate::backend::Failure {
+                errno: u64::from(status.unsigned_abs()),
+                message: format!("service {service} op {op} failed with {status}"),
+            });
+        }
+        reply.truncate(len);
+        Ok(reply)
+    }
+
+    fn locate(&self, addr: u64, found: &mut dyn FnMut(&str, u64)) -> bool {
+        locate(addr, found)
+    }
 }

@@ -48,6 +48,21 @@ pub fn init_heap(arena: &'static mut [u8]) {
     unsafe { HEAP.lock().init(arena.as_mut_ptr(), arena.len()) };
 }
 
+pub mod ipc;
+
+/// A system call with up to six arguments; returns `rax` (a value, or a negated errno).
+pub fn syscall6(n: u64, a: [u64; 6]) -> u64 {
+    let ret;
+    // SAFETY: `syscall` enters the kernel, which preserves every register but rcx and r11
+    // (and returns in rax); the arguments are plain values the kernel checks itself.
+    unsafe {
+        asm!("syscall", inlateout("rax") n => ret, in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
+             in("r10") a[3], in("r8") a[4], in("r9") a[5], out("rcx") _, out("r11") _,
+             options(nostack));
+    }
+    ret
+}
+
 /// A system call with up to four arguments; returns `rax` (a value, or a negated errno).
 pub fn syscall4(n: u64, a0: u64, a1: u64, a2: u64, a3: u64) -> u64 {
     let ret;

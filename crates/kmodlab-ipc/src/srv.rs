@@ -1,0 +1,12 @@
+//! Calls into a module server, the part the kernel speaks (the rest of the server protocol
+//! belongs to the manager and the server runtime).
+
+/// Ops of calls into a module server.
+pub mod op {
+    /// Call one of the server's services: word 0 is the service's index (from
+    /// [`crate::mgr::op::SERVICE_LOOKUP`]), word 1 the service's op; the payload is the
+    /// request; the reply payload is the service's reply and the status its status.
+    pub const SERVICE_CALL: u64 = 64;
+    /// First op of the server protocol that only the manager and server runtime know.
+    pub const FIRST_PRIVATE: u64 = 65;
+}

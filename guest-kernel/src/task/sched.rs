@@ -1,0 +1,140 @@
+//! The scheduler: as simple as synchronous IPC allows. IPC switches directly to the task it
+//! wakes (the receiver of a call, the caller of a reply), as L4 and seL4 do; otherwise tasks
+//! run in the order they became runnable. There is no time slicing: a task runs until it
+//! blocks, ends or is stopped by the watchdog.
+
+use kmodlab_abi::channel::FaultReport;
+use kmodlab_ipc::task::{Fault, TaskId};
+
+use super::{State, Tasks, with_tasks};
+use crate::arch::Trap;
+
+/// The task IPC chose to run next (direct switch), ahead of the run queue.
+static NEXT: spin::Mutex<Option<TaskId>> = spin::Mutex::new(None);
+
+/// Asks the scheduler to run `id` next (IPC's direct switch).
+pub fn switch_to(id: TaskId) {
+    *NEXT.lock() = Some(id);
+}
+
+/// Why [`run_until`] returned without its condition becoming true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// No task can run: everyone waits for someone.
+    AllBlocked,
+}
+
+fn pick(t: &mut Tasks) -> Option<TaskId> {
+    if let Some(id) = NEXT.lock().take() {
+        if t.get(id).is_some_and(|task| task.state == State::Runnable) {
+            t.run_queue.retain(|&q| q != id);
+            return Some(id);
+        }
+    }
+    while let Some(id) = t.run_queue.pop_front() {
+        if t.get(id).is_some_and(|task| task.state == State::Runnable) {
+            return Some(id);
+        }
+    }
+    None
+}
+
+/// Runs tasks until `done()` holds (checked before each task runs).
+pub fn run_until(mut done: impl FnMut() -> bool) -> Result<(), Stall> {
+    loop {
+        if done() {
+            return Ok(());
+        }
+        let Some(id) = with_tasks(pick) else {
+            return Err(Stall::AllBlocked);
+        };
+        run_one(id);
+    }
+}
+
+/// Runs task `id` until its next system call or trap, and handles it.
+fn run_one(id: TaskId) {
+    let Some((root, mut ctx)) = with_tasks(|t| {
+        let task = t.get_mut(id)?;
+        task.running_since
+            .get_or_insert_with(guest_rt::rdtsc_ordered);
+        Some((task.aspace.root(), task.ctx.clone()))
+    }) else {
+        return;
+    };
+    // SAFETY: every address space maps the kernel half; the task (and so its tables) stays
+    // alive until it is destroyed, which switches away first (task::destroy).
+    unsafe { crate::mm::paging::activate(root) };
+    let start = guest_rt::rdtsc_ordered();
+    let trap = ctx.run();
+    let ran = guest_rt::rdtsc_ordered().wrapping_sub(start);
+    let alive = with_tasks(|t| match t.get_mut(id) {
+        Some(task) => {
+            task.ctx = ctx.clone();
+            task.counters.user_cycles += ran;
+            true
+        }
+        None => false,
+    });
+    if !alive {
+        return;
+    }
+    match trap {
+        Ok(Trap::Syscall) => crate::syscalls::handle(id, &ctx),
+        Ok(Trap::Exception) => {
+            let report = ctx.fault.unwrap_or(FaultReport {
+                vector: 0,
+                error_code: 0,
+                rip: ctx.rip,
+                cr2: 0,
+                rsp: ctx.rsp,
+                rflags: ctx.rflags,
+                cpl: 3,
+            });
+            with_tasks(|t| {
+                if let Some(task) = t.get_mut(id) {
+                    task.last_fault = Some(report);
+                }
+            });
+            fault(id, fault_of(&report));
+        }
+        // A context the kernel itself set up badly (a start address outside user memory):
+        // the task cannot run, which is its creator's doing; stop it like a fault.
+        Err(_) => fault(
+            id,
+            Fault {
+                vector: 13,
+                error_code: 0,
+                rip: ctx.rip,
+                cr2: 0,
+                rsp: ctx.rsp,
+            },
+        ),
+    }
+}
+
+/// The task-level record of a CPU fault report.
+pub fn fault_of(r: &FaultReport) -> Fault {
+    Fault {
+        vector: r.vector,
+        error_code: r.error_code,
+        rip: r.rip,
+        cr2: r.cr2,
+        rsp: r.rsp,
+    }
+}
+
+/// Stops task `id` for `fault`: it never runs again, calls in flight to it fail, and its
+/// supervisor is told.
+pub fn fault(id: TaskId, fault: Fault) {
+    with_tasks(|t| crate::ipc::end_task(t, id, State::Faulted(fault)));
+}
+
+/// Asks to run `id` next unless IPC has already chosen a task (a system call that returns at
+/// once lets its caller go on).
+pub fn switch_to_unless_chosen(id: TaskId) {
+    let mut next = NEXT.lock();
+    if next.is_none() {
+        *next = Some(id);
+    }
+}
