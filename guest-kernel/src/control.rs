@@ -95,23 +95,18 @@ pub fn report_fatal(msg: &GuestMsg<'_>) {
 pub fn serve(ready: ReadyInfo) -> ! {
     let mut msg = GuestMsg::Ready(ready);
     loop {
-        let answer = match exchange(&msg) {
-            Err(ExchangeError::Send(e)) if matches!(msg, GuestMsg::Reply(_)) => {
-                // The reply is too large for the channel: this kernel's limit, not the
-                // VMM's. The VMM gets an error that says so, and the kernel carries on.
-                let size = channel::encoded_len(&msg).unwrap_or(0);
-                let why = alloc::format!(
-                    "the kernel's reply is {size} bytes, more than the {MAX_PAYLOAD} the \
-                     control channel carries ({e})"
-                );
-                kprintln!("control channel: {why}");
-                msg = GuestMsg::Reply(Reply::Error(why));
-                continue;
+        match exchange(&msg) {
+            Ok(HostMsg::Command(cmd)) => {
+                // A reply too large for the channel is this kernel's limit, not the VMM's:
+                // the VMM gets an error that says so, and the kernel carries on.
+                let reply = channel::fit_reply(execute(cmd)).unwrap_or_else(|error| {
+                    if let Reply::Error(why) = &error {
+                        kprintln!("control channel: {why}");
+                    }
+                    error
+                });
+                msg = GuestMsg::Reply(reply);
             }
-            answer => answer,
-        };
-        match answer {
-            Ok(HostMsg::Command(cmd)) => msg = GuestMsg::Reply(execute(cmd)),
             Ok(HostMsg::Shutdown { status }) => cpu::exit(status),
             Ok(HostMsg::Continue) => {
                 channel_failure("the VMM answered Continue, but no output was being sent")

@@ -274,36 +274,52 @@ fn check_ipc(
         cycles = r.unwrap_or_default();
         (passed, detail)
     });
-    let cases: [(&str, u64, (u64, u64), bool, Vec<u64>); 5] = [
-        (
+    /// One IPC refusal or delivery check: a server mode, a client mode and argument, whether
+    /// the server may call the client back, and the client's expected reports.
+    struct Case {
+        name: &'static str,
+        serve: u64,
+        client: (u64, u64),
+        call_back: bool,
+        expected: Vec<u64>,
+    }
+    let case = |name, serve, client, call_back, expected| Case {
+        name,
+        serve,
+        client,
+        call_back,
+        expected,
+    };
+    let cases = [
+        case(
             "IPC delivers words, payload and leases exactly",
             SERVE_ECHO,
             (CLIENT_ECHO, 0),
             false,
             alloc::vec![1],
         ),
-        (
+        case(
             "a call to a server that dies fails with EPIPE from the kernel",
             SERVE_FAULT,
             (CLIENT_RAW, 0),
             false,
             alloc::vec![neg(errno::EPIPE), 1],
         ),
-        (
+        case(
             "a call cycle fails with EDEADLK instead of hanging",
             SERVE_CALL_BACK,
             (CLIENT_RAW, 0),
             true,
             alloc::vec![errno::EDEADLK, 0],
         ),
-        (
+        case(
             "a malformed message fails with EINVAL",
             SERVE_ECHO,
             (CLIENT_MALFORMED, 0),
             false,
             alloc::vec![neg(errno::EINVAL)],
         ),
-        (
+        case(
             "a call through an empty capability slot fails with EBADF",
             SERVE_ECHO,
             (CLIENT_BAD_SLOT, 0),
@@ -311,10 +327,10 @@ fn check_ipc(
             alloc::vec![neg(errno::EBADF)],
         ),
     ];
-    for (name, serve, client, call_back, expected) in cases {
-        checks.needing_syscalls(syscalls, name, || {
-            let r = ipc_pair(image, serve, client, call_back);
-            (r.as_ref() == Ok(&expected), format!("{r:?}"))
+    for c in cases {
+        checks.needing_syscalls(syscalls, c.name, || {
+            let r = ipc_pair(image, c.serve, c.client, c.call_back);
+            (r.as_ref() == Ok(&c.expected), format!("{r:?}"))
         });
     }
     cycles

@@ -203,6 +203,9 @@ fn shell_output_larger_than_the_control_channel_arrives_whole() {
     };
     assert_eq!((shell.lines, shell.failed), (n as u32, 0));
     assert_eq!(shell.output.replace("\r\n", "\n"), stdout);
+    // The kernel's count of streamed bytes is what arrived, and nothing was dropped.
+    assert_eq!(shell.output_bytes, shell.output.len() as u64);
+    assert_eq!(report.controller.output_dropped, 0);
 }
 
 /// Input that ends without a final newline: the last line runs and the shell ends, instead of

@@ -206,6 +206,23 @@ pub fn encoded_len<T: Serialize>(msg: &T) -> Result<usize, FrameError> {
         .map_err(FrameError::Encode)
 }
 
+/// `reply` as the guest sends it: `Ok(reply)` if its [`GuestMsg::Reply`] fits a frame, else
+/// `Err` with a [`Reply::Error`] that says how large it was, so that the VMM learns the reply
+/// was the guest's to shrink (not a broken channel, not the VMM's fault).
+pub fn fit_reply(reply: Reply) -> Result<Reply, Reply> {
+    // GuestMsg::Reply's own encoding is its variant index: one byte in postcard.
+    match encoded_len(&reply).map(|n| n + 1) {
+        Ok(n) if n <= MAX_PAYLOAD => Ok(reply),
+        Ok(n) => Err(Reply::Error(alloc::format!(
+            "the guest's reply is {n} bytes, more than the {MAX_PAYLOAD} the control channel \
+             carries"
+        ))),
+        Err(e) => Err(Reply::Error(alloc::format!(
+            "the guest's reply does not encode: {e}"
+        ))),
+    }
+}
+
 /// Like [`decode_frame`] for messages that borrow nothing.
 pub fn decode_owned_frame<T: DeserializeOwned>(area: &[u8]) -> Result<(u32, T), FrameError> {
     decode_frame(area)
@@ -720,6 +737,36 @@ mod tests {
             encode_frame(&mut area, 9, &msg),
             Err(FrameError::Encode(_))
         ));
+    }
+
+    #[test]
+    fn a_reply_too_large_for_a_frame_becomes_an_error_saying_so() {
+        let small = Reply::Echo(vec![1, 2, 3]);
+        assert_eq!(fit_reply(small.clone()), Ok(small));
+        let text = "x".repeat(MAX_PAYLOAD);
+        let size = encoded_len(&GuestMsg::Reply(Reply::Error(text.clone()))).unwrap();
+        // At the limit exactly it still fits.
+        let overhead = encoded_len(&GuestMsg::Reply(Reply::Echo(Vec::new()))).unwrap() - 1;
+        let at_limit = Reply::Echo(vec![0; MAX_PAYLOAD - overhead - 3]);
+        assert_eq!(
+            encoded_len(&GuestMsg::Reply(at_limit.clone())).unwrap(),
+            MAX_PAYLOAD
+        );
+        assert_eq!(fit_reply(at_limit.clone()), Ok(at_limit));
+        match fit_reply(Reply::Error(text)) {
+            Err(Reply::Error(why)) => assert_eq!(
+                why,
+                format!(
+                    "the guest's reply is {size} bytes, more than the {MAX_PAYLOAD} the \
+                     control channel carries"
+                )
+            ),
+            other => panic!("{other:?}"),
+        }
+        // The replacement itself fits.
+        let mut area = vec![0u8; HALF_SIZE];
+        let replaced = fit_reply(Reply::Echo(vec![0; MAX_PAYLOAD])).unwrap_err();
+        assert!(encode_frame(&mut area, 1, &GuestMsg::Reply(replaced)).is_ok());
     }
 
     #[test]
