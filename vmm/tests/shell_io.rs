@@ -288,12 +288,15 @@ fn every_command_fails_when_its_standard_output_cannot_be_written() {
     std::fs::write(&ko, hello.data).expect("write hello.ko");
     let ko = ko.to_str().expect("UTF-8 path");
 
+    let dir_arg = dir.to_str().expect("UTF-8 path");
     let mut cases: Vec<Vec<&str>> = vec![
         vec!["--help"],
         vec!["--version"],
         vec!["run", "--help"],
         vec!["modinfo", ko],
         vec!["objstat", ko],
+        vec!["objstat", "--json", ko],
+        vec!["depmod", "-n", dir_arg],
     ];
     if kvm_usable() {
         cases.extend([
