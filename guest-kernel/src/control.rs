@@ -99,11 +99,9 @@ pub fn serve(ready: ReadyInfo) -> ! {
             Ok(HostMsg::Command(cmd)) => {
                 // A reply too large for the channel is this kernel's limit, not the VMM's:
                 // the VMM gets an error that says so, and the kernel carries on.
-                let reply = channel::fit_reply(execute(cmd)).unwrap_or_else(|error| {
-                    if let Reply::Error(why) = &error {
-                        kprintln!("control channel: {why}");
-                    }
-                    error
+                let reply = channel::fit_reply(execute(cmd)).unwrap_or_else(|why| {
+                    kprintln!("control channel: {why}");
+                    Reply::Error(why)
                 });
                 msg = GuestMsg::Reply(reply);
             }

@@ -206,20 +206,18 @@ pub fn encoded_len<T: Serialize>(msg: &T) -> Result<usize, FrameError> {
         .map_err(FrameError::Encode)
 }
 
-/// `reply` as the guest sends it: `Ok(reply)` if its [`GuestMsg::Reply`] fits a frame, else
-/// `Err` with a [`Reply::Error`] that says how large it was, so that the VMM learns the reply
-/// was the guest's to shrink (not a broken channel, not the VMM's fault).
-pub fn fit_reply(reply: Reply) -> Result<Reply, Reply> {
+/// `reply` if its [`GuestMsg::Reply`] fits a frame, else why not: the text of the
+/// [`Reply::Error`] the guest sends instead, so that the VMM learns the reply was the guest's
+/// to shrink (not a broken channel, not the VMM's fault).
+pub fn fit_reply(reply: Reply) -> Result<Reply, String> {
     // GuestMsg::Reply's own encoding is its variant index: one byte in postcard.
     match encoded_len(&reply).map(|n| n + 1) {
         Ok(n) if n <= MAX_PAYLOAD => Ok(reply),
-        Ok(n) => Err(Reply::Error(alloc::format!(
+        Ok(n) => Err(alloc::format!(
             "the guest's reply is {n} bytes, more than the {MAX_PAYLOAD} the control channel \
              carries"
-        ))),
-        Err(e) => Err(Reply::Error(alloc::format!(
-            "the guest's reply does not encode: {e}"
-        ))),
+        )),
+        Err(e) => Err(alloc::format!("the guest's reply does not encode: {e}")),
     }
 }
 
@@ -754,7 +752,7 @@ mod tests {
         );
         assert_eq!(fit_reply(at_limit.clone()), Ok(at_limit));
         match fit_reply(Reply::Error(text)) {
-            Err(Reply::Error(why)) => assert_eq!(
+            Err(why) => assert_eq!(
                 why,
                 format!(
                     "the guest's reply is {size} bytes, more than the {MAX_PAYLOAD} the \
@@ -765,8 +763,8 @@ mod tests {
         }
         // The replacement itself fits.
         let mut area = vec![0u8; HALF_SIZE];
-        let replaced = fit_reply(Reply::Echo(vec![0; MAX_PAYLOAD])).unwrap_err();
-        assert!(encode_frame(&mut area, 1, &GuestMsg::Reply(replaced)).is_ok());
+        let why = fit_reply(Reply::Echo(vec![0; MAX_PAYLOAD])).unwrap_err();
+        assert!(encode_frame(&mut area, 1, &GuestMsg::Reply(Reply::Error(why))).is_ok());
     }
 
     #[test]
