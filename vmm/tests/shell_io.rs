@@ -30,9 +30,19 @@ fn kmodlab_with_input(args: &[&str], stdin: &[u8]) -> Output {
         .spawn()
         .expect("cannot run the kmodlab binary");
     let mut input = child.stdin.take().expect("piped stdin");
-    input.write_all(stdin).expect("write the shell's input");
-    drop(input);
-    child.wait_with_output().expect("wait for kmodlab")
+    let stdin = stdin.to_vec();
+    // From a thread, so that a child writing much output before it reads cannot deadlock
+    // with us; a child that stops reading early (it refused an oversized script) closes the
+    // pipe, which is its right, not a failure.
+    let writer = std::thread::spawn(move || match input.write_all(&stdin) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            panic!("write the shell's input: {e}")
+        }
+        _ => {}
+    });
+    let out = child.wait_with_output().expect("wait for kmodlab");
+    writer.join().expect("the input writer");
+    out
 }
 
 /// stdout and stderr with `\n` line ends (the guest console's are `\r\n`).
