@@ -88,9 +88,14 @@ extern "C" fn kmain(tsc_entry: u64) -> ! {
         );
     }
     kprintln!(
-        "kmodlab kernel ({}) on {} KVM, TSC {} kHz, {} MiB RAM",
+        "kmodlab kernel ({}) on {} KVM{}, TSC {} kHz, {} MiB RAM",
         CONFIG.name(),
-        info.flavour.name(),
+        info.host_flavour.name(),
+        if info.hardware_setup_on_pvm() {
+            " with the hardware-KVM setup (supervisor code emulated, no system calls)"
+        } else {
+            ""
+        },
         info.tsc_khz,
         info.ram_size >> 20
     );

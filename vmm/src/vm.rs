@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kmodlab_abi::boot_info::{BootInfo, PhysRange};
-use kmodlab_abi::channel::{FaultReport, FrameError, GuestMsg};
+use kmodlab_abi::channel::{FaultReport, FrameError, GuestMsg, HostMsg};
 use kmodlab_abi::layout::{
     self, INITRD_GPA, KERNEL_PHYS_END, KERNEL_PHYS_START, KVM_TSS_GPA, MAX_RAM, MIN_RAM,
     VIF_PAGE_GPA,
@@ -48,6 +48,13 @@ pub struct VmConfig {
     /// takes the CPU back with [`kmodlab_abi::status::PREEMPT_VECTOR`] (the kernel's
     /// watchdog then decides whether it goes on); `None` never interrupts the guest.
     pub timeslice: Option<Duration>,
+    /// Debug: boot with the guest setup of hardware KVM (no VIF page, kernel page-table
+    /// entries without U/S) even on a kvm_pvm host, so that the hardware paging, boot and
+    /// fault paths run on machines that have only kvm_pvm. Supervisor code is then emulated
+    /// (thousands of cycles per instruction), and a user `syscall` does not reach supervisor
+    /// mode, so user programs that make system calls cannot run (the self-test says which
+    /// checks it could not run; the shell is unusable). No effect on hardware KVM.
+    pub hardware_setup: bool,
 }
 
 /// The default time slice: long enough that no system-call-making program is ever
@@ -56,7 +63,8 @@ pub struct VmConfig {
 pub const DEFAULT_TIMESLICE: Duration = Duration::from_millis(10);
 
 impl VmConfig {
-    /// 256 MiB, 60 s deadline, empty command line, [`DEFAULT_TIMESLICE`].
+    /// 256 MiB, 60 s deadline, empty command line, [`DEFAULT_TIMESLICE`], the setup of the
+    /// host's KVM.
     pub fn new(config: KernelConfig) -> VmConfig {
         VmConfig {
             config,
@@ -64,6 +72,7 @@ impl VmConfig {
             deadline: Duration::from_secs(60),
             cmdline: String::new(),
             timeslice: Some(DEFAULT_TIMESLICE),
+            hardware_setup: false,
         }
     }
 }
@@ -266,6 +275,9 @@ pub struct RunReport<C> {
     pub controller: C,
     /// The KVM flavour the run used.
     pub flavour: KvmFlavour,
+    /// The guest setup it booted with: `flavour`, or [`KvmFlavour::Hardware`] under
+    /// [`VmConfig::hardware_setup`].
+    pub guest_setup: KvmFlavour,
     /// Whether the VIF page was registered (PVM only).
     pub vif_registered: bool,
     /// kvm_pvm's feature mask, if on PVM.
@@ -292,6 +304,14 @@ impl<C> RunReport<C> {
     /// Everything the guest printed (the last MiB of it).
     pub fn console_text(&self) -> String {
         self.console.lock().map(|c| c.text()).unwrap_or_default()
+    }
+
+    /// Why the console could not be shown live (e.g. stdout was a full disk), if so.
+    pub fn console_echo_error(&self) -> Option<String> {
+        self.console
+            .lock()
+            .ok()
+            .and_then(|c| c.echo_error().map(str::to_owned))
     }
 }
 
@@ -364,6 +384,7 @@ struct Machine {
     vcpu: VcpuFd,
     mem: GuestMemoryMmap,
     flavour: KvmFlavour,
+    guest_setup: KvmFlavour,
     vif_registered: bool,
     pvm_features: Option<u64>,
     tsc_khz: u64,
@@ -433,8 +454,15 @@ fn build_machine(
     } else {
         KvmFlavour::Hardware
     };
+    // What the guest is set up for: everything below (page-table flags, the VIF page, the
+    // boot information) follows the setup, not the host.
+    let guest_setup = if cfg.hardware_setup {
+        KvmFlavour::Hardware
+    } else {
+        flavour
+    };
     gdt::write(&mem).map_err(mem_err)?;
-    let cr3 = paging::write(&mem, paging::kernel_entry_flags(flavour)).map_err(mem_err)?;
+    let cr3 = paging::write(&mem, paging::kernel_entry_flags(guest_setup)).map_err(mem_err)?;
     let cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
@@ -445,7 +473,7 @@ fn build_machine(
     vcpu.set_regs(&regs::boot_regs(entry))
         .map_err(kvm_err("KVM_SET_REGS"))?;
     let tsc_khz = u64::from(vcpu.get_tsc_khz().map_err(kvm_err("KVM_GET_TSC_KHZ"))?);
-    let (vif_registered, pvm_features) = match flavour {
+    let (vif_registered, pvm_features) = match guest_setup {
         KvmFlavour::Pvm => {
             // The VIF page is in the zeroed low area; registering it lets supervisor code run
             // natively instead of being emulated instruction by instruction.
@@ -453,10 +481,12 @@ fn build_machine(
                 .map_err(kvm_err("registering the PVM VIF page"))?;
             (true, msr::pvm_features(&vcpu))
         }
+        KvmFlavour::Hardware if flavour == KvmFlavour::Pvm => (false, msr::pvm_features(&vcpu)),
         KvmFlavour::Hardware => (false, None),
     };
 
-    let mut info = BootInfo::new(tsc_khz, flavour, cfg.config, cfg.ram_bytes);
+    let mut info = BootInfo::new(tsc_khz, guest_setup, cfg.config, cfg.ram_bytes);
+    info.host_flavour = flavour;
     info.initrd = PhysRange {
         start: INITRD_GPA,
         end: initrd_end,
@@ -485,6 +515,7 @@ fn build_machine(
         vcpu,
         mem,
         flavour,
+        guest_setup,
         vif_registered,
         pvm_features,
         tsc_khz,
@@ -530,6 +561,7 @@ pub fn run_with_input<C: Controller>(
         vcpu,
         mem,
         flavour,
+        guest_setup,
         vif_registered,
         pvm_features,
         tsc_khz,
@@ -560,6 +592,7 @@ pub fn run_with_input<C: Controller>(
                 window_requested: false,
             };
             let end = vcpu_run.run_loop();
+            vcpu_run.console.flush();
             // The receiver may be gone if the caller gave up; nothing to do then.
             let _ = done_tx.send(());
             (end, vcpu_run.controller, vcpu_run.exits, vcpu_run.timings)
@@ -592,6 +625,7 @@ pub fn run_with_input<C: Controller>(
         end,
         controller,
         flavour,
+        guest_setup,
         vif_registered,
         pvm_features,
         tsc_khz,
@@ -877,10 +911,21 @@ impl<C: Controller> VcpuRun<C> {
                     location: format!("{}:{}", p.file, p.line),
                 });
             }
+            GuestMsg::Output(text) => {
+                // In order with the serial output around it: both arrive on this thread.
+                self.console.write_output(text.as_bytes());
+                self.controller.output(text);
+                return self.answer(seq, &HostMsg::Continue);
+            }
         };
         self.controller.exits(&self.exits);
         let answer = self.controller.next(event);
-        match self.channel.write_host_msg(seq, &answer) {
+        self.answer(seq, &answer)
+    }
+
+    /// Writes `answer` to message `seq`; `Some` ends the run.
+    fn answer(&mut self, seq: u32, answer: &HostMsg) -> Option<RunEnd> {
+        match self.channel.write_host_msg(seq, answer) {
             Ok(()) => None,
             Err(ControlError::Frame(e)) => Some(RunEnd::AnswerTooLarge(e.to_string())),
             Err(e) => Some(RunEnd::KvmFailure(format!("answering the guest: {e}"))),

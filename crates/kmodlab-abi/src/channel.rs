@@ -11,6 +11,12 @@
 //! sequence number and resumes the guest. The guest always speaks first (its first message
 //! is [`GuestMsg::Ready`]), so a whole batch of work costs one VM exit, not one per item.
 //!
+//! A frame holds at most [`MAX_PAYLOAD`] bytes. What can be larger travels in pieces: a
+//! script's output is streamed as it is written, one [`GuestMsg::Output`] exchange per write
+//! (answered [`HostMsg::Continue`]), so its size is bounded by the host's patience, not by the
+//! channel; a reply that still does not fit is the guest's fault and is replaced by a
+//! [`Reply::Error`] that says so.
+//!
 //! The VMM decodes frames written by an untrusted guest: [`decode_frame`] checks the header
 //! before it reads the payload, bounds the payload by the half's size, and rejects trailing
 //! bytes; it never panics (property-tested below).
@@ -37,6 +43,9 @@ pub const HOST_TO_GUEST_OFFSET: usize = 0;
 pub const GUEST_TO_HOST_OFFSET: usize = HALF_SIZE;
 /// Largest payload a frame can carry.
 pub const MAX_PAYLOAD: usize = HALF_SIZE - HEADER_SIZE;
+/// Most text bytes one [`GuestMsg::Output`] carries: the payload less the message's own
+/// encoding (a variant tag and a length prefix, 4 bytes at most at this size).
+pub const MAX_OUTPUT_CHUNK: usize = MAX_PAYLOAD - 8;
 
 /// Why a frame could not be written or read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +200,27 @@ pub fn decode_frame<'a, T: Deserialize<'a>>(area: &'a [u8]) -> Result<(u32, T), 
     Ok((header.seq, msg))
 }
 
+/// The size of `msg`'s encoding (the payload of its frame), without writing it anywhere.
+pub fn encoded_len<T: Serialize>(msg: &T) -> Result<usize, FrameError> {
+    postcard::serialize_with_flavor(msg, postcard::ser_flavors::Size::default())
+        .map_err(FrameError::Encode)
+}
+
+/// `reply` if its [`GuestMsg::Reply`] fits a frame, else why not: the text of the
+/// [`Reply::Error`] the guest sends instead, so that the VMM learns the reply was the guest's
+/// to shrink (not a broken channel, not the VMM's fault).
+pub fn fit_reply(reply: Reply) -> Result<Reply, String> {
+    // GuestMsg::Reply's own encoding is its variant index: one byte in postcard.
+    match encoded_len(&reply).map(|n| n + 1) {
+        Ok(n) if n <= MAX_PAYLOAD => Ok(reply),
+        Ok(n) => Err(alloc::format!(
+            "the guest's reply is {n} bytes, more than the {MAX_PAYLOAD} the control channel \
+             carries"
+        )),
+        Err(e) => Err(alloc::format!("the guest's reply does not encode: {e}")),
+    }
+}
+
 /// Like [`decode_frame`] for messages that borrow nothing.
 pub fn decode_owned_frame<T: DeserializeOwned>(area: &[u8]) -> Result<(u32, T), FrameError> {
     decode_frame(area)
@@ -206,6 +236,9 @@ pub enum HostMsg {
         /// The exit status the guest reports.
         status: u32,
     },
+    /// Carry on with the command in progress: the answer to [`GuestMsg::Output`], and only
+    /// to it.
+    Continue,
 }
 
 /// A unit of work the VMM asks the guest to do.
@@ -519,14 +552,18 @@ pub struct ModuleError {
     pub message: String,
 }
 
-/// What the shell printed and how its lines went.
+/// What the shell printed and how its commands went.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShellOutput {
-    /// Everything the shell wrote.
+    /// What the shell wrote. The kernel streams a script's output while it runs
+    /// ([`GuestMsg::Output`]) and sends this empty; the VMM's `control::Script` fills it in
+    /// from the stream.
     pub output: String,
-    /// Lines run.
+    /// Bytes of output the kernel streamed for this command (what `output` must add up to).
+    pub output_bytes: u64,
+    /// Commands run.
     pub lines: u32,
-    /// Lines that failed.
+    /// Commands that failed.
     pub failed: u32,
 }
 
@@ -610,6 +647,10 @@ pub enum GuestMsg<'a> {
     Fault(FaultReport),
     /// The kernel panicked; it stops after this message.
     Panic(#[serde(borrow)] PanicReport<'a>),
+    /// Output the running shell script just wrote (at most [`MAX_OUTPUT_CHUNK`] bytes; one
+    /// write may take several). The VMM shows it on the console as if it came through the
+    /// serial port, keeps it for the command's reply, and answers [`HostMsg::Continue`].
+    Output(&'a str),
 }
 
 /// What the kernel reports when it is ready.
@@ -703,10 +744,14 @@ pub struct SelfTestReport {
 pub struct Check {
     /// What was checked.
     pub name: String,
-    /// Whether it passed.
+    /// Whether it passed (`false` also when it could not run).
     pub passed: bool,
     /// Detail for the report (what was seen).
     pub detail: String,
+    /// Why the check could not run in this setup, if it could not (e.g. system calls under
+    /// the hardware-KVM setup on kvm_pvm): then it is neither passed nor failed, and reports
+    /// must say so rather than count it either way.
+    pub not_run: Option<String>,
 }
 
 /// An exception, as the guest kernel saw it.
@@ -799,6 +844,7 @@ mod tests {
                 FaultKind::StackOverflow,
             ))),
             HostMsg::Shutdown { status: 3 },
+            HostMsg::Continue,
         ];
         for m in &msgs {
             assert_eq!(&roundtrip(m), m);
@@ -931,6 +977,57 @@ mod tests {
             metadata_bytes: 700,
         };
         assert_eq!(f.total_bytes(), 3 * 4096 + 16384 + 60 + 4096 + 100 + 700);
+    }
+
+    #[test]
+    fn the_largest_output_chunk_fits_a_frame() {
+        let mut area = vec![0u8; HALF_SIZE];
+        // The limit is in bytes, so text of exactly the limit is the largest message.
+        let text = "x".repeat(MAX_OUTPUT_CHUNK);
+        let msg = GuestMsg::Output(&text);
+        let n = encode_frame(&mut area, 9, &msg).unwrap();
+        assert_eq!(encoded_len(&msg).unwrap(), n - HEADER_SIZE);
+        assert!(n <= HALF_SIZE);
+        let (_, back): (u32, GuestMsg<'_>) = decode_frame(&area[..n]).unwrap();
+        assert_eq!(back, msg);
+        // One byte more than the channel carries does not fit, and `encoded_len` says why.
+        let too_big = "x".repeat(MAX_PAYLOAD);
+        let msg = GuestMsg::Output(&too_big);
+        assert!(encoded_len(&msg).unwrap() > MAX_PAYLOAD);
+        assert!(matches!(
+            encode_frame(&mut area, 9, &msg),
+            Err(FrameError::Encode(_))
+        ));
+    }
+
+    #[test]
+    fn a_reply_too_large_for_a_frame_becomes_an_error_saying_so() {
+        let small = Reply::Echo(vec![1, 2, 3]);
+        assert_eq!(fit_reply(small.clone()), Ok(small));
+        let text = "x".repeat(MAX_PAYLOAD);
+        let size = encoded_len(&GuestMsg::Reply(Reply::Error(text.clone()))).unwrap();
+        // At the limit exactly it still fits.
+        let overhead = encoded_len(&GuestMsg::Reply(Reply::Echo(Vec::new()))).unwrap() - 1;
+        let at_limit = Reply::Echo(vec![0; MAX_PAYLOAD - overhead - 3]);
+        assert_eq!(
+            encoded_len(&GuestMsg::Reply(at_limit.clone())).unwrap(),
+            MAX_PAYLOAD
+        );
+        assert_eq!(fit_reply(at_limit.clone()), Ok(at_limit));
+        match fit_reply(Reply::Error(text)) {
+            Err(why) => assert_eq!(
+                why,
+                format!(
+                    "the guest's reply is {size} bytes, more than the {MAX_PAYLOAD} the \
+                     control channel carries"
+                )
+            ),
+            other => panic!("{other:?}"),
+        }
+        // The replacement itself fits.
+        let mut area = vec![0u8; HALF_SIZE];
+        let why = fit_reply(Reply::Echo(vec![0; MAX_PAYLOAD])).unwrap_err();
+        assert!(encode_frame(&mut area, 1, &GuestMsg::Reply(Reply::Error(why))).is_ok());
     }
 
     #[test]

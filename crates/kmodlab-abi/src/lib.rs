@@ -20,6 +20,7 @@ extern crate alloc;
 pub mod boot_info;
 pub mod channel;
 pub mod initramfs;
+pub mod input;
 pub mod layout;
 pub mod modinfo;
 pub mod modules_dep;

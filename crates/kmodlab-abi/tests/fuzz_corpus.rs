@@ -122,6 +122,7 @@ fn write_seed_frames() {
                 name: "paging".into(),
                 passed: true,
                 detail: "ok".into(),
+                not_run: None,
             }],
             user_kernel_isolation: true,
         }),
@@ -130,6 +131,7 @@ fn write_seed_frames() {
         Reply::Done,
         Reply::Shell(ShellOutput {
             output: "hello\n".into(),
+            output_bytes: 6,
             lines: 1,
             failed: 0,
         }),

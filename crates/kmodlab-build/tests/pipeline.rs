@@ -60,7 +60,8 @@ fn builds_the_whole_module_set() {
             "kvclient",
             "kvstore",
             "params",
-            "ramblk"
+            "ramblk",
+            "rival"
         ]
     );
     assert_eq!(b.get("cstats").unwrap().source, ModuleSource::C);

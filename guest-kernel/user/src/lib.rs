@@ -152,22 +152,18 @@ pub fn last_error() -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-/// The next input line (with its `\n`), or `None` at the end of input.
-pub fn read_input() -> Option<String> {
-    let mut buf = alloc::vec![0u8; 4096];
-    let n = check(syscall4(
+/// Reads input (a script line, or what the user typed) into `buf`: at most one line, the
+/// rest of a longer line staying queued; 0 at the end of input. See
+/// [`kmodlab_abi::input::LineReader`] for reading whole lines.
+pub fn read_input(buf: &mut [u8]) -> Result<usize, u64> {
+    check(syscall4(
         nr::READ_INPUT,
         buf.as_mut_ptr() as u64,
         buf.len() as u64,
         0,
         0,
     ))
-    .ok()?;
-    if n == 0 {
-        return None;
-    }
-    buf.truncate(n as usize);
-    Some(String::from_utf8_lossy(&buf).into_owned())
+    .map(|n| (n as usize).min(buf.len()))
 }
 
 /// `init_module`: loads a module from `image` with `params`.
