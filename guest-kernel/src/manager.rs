@@ -222,14 +222,15 @@ impl ModuleBackend for Microkernel {
         let at: mgr::ServiceAddress =
             self.call::<_, mgr::ServiceLookupReply>(op::SERVICE_LOOKUP, &lookup, &[])??;
         // The kernel calls the server itself: the manager never waits for a server.
+        let reply_cap = reply_cap.min(REPLY_CAP);
         let reply = kernel_call(
             at.task,
             KernelRequest {
                 op: kmodlab_ipc::srv::op::SERVICE_CALL,
-                words: [at.index, u64::from(op_), 0, 0, 0, 0],
+                words: [at.index, u64::from(op_), reply_cap as u64, 0, 0, 0],
                 payload: request,
                 leases: &[],
-                reply_cap: reply_cap.min(REPLY_CAP),
+                reply_cap,
             },
         )
         .map_err(|e| Failure {
