@@ -122,7 +122,9 @@ impl ModuleBackend for Microkernel {
             .find(MANAGER_PATH)
             .ok_or_else(|| format!("{MANAGER_PATH} is not in the module archive"))?
             .data;
-        let id = user::spawn(image, "modmgr", [manager_flags(), 0, 0], Session::none())
+        // rsi: the TSC frequency, so that the manager can report recovery times in time units.
+        let tsc_khz = crate::boot::state().info.tsc_khz;
+        let id = user::spawn(image, "modmgr", [manager_flags(), tsc_khz, 0], Session::none())
             .map_err(|e| format!("{MANAGER_PATH}: {e}"))?;
         with_tasks(|t| {
             if let Some(task) = t.get_mut(id) {
