@@ -256,6 +256,19 @@ pub enum Command {
     },
     /// Report the kernel's memory accounting; replies [`Reply::Memory`].
     MemoryStats,
+    /// Call service `service` with `op` and `request`, as a module would (`kmod_service_call`;
+    /// in the microkernel the kernel calls the service's server over IPC); replies
+    /// [`Reply::ServiceReply`] with at most `reply_cap` bytes, or [`Reply::ModuleError`].
+    ServiceCall {
+        /// Service name.
+        service: String,
+        /// The service's op.
+        op: u32,
+        /// The request.
+        request: Vec<u8>,
+        /// Largest reply accepted.
+        reply_cap: u32,
+    },
 }
 
 /// The kernel's memory accounting: what a load that fails must leave unchanged.
@@ -316,6 +329,14 @@ pub struct LoadCycles {
     pub init: u64,
     /// The whole `init_module` call.
     pub total: u64,
+    /// Microkernel only: creating the module server's address space (the task, and mapping
+    /// its runtime, module regions, stubs, heap and stack).
+    pub aspace: u64,
+    /// Microkernel only: copying the runtime and the relocated module from the manager into
+    /// the server (`task_write`).
+    pub transfer: u64,
+    /// Microkernel only: starting the server, until its runtime asked for its configuration.
+    pub start: u64,
 }
 
 /// What the kernel knows about one loaded module: its accounting.
@@ -347,7 +368,92 @@ pub struct ModuleRecord {
     pub relocations: u64,
     /// Cycles of each load step.
     pub load_cycles: LoadCycles,
+    /// Memory the module costs, by kind.
+    pub footprint: Footprint,
+    /// Why the module stopped running, if it did (microkernel: its server died; the record
+    /// keeps the state it had then, as Linux keeps a module whose code oopsed).
+    pub fault: Option<ModuleFault>,
 }
+
+/// What one loaded module costs in memory, by kind. Each configuration fills what applies to
+/// it; a zero is a measured zero (the configuration has no such cost for the module), not a
+/// missing value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Footprint {
+    /// Bytes of the module's own sections as laid out (core region: text, rodata, data,
+    /// bss, GOT).
+    pub section_bytes: u64,
+    /// Pages mapped for its sections now (core, plus init until it is freed).
+    pub section_pages: u64,
+    /// Page-table pages that exist for this module alone (in the monolithic kernel modules
+    /// share the module area's tables, which stay once allocated: 0 once the area is warm;
+    /// a microkernel server's own address space has its own).
+    pub page_table_pages: u64,
+    /// Bytes of stacks that exist for the module (its own threads or servers).
+    pub stack_bytes: u64,
+    /// Bytes of kernel objects that exist for it (service registry entries; in the
+    /// microkernel also its task, address space and endpoints).
+    pub kernel_object_bytes: u64,
+    /// Bytes of IPC buffers set up for it.
+    pub ipc_buffer_bytes: u64,
+    /// Heap bytes the module itself holds (its `kmod_alloc` blocks).
+    pub heap_bytes: u64,
+    /// Heap bytes of the kernel's bookkeeping about it (symbols, exports, modinfo,
+    /// parameters).
+    pub metadata_bytes: u64,
+    /// Microkernel only: bytes of the server's own copy of the server runtime (its code and
+    /// data), its call stubs and its `charp` parameter strings.
+    pub runtime_bytes: u64,
+}
+
+impl Footprint {
+    /// Every kind added up, pages counted as [`crate::layout::PAGE_SIZE`] bytes (the
+    /// section bytes are inside the section pages).
+    pub fn total_bytes(&self) -> u64 {
+        (self.section_pages + self.page_table_pages) * crate::layout::PAGE_SIZE
+            + self.stack_bytes
+            + self.kernel_object_bytes
+            + self.ipc_buffer_bytes
+            + self.heap_bytes
+            + self.metadata_bytes
+            + self.runtime_bytes
+    }
+}
+
+/// What a module's code was running when its server died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultPhase {
+    /// `init_module` (the module stays "Loading", as Linux leaves a module whose init oopsed).
+    Init,
+    /// A call into it (a service or an export; the module stays "Live", as in Linux).
+    Call,
+    /// `cleanup_module` (the module stays "Unloading").
+    Exit,
+}
+
+/// How a module's server died (microkernel configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleFault {
+    /// What it was running.
+    pub during: FaultPhase,
+    /// Exception vector; [`WATCHDOG_VECTOR`] if the kernel's watchdog stopped it;
+    /// [`EXITED_VECTOR`] if the server runtime gave up (exited) instead of faulting.
+    pub vector: u8,
+    /// Instruction pointer of the fault.
+    pub rip: u64,
+    /// CR2 (the faulting address of a page fault).
+    pub cr2: u64,
+    /// Error code pushed by the CPU.
+    pub error_code: u64,
+    /// Offset of `rip` in the module's region that holds it, if it is in the module.
+    pub offset: Option<u64>,
+}
+
+/// [`ModuleFault::vector`] of a server stopped by the kernel's watchdog (not an exception).
+pub const WATCHDOG_VECTOR: u8 = 0xff;
+/// [`ModuleFault::vector`] of a server whose runtime exited (a broken invariant, or a bug of
+/// the runtime), rather than faulting.
+pub const EXITED_VECTOR: u8 = 0xfe;
 
 /// Why a module operation failed: the errno a system call would return, and the kernel's
 /// explanation (what Linux prints to the kernel log).
@@ -511,6 +617,8 @@ pub enum Reply {
     Memory(MemoryStats),
     /// The command failed; the text says why.
     Error(String),
+    /// Result of [`Command::ServiceCall`]: the service's reply.
+    ServiceReply(Vec<u8>),
 }
 
 /// Measurements and checks of [`Command::SelfTest`]. Cycle counts are TSC cycles, one entry

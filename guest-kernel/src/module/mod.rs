@@ -142,6 +142,17 @@ impl Registry {
             pages: m.pages(),
             relocations: m.relocations,
             load_cycles: m.cycles,
+            // Modules share the kernel's stacks, page tables and heap: what is the module's
+            // alone is its sections, its kmod_alloc blocks and the registry's bookkeeping.
+            footprint: kmodlab_abi::channel::Footprint {
+                section_bytes: m.core_bytes,
+                section_pages: m.pages(),
+                heap_bytes: kapi::allocated_bytes(m.id),
+                metadata_bytes: m.metadata_bytes(),
+                ..Default::default()
+            },
+            // A fault in module code is a kernel fault here: no record outlives one.
+            fault: None,
         }
     }
 }
