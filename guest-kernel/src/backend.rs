@@ -79,9 +79,10 @@ pub trait ModuleBackend: Sync {
         request: &[u8],
         reply_cap: usize,
     ) -> Result<Vec<u8>, Failure>;
-    /// The module (and offset) holding kernel address `addr`, for kernel fault reports. Must
-    /// not wait: a fault may have happened anywhere.
-    fn locate(&self, addr: u64) -> Option<(String, u64)>;
+    /// Calls `found` with the module (and offset) holding kernel address `addr`, for kernel
+    /// fault reports; returns whether it did. Must neither wait nor allocate: a fault may
+    /// have happened anywhere, the allocator included.
+    fn locate(&self, addr: u64, found: &mut dyn FnMut(&str, u64)) -> bool;
 }
 
 #[cfg(feature = "monolithic")]

@@ -251,8 +251,8 @@ impl ModuleBackend for Microkernel {
         Ok(reply.payload)
     }
 
-    fn locate(&self, _addr: u64) -> Option<(String, u64)> {
+    fn locate(&self, _addr: u64, _found: &mut dyn FnMut(&str, u64)) -> bool {
         // No module code runs in the kernel here: a kernel fault is never in a module.
-        None
+        false
     }
 }

@@ -15,6 +15,13 @@ pub static KERNEL_MONOLITHIC_NOUNLOAD: &[u8] =
 /// The module archive: user programs, modules, `modules.dep`.
 pub static INITRAMFS: &[u8] = include_bytes!(env!("KMODLAB_INITRAMFS"));
 
+/// Every embedded kernel, by its artifact name.
+pub const KERNELS: [(&str, &[u8]); 3] = [
+    ("monolithic", KERNEL_MONOLITHIC),
+    ("microkernel", KERNEL_MICROKERNEL),
+    ("monolithic-nounload", KERNEL_MONOLITHIC_NOUNLOAD),
+];
+
 /// The kernel built for `config`.
 pub fn kernel(config: KernelConfig) -> &'static [u8] {
     match config {

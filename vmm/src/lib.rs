@@ -8,12 +8,14 @@
 //! - [`vm`]: one run of the guest, with a deadline.
 //! - [`selftest`]: the `boot` command's self-test and its report.
 //! - [`artifacts`]: the embedded guest kernel, user programs and modules.
+//! - [`image`]: what a kernel image's privileged code is made of.
 
 pub mod arch;
 pub mod artifacts;
 pub mod control;
 pub mod devices;
 pub mod host;
+pub mod image;
 pub mod kvm;
 pub mod selftest;
 pub mod vm;

@@ -58,6 +58,10 @@ pub struct BootSummary {
     pub samples: Samples,
     /// The kernel image's sizes.
     pub kernel_image: KernelImageInfo,
+    /// The privileged code of every embedded kernel (from its ELF): `.text` bytes and the
+    /// bytes of each component (module loader, module subsystem, tasks and IPC, …), so that
+    /// the two configurations' privileged code can be compared from either boot.
+    pub privileged_text: BTreeMap<&'static str, crate::image::TextReport>,
     /// Frames managed by the guest kernel.
     pub frames_total: u64,
     /// Frames free after boot.
@@ -182,6 +186,10 @@ pub fn boot(
             ipc_cycles: st.ipc_cycles,
         },
         kernel_image: ready.image,
+        privileged_text: crate::artifacts::KERNELS
+            .iter()
+            .filter_map(|(name, elf)| Some((*name, crate::image::text_report(elf).ok()?)))
+            .collect(),
         frames_total: ready.frames_total,
         frames_free: ready.frames_free,
         heap_bytes: ready.heap_bytes,

@@ -244,11 +244,11 @@ fn kernel_fault(frame: &TrapFrame, report: FaultReport) -> ! {
         report.rflags,
         frame.rbp,
     ));
-    if let Some((module, offset)) = crate::backend::backend().locate(report.rip) {
+    crate::backend::backend().locate(report.rip, &mut |module, offset| {
         crate::console::print_fatal(format_args!(
             "  rip is in module {module} at offset {offset:#x}\n"
         ));
-    }
+    });
     crate::control::report_fatal(&GuestMsg::Fault(report));
     cpu::exit(EXIT_KERNEL_FAULT)
 }

@@ -304,15 +304,25 @@ pub fn list() -> Vec<ModuleRecord> {
 
 /// The module (and offset) containing `addr`, for fault reports. Never waits: a fault may
 /// have happened with the registry locked.
-pub fn locate(addr: u64) -> Option<(String, u64)> {
-    let guard = REGISTRY.try_lock()?;
-    let registry = guard.as_ref()?;
-    registry.modules.iter().find_map(|m| {
-        [m.core, m.init].into_iter().flatten().find_map(|r| {
-            (addr >= r.base && addr < r.base + r.pages * kmodlab_abi::layout::PAGE_SIZE)
-                .then(|| (m.name.clone(), addr - r.base))
-        })
-    })
+///
+/// Allocates nothing either (the fault may be inside the allocator, holding its lock): the
+/// module's name is lent to `found`.
+pub fn locate(addr: u64, found: &mut dyn FnMut(&str, u64)) -> bool {
+    let Some(guard) = REGISTRY.try_lock() else {
+        return false;
+    };
+    let Some(registry) = guard.as_ref() else {
+        return false;
+    };
+    for m in &registry.modules {
+        for r in [m.core, m.init].into_iter().flatten() {
+            if addr >= r.base && addr < r.base + r.pages * kmodlab_abi::layout::PAGE_SIZE {
+                found(&m.name, addr - r.base);
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Unloads module `name` (`delete_module`).
@@ -422,7 +432,7 @@ impl crate::backend::ModuleBackend for Monolithic {
         Ok(reply)
     }
 
-    fn locate(&self, addr: u64) -> Option<(String, u64)> {
-        locate(addr)
+    fn locate(&self, addr: u64, found: &mut dyn FnMut(&str, u64)) -> bool {
+        locate(addr, found)
     }
 }

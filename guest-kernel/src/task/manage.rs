@@ -84,9 +84,23 @@ pub fn map(t: &mut Tasks, caller: TaskId, a: [u64; 4]) -> u64 {
     })())
 }
 
+/// Refuses ranges that include the task's UTCB: the kernel holds on to that frame for the
+/// task's whole life, so it must never be unmapped or made read-only under the kernel.
+fn not_utcb(vaddr: u64, pages: u64) -> Result<(), u64> {
+    let end = pages
+        .checked_mul(PAGE_SIZE)
+        .and_then(|len| vaddr.checked_add(len))
+        .ok_or(errno::EINVAL)?;
+    if (vaddr..end).contains(&kmodlab_ipc::layout::UTCB) {
+        return Err(errno::EINVAL);
+    }
+    Ok(())
+}
+
 /// `task_unmap(task_slot, vaddr, pages)`.
 pub fn unmap(t: &mut Tasks, caller: TaskId, a: [u64; 3]) -> u64 {
     result((|| {
+        not_utcb(a[1], a[2])?;
         let id = target(t, caller, a[0])?;
         let task = t.get_mut(id).ok_or(errno::ESRCH)?;
         task.aspace
@@ -99,6 +113,7 @@ pub fn unmap(t: &mut Tasks, caller: TaskId, a: [u64; 3]) -> u64 {
 /// `task_protect(task_slot, vaddr, pages, perm)`.
 pub fn protect(t: &mut Tasks, caller: TaskId, a: [u64; 4]) -> u64 {
     result((|| {
+        not_utcb(a[1], a[2])?;
         let id = target(t, caller, a[0])?;
         let p = perm(a[3])?;
         let task = t.get_mut(id).ok_or(errno::ESRCH)?;
