@@ -45,6 +45,13 @@ impl Manager {
     }
 
     fn server_died(&mut self, id: ModuleId, state: TaskState) {
+        self.server_died_inner(id, state);
+        if self.restarting.contains(&id) {
+            self.restart_over(id);
+        }
+    }
+
+    fn server_died_inner(&mut self, id: ModuleId, state: TaskState) {
         let Some(s) = self.server_mut(id) else { return };
         let phase = s.phase;
         let waiter = s.waiter;
@@ -156,9 +163,12 @@ impl Manager {
                 } else {
                     waiter
                 };
-                if let Err(e) = self.load_with(image, &params, waiter, rdtsc_ordered(), Some(r)) {
-                    log(&format!("module {name}: the restart failed: {e}\n"));
-                    self.fail_waiter(waiter, &e);
+                match self.load_with(image, &params, waiter, rdtsc_ordered(), Some(r)) {
+                    Ok(new_id) => self.restarting.push(new_id),
+                    Err(e) => {
+                        log(&format!("module {name}: the restart failed: {e}\n"));
+                        self.fail_waiter(waiter, &e);
+                    }
                 }
             }
             other => {

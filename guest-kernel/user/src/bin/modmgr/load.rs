@@ -575,6 +575,9 @@ impl Manager {
                     code: status,
                 },
             );
+            if self.restarting.contains(&id) {
+                self.restart_over(id);
+            }
             return;
         }
         // LIVE: the exports become visible, the init region goes.
@@ -606,6 +609,9 @@ impl Manager {
         self.report_restart(id);
         self.answer(token, 0, [0; MSG_WORDS], Vec::new());
         self.succeed_load(waiter, id);
+        if self.restarting.contains(&id) {
+            self.restart_over(id);
+        }
     }
 
     /// EXIT_DONE: the module's exit ran; `blocks`/`bytes` of its `kmod_alloc` memory were

@@ -144,6 +144,12 @@ pub struct Manager {
     pub kernel_waits: bool,
     /// Answers to send once the current request is handled.
     pub outbox: Vec<Answer>,
+    /// Restarts in progress (servers re-running their init for the restart policy).
+    pub restarting: Vec<ModuleId>,
+    /// A request of the kernel that arrived during a restart, handled once it is over: the
+    /// kernel runs tasks only while it waits for a call, so a restart that nobody waits for
+    /// would not progress; and whoever asks the kernel about modules then sees the outcome.
+    pub deferred: Option<(Received, Vec<u8>)>,
 }
 
 impl Manager {
@@ -165,6 +171,8 @@ impl Manager {
             next_job: 1,
             kernel_waits: false,
             outbox: Vec::new(),
+            restarting: Vec::new(),
+            deferred: None,
         })
     }
 
@@ -216,6 +224,10 @@ impl Manager {
             return;
         }
         if msg.badge == KERNEL_BADGE {
+            if !self.restarting.is_empty() && self.deferred.is_none() && !self.kernel_waits {
+                self.deferred = Some((*msg, payload.to_vec()));
+                return;
+            }
             self.kernel_request(msg, payload);
         } else {
             self.server_request(msg.badge, msg, payload);
@@ -289,6 +301,16 @@ impl Manager {
                 Err(_) => self.refuse_kernel(errno::EINVAL),
             },
             _ => self.refuse_kernel(errno::ENOSYS),
+        }
+    }
+
+    /// A restart of module `id` ended (LIVE or not): a kernel request held meanwhile runs.
+    pub fn restart_over(&mut self, id: ModuleId) {
+        self.restarting.retain(|&m| m != id);
+        if self.restarting.is_empty() {
+            if let Some((msg, payload)) = self.deferred.take() {
+                self.kernel_request(&msg, &payload);
+            }
         }
     }
 
