@@ -205,10 +205,7 @@ pub fn proc_modules_verbose(records: &[ModuleRecord], transitions: Transitions) 
             let what = match fault.vector {
                 kmodlab_abi::channel::WATCHDOG_VECTOR => String::from("stopped by the watchdog"),
                 kmodlab_abi::channel::EXITED_VECTOR => String::from("its runtime exited"),
-                v => format!(
-                    "{} (vector {v})",
-                    kmodlab_abi::channel::vector_name(v)
-                ),
+                v => format!("{} (vector {v})", kmodlab_abi::channel::vector_name(v)),
             };
             let offset = fault
                 .offset

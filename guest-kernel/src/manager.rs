@@ -124,8 +124,13 @@ impl ModuleBackend for Microkernel {
             .data;
         // rsi: the TSC frequency, so that the manager can report recovery times in time units.
         let tsc_khz = crate::boot::state().info.tsc_khz;
-        let id = user::spawn(image, "modmgr", [manager_flags(), tsc_khz, 0], Session::none())
-            .map_err(|e| format!("{MANAGER_PATH}: {e}"))?;
+        let id = user::spawn(
+            image,
+            "modmgr",
+            [manager_flags(), tsc_khz, 0],
+            Session::none(),
+        )
+        .map_err(|e| format!("{MANAGER_PATH}: {e}"))?;
         with_tasks(|t| {
             if let Some(task) = t.get_mut(id) {
                 task.caps[cap::FACTORY as usize] = Some(Cap::Factory);

@@ -24,7 +24,8 @@ struct Cli {
 enum Config {
     /// Modules load into the kernel (Linux's design).
     Monolithic,
-    /// Modules run as user-space servers.
+    /// Each module runs in a user-space server of its own, built by a user-space module
+    /// manager; a module that faults stops only its server.
     Microkernel,
 }
 

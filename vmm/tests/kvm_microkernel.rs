@@ -717,7 +717,8 @@ fn modules_calling_undeclared_exports_are_refused_with_a_clear_error() {
         let e = run.module_error(i);
         assert_eq!(e.errno, libc::ENOEXEC, "{e:?}");
         assert!(
-            e.message.starts_with(&format!("module `{module}`: `{symbol}")),
+            e.message
+                .starts_with(&format!("module `{module}`: `{symbol}")),
             "{e:?}"
         );
         assert_contains(
@@ -967,7 +968,10 @@ fn fault_location(console: &str) -> Option<(String, u64)> {
         .lines()
         .find_map(|l| l.trim().strip_prefix("rip is in module "))?;
     let (module, offset) = line.split_once(" at offset 0x")?;
-    Some((module.to_string(), u64::from_str_radix(offset.trim(), 16).ok()?))
+    Some((
+        module.to_string(),
+        u64::from_str_radix(offset.trim(), 16).ok()?,
+    ))
 }
 
 /// `faulty`'s modes with the vector a module server takes (user mode: no double fault; the
@@ -1071,7 +1075,9 @@ fn every_faulty_mode_at_init_exit_and_call_is_contained() {
             i += 1;
             let records = run.modules(i);
             let r = record(records, "faulty");
-            let f = r.fault.unwrap_or_else(|| panic!("{what}: not marked faulted: {r:#?}"));
+            let f = r
+                .fault
+                .unwrap_or_else(|| panic!("{what}: not marked faulted: {r:#?}"));
             assert_eq!(f.during, expected_phase, "{what}");
             let state = match expected_phase {
                 FaultPhase::Init => ModuleState::Coming,
@@ -1082,7 +1088,9 @@ fn every_faulty_mode_at_init_exit_and_call_is_contained() {
             assert_eq!(f.vector, *vector, "{what}: {f:x?}");
             assert_eq!(r.pages, 0, "{what}: the server's pages are released");
             assert_eq!(r.footprint.page_table_pages, 0, "{what}");
-            let offset = f.offset.unwrap_or_else(|| panic!("{what}: not in the module: {f:x?}"));
+            let offset = f
+                .offset
+                .unwrap_or_else(|| panic!("{what}: not in the module: {f:x?}"));
             assert!(MODULE_AREA.contains(&f.rip), "{what}: {f:x?}");
             // The report names the module, the vector and the offset.
             let report = reports[k];
@@ -1102,7 +1110,10 @@ fn every_faulty_mode_at_init_exit_and_call_is_contained() {
                     assert_eq!(f.error_code & 0b110, 0b110, "{what}: a user-mode write");
                 }
                 "mode=wild addr=-0x7fe00000" => {
-                    assert_eq!(f.cr2, 0xffff_ffff_8020_0000, "{what}: kernel text is not writable");
+                    assert_eq!(
+                        f.cr2, 0xffff_ffff_8020_0000,
+                        "{what}: kernel text is not writable"
+                    );
                 }
                 _ => {}
             }

@@ -241,7 +241,10 @@ impl fmt::Display for ModError {
                 module,
                 step,
                 errno,
-            } => write!(f, "{module}: building its server failed: {step}: errno {errno}"),
+            } => write!(
+                f,
+                "{module}: building its server failed: {step}: errno {errno}"
+            ),
         }
     }
 }

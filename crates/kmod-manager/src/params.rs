@@ -74,8 +74,7 @@ mod tests {
     use super::*;
     use kmod_loader::{FnProvider, ProvidedSymbol, ProviderId, RegionMemory, Regions};
 
-    const PARAMS_KO: &[u8] =
-        include_bytes!("../../kmod-tools/tests/fixtures/kmodlab/params.ko");
+    const PARAMS_KO: &[u8] = include_bytes!("../../kmod-tools/tests/fixtures/kmodlab/params.ko");
 
     /// Loads the params module fixture at `core_base` against a stand-in kernel API.
     fn load(core: &mut Vec<u8>, init: &mut Vec<u8>, core_base: u64) -> Loaded {
@@ -111,12 +110,22 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let values =
-            kmodlab_abi::params::parse(modinfo.into_iter(), "count=5 verbose greeting=\"hi there\"")
-                .unwrap();
+        let values = kmodlab_abi::params::parse(
+            modinfo.into_iter(),
+            "count=5 verbose greeting=\"hi there\"",
+        )
+        .unwrap();
         assert_eq!(strings_size(&values), 8);
         let mut strings = Vec::new();
-        apply("params", &loaded, &values, &mut core, &mut strings, 0x4000_8000).unwrap();
+        apply(
+            "params",
+            &loaded,
+            &values,
+            &mut core,
+            &mut strings,
+            0x4000_8000,
+        )
+        .unwrap();
         assert_eq!(strings, b"hi there");
         let at = |name: &str| loaded.symbol(name).unwrap().offset as usize;
         let count = at("__kmod_param_count");

@@ -152,16 +152,20 @@ mod tests {
         assert_eq!(p.init_pages, 1);
         assert_eq!(p.stub_pages, 1);
         assert_eq!(p.stub_address(2), layout::STUB_BASE + 32);
-        assert_eq!(p.locate(layout::MODULE_BASE + 4100, true), Some((Region::Core, 4100)));
         assert_eq!(
-            p.locate(p.init_base + 8, true),
-            Some((Region::Init, 8))
+            p.locate(layout::MODULE_BASE + 4100, true),
+            Some((Region::Core, 4100))
         );
+        assert_eq!(p.locate(p.init_base + 8, true), Some((Region::Init, 8)));
         assert_eq!(p.locate(p.init_base + 8, false), None);
         assert_eq!(p.locate(p.params_base, true), None);
         // The guard page under the stack is nobody's.
         let guard = p.stack_bottom - PAGE_SIZE;
-        assert!(p.ranges().iter().all(|&(s, n)| guard < s || guard >= s + n * PAGE_SIZE));
+        assert!(
+            p.ranges()
+                .iter()
+                .all(|&(s, n)| guard < s || guard >= s + n * PAGE_SIZE)
+        );
         // An empty module still gets a core page, as in the monolithic kernel.
         assert_eq!(plan(0, 0, 0, 0).unwrap().core_pages, 1);
     }

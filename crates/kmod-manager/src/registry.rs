@@ -286,16 +286,16 @@ impl Registry {
             if p == user {
                 continue;
             }
-            if let Some(pm) = self.get_mut(p) {
-                if !pm.used_by.contains(&user) {
-                    pm.used_by.push(user);
-                    pm.refcount += 1;
-                }
+            if let Some(pm) = self.get_mut(p)
+                && !pm.used_by.contains(&user)
+            {
+                pm.used_by.push(user);
+                pm.refcount += 1;
             }
-            if let Some(um) = self.get_mut(user) {
-                if !um.uses.contains(&p) {
-                    um.uses.push(p);
-                }
+            if let Some(um) = self.get_mut(user)
+                && !um.uses.contains(&p)
+            {
+                um.uses.push(p);
             }
         }
     }
@@ -430,9 +430,9 @@ impl Registry {
 
     /// The service named `name` (of a running module).
     pub fn lookup_service(&self, name: &str) -> Option<&Service> {
-        self.services.iter().find(|s| {
-            s.name == name && self.get(s.owner).is_some_and(Entry::running)
-        })
+        self.services
+            .iter()
+            .find(|s| s.name == name && self.get(s.owner).is_some_and(Entry::running))
     }
 
     /// Drops the services `owner` left registered; returns how many.
@@ -546,7 +546,10 @@ mod tests {
     fn exports_of_modules_not_live_or_not_running_are_invisible() {
         let mut r = Registry::new();
         let ram = loaded(&mut r, "ramblk", &["ramblk_read", "ramblk_write"]);
-        assert_eq!(r.export("ramblk_write", 0).map(|e| (e.0, e.1)), Some((ram, 1)));
+        assert_eq!(
+            r.export("ramblk_write", 0).map(|e| (e.0, e.1)),
+            Some((ram, 1))
+        );
         assert_eq!(r.export("ramblk_write", ram), None);
         assert_eq!(
             r.clashing_export(["x", "ramblk_read"], 0),
@@ -578,7 +581,10 @@ mod tests {
         assert_eq!(r.register_service(b, ""), Err(ServiceError::BadName));
         let long = "x".repeat(MAX_SERVICE_NAME + 1);
         assert_eq!(r.register_service(b, &long), Err(ServiceError::BadName));
-        assert_eq!(r.unregister_service(b, "crc32"), Err(ServiceError::NotFound));
+        assert_eq!(
+            r.unregister_service(b, "crc32"),
+            Err(ServiceError::NotFound)
+        );
         assert_eq!(r.lookup_service("crc32").map(|s| s.id), Some(1));
         assert_eq!(r.unregister_service(a, "crc32"), Ok(1));
         assert_eq!(r.register_service(a, "crc32"), Ok(2));

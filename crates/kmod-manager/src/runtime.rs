@@ -248,8 +248,15 @@ pub(crate) mod tests {
         put(&mut out, strtab_off, &strtab);
         put(&mut out, shstrtab_off, &shstrtab);
         // Section headers: null, .text, .symtab, .strtab, .shstrtab.
-        let section = |name: u32, kind: u32, flags: u64, addr: u64, off: usize, size: usize,
-                       link: u32, info: u32, entsize: u64| {
+        let section = |name: u32,
+                       kind: u32,
+                       flags: u64,
+                       addr: u64,
+                       off: usize,
+                       size: usize,
+                       link: u32,
+                       info: u32,
+                       entsize: u64| {
             let mut h = Vec::new();
             h.extend_from_slice(&name.to_le_bytes());
             h.extend_from_slice(&kind.to_le_bytes());
@@ -362,7 +369,10 @@ pub(crate) mod tests {
         ));
         let mut not_exec = bytes.clone();
         not_exec[16] = 1; // ET_REL
-        assert_eq!(parse(&not_exec, &[]).unwrap_err(), RuntimeError::NotExecutable);
+        assert_eq!(
+            parse(&not_exec, &[]).unwrap_err(),
+            RuntimeError::NotExecutable
+        );
     }
 
     proptest! {

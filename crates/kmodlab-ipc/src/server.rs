@@ -209,7 +209,10 @@ mod tests {
         assert_eq!(code[11..], [0xcc; 5]);
         // Out of reach of rel32, or an index that does not fit the immediate.
         assert_eq!(stub_code(0, 0x3800_0000, 0x7fff_0000_0000), None);
-        assert_eq!(stub_code(u64::from(u32::MAX) + 1, 0x3800_0000, 0x1000_0000), None);
+        assert_eq!(
+            stub_code(u64::from(u32::MAX) + 1, 0x3800_0000, 0x1000_0000),
+            None
+        );
         assert_eq!(stub_code(0, u64::MAX, 0), None);
     }
 

@@ -62,7 +62,10 @@ unsafe impl core::alloc::GlobalAlloc for Heap {
                 return core::ptr::null_mut();
             };
             // Room for the block, its alignment and the allocator's bookkeeping.
-            let want = layout.size().saturating_add(layout.align()).saturating_add(64);
+            let want = layout
+                .size()
+                .saturating_add(layout.align())
+                .saturating_add(64);
             let Some((start, len)) = grow(want) else {
                 return core::ptr::null_mut();
             };

@@ -44,7 +44,9 @@ static CONFIG: spin::Once<ServerConfig> = spin::Once::new();
 
 /// This server's configuration.
 pub fn config() -> &'static ServerConfig {
-    CONFIG.get().unwrap_or_else(|| fail(b"kmodrt: configuration missing\n"))
+    CONFIG
+        .get()
+        .unwrap_or_else(|| fail(b"kmodrt: configuration missing\n"))
 }
 
 /// Reports a broken invariant of the runtime to the kernel log and stops the server (the
@@ -56,8 +58,12 @@ pub fn fail(why: &[u8]) -> ! {
 
 /// Maps more heap: asks the manager, which maps pages right above the heap's top.
 fn grow_heap(bytes: usize) -> Option<(usize, usize)> {
-    let reply =
-        ipc::call_words(SUPERVISOR, server::op::HEAP_GROW, [bytes as u64, 0, 0, 0, 0, 0]).ok()?;
+    let reply = ipc::call_words(
+        SUPERVISOR,
+        server::op::HEAP_GROW,
+        [bytes as u64, 0, 0, 0, 0, 0],
+    )
+    .ok()?;
     Some((reply.info.words[0] as usize, reply.info.words[1] as usize))
 }
 

@@ -124,7 +124,17 @@ unsafe fn call_local(
     // SAFETY: the handler was registered by this server's module, whose code stays mapped
     // for the server's life; the buffers are valid per this function's contract and `len` is
     // a local. The registry lock is not held: the handler may use services itself.
-    let status = unsafe { handler(ctx as *mut c_void, op, req, req_len, reply, reply_cap, &mut len) };
+    let status = unsafe {
+        handler(
+            ctx as *mut c_void,
+            op,
+            req,
+            req_len,
+            reply,
+            reply_cap,
+            &mut len,
+        )
+    };
     if len > reply_cap {
         return (neg(errno::EMSGSIZE), 0);
     }

@@ -89,7 +89,9 @@ impl Manager {
             ),
         };
         let what = match fault.vector {
-            WATCHDOG_VECTOR => String::from("stopped by the watchdog: it ran too long without blocking"),
+            WATCHDOG_VECTOR => {
+                String::from("stopped by the watchdog: it ran too long without blocking")
+            }
             EXITED_VECTOR => format!("its runtime exited ({state:?})"),
             v => format!("{} (vector {v})", vector_name(v)),
         };
@@ -104,7 +106,9 @@ impl Manager {
             task.0, fault.rip, fault.cr2, fault.error_code
         );
         if let Some(offset) = fault.offset {
-            report.push_str(&format!("  rip is in module {name} at offset {offset:#x}\n"));
+            report.push_str(&format!(
+                "  rip is in module {name} at offset {offset:#x}\n"
+            ));
         } else if self.runtime.contains(fault.rip) {
             report.push_str(&format!(
                 "  rip is in the server runtime at {:#x}\n",
@@ -129,10 +133,7 @@ impl Manager {
                 ..Footprint::default()
             };
         }
-        let state_name = self
-            .registry
-            .get(id)
-            .map_or("?", |m| m.state.name());
+        let state_name = self.registry.get(id).map_or("?", |m| m.state.name());
         log(&format!(
             "module {name}: its server is gone ({services} service(s) dropped, memory and \
              capabilities released); the module stays {state_name}, marked faulted\n"
@@ -208,11 +209,9 @@ impl Manager {
             .registry
             .get(id)
             .map_or_else(String::new, |m| m.name.clone());
-        let time = if tsc_khz > 0 {
-            format!("{} us", cycles * 1000 / tsc_khz)
-        } else {
-            String::from("? us")
-        };
+        let time = (cycles.saturating_mul(1000))
+            .checked_div(tsc_khz)
+            .map_or_else(|| String::from("? us"), |us| format!("{us} us"));
         log(&format!(
             "module {name}: restarted and LIVE again; recovery took {time} ({cycles} cycles), \
              {left} restart(s) left\n"

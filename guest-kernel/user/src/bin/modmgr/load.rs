@@ -219,7 +219,9 @@ impl Manager {
             let existing = if self.runtime.api_address(e.name).is_some() {
                 Some(ProviderId(0))
             } else {
-                self.registry.export(e.name, id).map(|(owner, _, _)| ProviderId(owner))
+                self.registry
+                    .export(e.name, id)
+                    .map(|(owner, _, _)| ProviderId(owner))
             };
             if let Some(existing) = existing {
                 return Err(ModError::Invalid(kmod_loader::Error::DuplicateExport {
@@ -268,7 +270,8 @@ impl Manager {
                 errno,
             }
         };
-        let slot = ipc::task_create(kmodlab_ipc::cap::FACTORY, name, id).map_err(sys("task_create"))?;
+        let slot =
+            ipc::task_create(kmodlab_ipc::cap::FACTORY, name, id).map_err(sys("task_create"))?;
         let built = (|| {
             let task = ipc::task_info(slot).map_err(sys("task_info"))?.id;
             let map = |vaddr: u64, pages: u64, p: Perm| -> Result<(), ModError> {
@@ -356,15 +359,18 @@ impl Manager {
             let mut stubs = Vec::with_capacity(planned.len() * server::STUB_SIZE as usize);
             for i in 0..planned.len() as u64 {
                 let at = plan.stub_address(i);
-                let code = server::stub_code(i, at, self.runtime.import_entry)
-                    .ok_or_else(no_memory)?;
+                let code =
+                    server::stub_code(i, at, self.runtime.import_entry).ok_or_else(no_memory)?;
                 stubs.extend_from_slice(&code);
             }
             write(layout::STUB_BASE, &stubs)?;
             lap(&mut cycles.transfer);
 
             // W^X: text executable, everything else not; the parameter strings read-only.
-            for (base, rl) in [(plan.core_base, &layout.core), (plan.init_base, &layout.init)] {
+            for (base, rl) in [
+                (plan.core_base, &layout.core),
+                (plan.init_base, &layout.init),
+            ] {
                 for range in &rl.ranges {
                     let pages = (range.end - range.start) / PAGE_SIZE;
                     if pages > 0 {
@@ -523,7 +529,12 @@ impl Manager {
         let now = rdtsc_ordered();
         let Some(s) = self.server_mut(id) else { return };
         let Ok(bytes) = kmodlab_ipc::mgr::encode(&s.config) else {
-            self.answer(token, -(guest_rt::errno::EIO as i64), [0; MSG_WORDS], Vec::new());
+            self.answer(
+                token,
+                -(guest_rt::errno::EIO as i64),
+                [0; MSG_WORDS],
+                Vec::new(),
+            );
             return;
         };
         if bytes.len() as u64 > cap {
@@ -552,7 +563,12 @@ impl Manager {
         let now = rdtsc_ordered();
         let Some(s) = self.server_mut(id) else { return };
         if s.phase != Phase::Init {
-            self.answer(token, -(guest_rt::errno::EINVAL as i64), [0; MSG_WORDS], Vec::new());
+            self.answer(
+                token,
+                -(guest_rt::errno::EINVAL as i64),
+                [0; MSG_WORDS],
+                Vec::new(),
+            );
             return;
         }
         let waiter = s.waiter;
@@ -683,7 +699,8 @@ impl Manager {
     fn modules_dep_order(&self, name: &str) -> Result<Vec<String>, ModError> {
         let text = kmodlab_user::read_file("lib/modules/modules.dep")
             .map_err(|_| ModError::NotInArchive("modules.dep".into()))?;
-        let text = String::from_utf8(text).map_err(|_| ModError::NotInArchive("modules.dep".into()))?;
+        let text =
+            String::from_utf8(text).map_err(|_| ModError::NotInArchive("modules.dep".into()))?;
         let order = kmodlab_abi::modules_dep::ModulesDep::parse(&text)
             .load_order(name)
             .ok_or_else(|| ModError::NotInArchive(name.into()))?

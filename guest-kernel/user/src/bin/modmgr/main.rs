@@ -82,7 +82,9 @@ pub extern "C" fn user_main(flags: u64, tsc_khz: u64, _: u64) -> u64 {
         msg = match next {
             Ok(msg) => msg,
             Err(e) => {
-                log(&alloc::format!("modmgr: receive failed (errno {e}); stopping\n"));
+                log(&alloc::format!(
+                    "modmgr: receive failed (errno {e}); stopping\n"
+                ));
                 return e;
             }
         };

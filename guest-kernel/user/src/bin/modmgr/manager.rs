@@ -201,7 +201,12 @@ impl Manager {
         self.kernel_waits = false;
         match mgr::encode(reply) {
             Ok(bytes) => self.answer(KERNEL_TOKEN, 0, [0; MSG_WORDS], bytes),
-            Err(_) => self.answer(KERNEL_TOKEN, -(errno::EIO as i64), [0; MSG_WORDS], Vec::new()),
+            Err(_) => self.answer(
+                KERNEL_TOKEN,
+                -(errno::EIO as i64),
+                [0; MSG_WORDS],
+                Vec::new(),
+            ),
         }
     }
 
@@ -239,7 +244,12 @@ impl Manager {
     fn kernel_request(&mut self, msg: &Received, payload: &[u8]) {
         if self.kernel_waits {
             // The kernel makes one call at a time; a second one means its state is broken.
-            self.answer(msg.sender, -(errno::EBUSY as i64), [0; MSG_WORDS], Vec::new());
+            self.answer(
+                msg.sender,
+                -(errno::EBUSY as i64),
+                [0; MSG_WORDS],
+                Vec::new(),
+            );
             return;
         }
         self.kernel_waits = msg.sender == KERNEL_TOKEN;
@@ -307,10 +317,10 @@ impl Manager {
     /// A restart of module `id` ended (LIVE or not): a kernel request held meanwhile runs.
     pub fn restart_over(&mut self, id: ModuleId) {
         self.restarting.retain(|&m| m != id);
-        if self.restarting.is_empty() {
-            if let Some((msg, payload)) = self.deferred.take() {
-                self.kernel_request(&msg, &payload);
-            }
+        if self.restarting.is_empty()
+            && let Some((msg, payload)) = self.deferred.take()
+        {
+            self.kernel_request(&msg, &payload);
         }
     }
 
@@ -363,7 +373,12 @@ impl Manager {
     }
 
     /// `INSMOD_ARCHIVE`: `lib/modules/NAME.ko`.
-    fn insmod_archive(&mut self, name: &str, params: &str, start: u64) -> Result<ModuleId, ModError> {
+    fn insmod_archive(
+        &mut self,
+        name: &str,
+        params: &str,
+        start: u64,
+    ) -> Result<ModuleId, ModError> {
         let image = kmodlab_user::read_file(&format!("lib/modules/{name}.ko"))
             .map_err(|_| ModError::NotInArchive(name.into()))?;
         self.load(image, params, Waiter::Kernel, start)
@@ -510,8 +525,7 @@ impl Manager {
                 self.answer(token, status, words, Vec::new());
             }
             server::op::SERVICE_UNREGISTER => {
-                let (status, words) = match name.map(|n| self.registry.unregister_service(id, n))
-                {
+                let (status, words) = match name.map(|n| self.registry.unregister_service(id, n)) {
                     Some(Ok(sid)) => (0, [sid, 0, 0, 0, 0, 0]),
                     Some(Err(e)) => (err(e.errno()), [0; MSG_WORDS]),
                     None => (err(errno::EINVAL), [0; MSG_WORDS]),
