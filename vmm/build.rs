@@ -28,6 +28,10 @@ fn main() {
         println!("cargo:rerun-if-changed={}", path.display());
     }
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
+    println!(
+        "cargo:rerun-if-env-changed={}",
+        kmodlab_build::signing::KEY_ENV
+    );
     for kernel in &artifacts.kernels {
         println!(
             "cargo:rustc-env=KMODLAB_KERNEL_{}={}",
@@ -38,5 +42,10 @@ fn main() {
     println!(
         "cargo:rustc-env=KMODLAB_INITRAMFS={}",
         artifacts.archive.display()
+    );
+    // For tests that sign modules the guest must accept.
+    println!(
+        "cargo:rustc-env=KMODLAB_MODULE_SIG_KEY_FILE={}",
+        artifacts.signing_key.key_path.display()
     );
 }

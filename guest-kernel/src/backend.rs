@@ -153,7 +153,7 @@ pub fn proc_modules_verbose(records: &[ModuleRecord], transitions: Transitions) 
         let c = r.load_cycles;
         out.push_str(&format!(
             "{}: state {}, core {} B at {:#x}, init {} B ({}), metadata {} B, {} pages, {} relocations\n  \
-             load cycles: copy {} validate {} params {} layout {} allocate {} resolve {} relocate {} protect {} init {} total {}\n",
+             load cycles: copy {} verify {} validate {} params {} layout {} allocate {} resolve {} relocate {} protect {} init {} total {}\n",
             r.name,
             r.state.name(),
             r.core_bytes,
@@ -164,6 +164,7 @@ pub fn proc_modules_verbose(records: &[ModuleRecord], transitions: Transitions) 
             r.pages,
             r.relocations,
             c.copy,
+            c.verify,
             c.validate,
             c.params,
             c.layout,

@@ -177,9 +177,9 @@ fn shell(script: Option<alloc::string::String>) -> Reply {
                 f.vector_name(),
                 f.rip
             )),
-            crate::user::Exit::Stalled => Reply::Error(alloc::format!(
-                "the shell blocked and no task could run: it would never finish"
-            )),
+            crate::user::Exit::Stalled => Reply::Error(
+                "the shell blocked and no task could run: it would never finish".into(),
+            ),
         },
         Err(e) => Reply::Error(alloc::format!("{SHELL_PATH}: {e}")),
     }

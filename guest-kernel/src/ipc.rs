@@ -210,10 +210,10 @@ fn deliver(t: &mut Tasks, from: Caller, to: TaskId) -> Result<(), u64> {
     sched::switch_to(to);
     match from {
         Caller::Task(c) => {
-            if let Some(ct) = t.get_mut(c) {
-                if let State::Sending { msg, .. } = ct.state {
-                    ct.state = State::AwaitingReply { from: to, msg };
-                }
+            if let Some(ct) = t.get_mut(c)
+                && let State::Sending { msg, .. } = ct.state
+            {
+                ct.state = State::AwaitingReply { from: to, msg };
             }
         }
         Caller::Kernel => KCALL.lock().phase = Phase::Awaiting(to),
@@ -680,10 +680,10 @@ pub fn end_task(t: &mut Tasks, id: TaskId, state: State) {
     if kernel_waits {
         fail_caller(t, Caller::Kernel, errno::EPIPE);
     }
-    if let State::Sending { to, .. } = was {
-        if let Some(s) = t.get_mut(to) {
-            s.queue.retain(|&c| c != Caller::Task(id));
-        }
+    if let State::Sending { to, .. } = was
+        && let Some(s) = t.get_mut(to)
+    {
+        s.queue.retain(|&c| c != Caller::Task(id));
     }
     if let Some(sup) = supervisor {
         let _ = post(t, sup, notify::CHILD_FAULTED);

@@ -170,10 +170,8 @@ fn ipc_pair(
         if let Some(c) = t.get_mut(caller) {
             c.caps[peer] = grant(server);
         }
-        if call_back {
-            if let Some(s) = t.get_mut(server) {
-                s.caps[peer] = grant(caller);
-            }
+        if call_back && let Some(s) = t.get_mut(server) {
+            s.caps[peer] = grant(caller);
         }
     });
     let ran = crate::task::sched::run_until(|| {
@@ -382,7 +380,7 @@ pub fn user_fault(kind: FaultKind) -> Reply {
             Exit::Status(s) => {
                 Reply::Error(format!("the program exited with {s} instead of faulting"))
             }
-            Exit::Stalled => Reply::Error(format!("the program blocked instead of faulting")),
+            Exit::Stalled => Reply::Error("the program blocked instead of faulting".into()),
         },
         Err(e) => Reply::Error(format!("{e}")),
     }

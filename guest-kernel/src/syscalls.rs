@@ -82,12 +82,12 @@ pub fn handle(id: TaskId, ctx: &UserContext) {
     let result = dispatch(id, n, a);
     if let Some(value) = result {
         with_tasks(|t| {
-            if let Some(task) = t.get_mut(id) {
-                if !task.state.ended() {
-                    task.ctx.rax = value;
-                    task.state = State::Runnable;
-                    t.run_queue.push_back(id);
-                }
+            if let Some(task) = t.get_mut(id)
+                && !task.state.ended()
+            {
+                task.ctx.rax = value;
+                task.state = State::Runnable;
+                t.run_queue.push_back(id);
             }
         });
         // The caller goes on, unless IPC already chose someone to switch to.

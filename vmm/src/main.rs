@@ -63,6 +63,12 @@ struct VmArgs {
     /// console byte is a VM exit, which would distort the load-step cycle counts.
     #[arg(long)]
     quiet: bool,
+    /// Refuse modules without a valid signature by the build's key (kernel command line
+    /// `module.sig_enforce=1`, Linux's CONFIG_MODULE_SIG_FORCE); without it they load with a
+    /// warning in the kernel log. Checked by the monolithic kernel; the microkernel's module
+    /// manager does not verify signatures yet.
+    #[arg(long)]
+    sig_enforce: bool,
 }
 
 impl VmArgs {
@@ -82,6 +88,9 @@ impl VmArgs {
         }
         if self.no_module_unload && matches!(self.config, Config::Microkernel) {
             words.push("module.unload=0");
+        }
+        if self.sig_enforce {
+            words.push("module.sig_enforce=1");
         }
         words.join(" ")
     }
@@ -138,6 +147,8 @@ enum Command {
     Depmod(kmod_tools::cli::DepmodArgs),
     /// Sections, sizes and relocation counts of modules.
     Objstat(kmod_tools::cli::ObjstatArgs),
+    /// Sign a module (Linux's sign-file), or create a signing key (--new-key).
+    Sign(kmod_tools::cli::SignArgs),
 }
 
 /// `--ram-mib`: even (guest RAM is mapped in 2 MiB pages) and within 64..=3072.
@@ -172,6 +183,7 @@ fn main() -> ExitCode {
         Command::Modinfo(args) => tool(kmod_tools::cli::modinfo(&args)),
         Command::Depmod(args) => tool(kmod_tools::cli::depmod(&args)),
         Command::Objstat(args) => tool(kmod_tools::cli::objstat(&args)),
+        Command::Sign(args) => tool(kmod_tools::cli::sign(&args)),
     }
 }
 

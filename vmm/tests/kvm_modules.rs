@@ -270,8 +270,8 @@ fn expected_lsmod_verbose(records: &[ModuleRecord], transitions: (u64, u64, u64)
         let c = r.load_cycles;
         out.push_str(&format!(
             "{}: state Live, core {} B at {:#x}, init {} B (freed), metadata {} B, {} pages, \
-             {} relocations\n  load cycles: copy {} validate {} params {} layout {} allocate {} \
-             resolve {} relocate {} protect {} init {} total {}\n",
+             {} relocations\n  load cycles: copy {} verify {} validate {} params {} layout {} \
+             allocate {} resolve {} relocate {} protect {} init {} total {}\n",
             r.name,
             r.core_bytes,
             r.core_base,
@@ -280,6 +280,7 @@ fn expected_lsmod_verbose(records: &[ModuleRecord], transitions: (u64, u64, u64)
             r.pages,
             r.relocations,
             c.copy,
+            c.verify,
             c.validate,
             c.params,
             c.layout,
@@ -438,8 +439,10 @@ fn kmodlab_cli(args: &[&str]) -> Output {
 }
 
 /// The loader's own verdict on a module file, on the host: the error of the steps that need
-/// no kernel (validation and layout), if they refuse it.
+/// no kernel (validation and layout), if they refuse it. Like the kernel's loader, it sees
+/// the file without its signature trailer (the Linux modules of the corpus are signed).
 fn host_loader_error(bytes: &[u8]) -> Option<kmod_loader::Error> {
+    let bytes = kmod_sig::check(bytes, None).module;
     let module = match kmod_loader::validate::validate(bytes) {
         Ok(m) => m,
         Err(e) => return Some(e),

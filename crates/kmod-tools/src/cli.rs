@@ -74,6 +74,25 @@ pub struct ObjstatArgs {
     pub json: bool,
 }
 
+/// `kmodlab sign`.
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("mode").required(true).args(["key", "new_key"]))]
+pub struct SignArgs {
+    /// The signing key: a PEM PKCS#8 ECDSA P-256 private key (`--new-key` makes one; the
+    /// build's is target/guest/module-signing/signing_key.pem).
+    #[arg(requires = "module")]
+    pub key: Option<PathBuf>,
+    /// The module to sign (an uncompressed .ko). A signature it already has is replaced.
+    pub module: Option<PathBuf>,
+    /// Where to write the signed module; default: MODULE itself.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Create a new signing key at PATH (never overwriting a file), write its public key to
+    /// PATH.pub.der, and print its identity.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["key", "module", "output"])]
+    pub new_key: Option<PathBuf>,
+}
+
 fn write_stdout(text: &str) -> Result<(), ToolError> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
@@ -115,6 +134,34 @@ pub fn modinfo(args: &ModinfoArgs) -> Result<ExitCode, ToolError> {
         }
     }
     Ok(code)
+}
+
+/// Runs `sign`: appends a PKCS#7 signature trailer to a module, or creates a key.
+pub fn sign(args: &SignArgs) -> Result<ExitCode, ToolError> {
+    if let Some(path) = &args.new_key {
+        let key = crate::sign::new_key(path)?;
+        write_stdout(&format!(
+            "created {} (public key {}.pub.der)\nsigner: {}\n",
+            path.display(),
+            path.display(),
+            key.identity()
+        ))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (Some(key), Some(module)) = (&args.key, &args.module) else {
+        return Err(ToolError::Usage(
+            "usage: kmodlab sign KEY MODULE.ko [-o OUT] | kmodlab sign --new-key PATH".into(),
+        ));
+    };
+    let key = crate::sign::read_key(key)?;
+    let output = args.output.as_deref().unwrap_or(module);
+    if let Some(replaced) = crate::sign::sign_file(&key, module, output)? {
+        eprintln!(
+            "kmodlab sign: {}: replaced its signature by {replaced}",
+            module.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read_text(path: &Path) -> Result<String, ToolError> {

@@ -64,6 +64,22 @@ pub enum ToolError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A signing key file is unusable.
+    #[error("{path}: {reason}")]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A module cannot be signed as it is.
+    #[error("{path}: cannot sign: {reason}")]
+    Sign {
+        /// The module file.
+        path: PathBuf,
+        /// Why not, and what to do.
+        reason: String,
+    },
     /// A command-line usage error.
     #[error("{0}")]
     Usage(String),

@@ -126,6 +126,8 @@ pub struct ModuleFile {
     pub defined_globals: BTreeSet<String>,
     /// Whether it is a Linux module (has `.gnu.linkonce.this_module`).
     pub linux: bool,
+    /// Its appended signature, as kmod's modinfo shows it (not verified).
+    pub signature: Option<kmod_sig::SignatureInfo>,
 }
 
 impl ModuleFile {
@@ -195,6 +197,7 @@ impl ModuleFile {
             imports,
             defined_globals,
             linux,
+            signature: kmod_sig::SignatureInfo::of(data),
         })
     }
 

@@ -4,9 +4,10 @@
 //! - [`depmod`]: dependencies from undefined symbols vs. `__ksymtab_X` exports, written as
 //!   Linux's `modules.dep`, with cycle and missing-symbol reports;
 //! - [`objstat`]: sections, load regions, symbols and relocation counts;
+//! - [`sign`]: signing modules as Linux's `sign-file` does (see `kmod-sig`);
 //! - [`cheader`]: the C header's kernel API block, generated from `kmod-api`.
 //!
-//! [`cli`] holds the `kmodlab modinfo|depmod|objstat` entry points. Every malformed input
+//! [`cli`] holds the `kmodlab modinfo|depmod|objstat|sign` entry points. Every malformed input
 //! is a typed [`ToolError`] naming the file, never a panic.
 
 pub mod cheader;
@@ -15,6 +16,7 @@ mod error;
 pub mod ko;
 pub mod modinfo;
 pub mod objstat;
+pub mod sign;
 
 pub mod cli;
 

@@ -12,6 +12,19 @@ fn pairs(module: &ModuleFile) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// The signature fields kmod shows after `.modinfo`'s (none for an unsigned module).
+pub fn signature_fields(module: &ModuleFile) -> Vec<(&'static str, String)> {
+    module.signature.as_ref().map_or_else(Vec::new, |s| {
+        kmodlab_abi::modinfo::signature_fields(
+            s.id_type,
+            &s.signer,
+            &s.key_id,
+            s.hash_algo,
+            &s.signature,
+        )
+    })
+}
+
 /// The parameters of `module`, in the order modinfo prints them.
 pub fn params(module: &ModuleFile) -> Vec<Param> {
     kmodlab_abi::modinfo::params(pairs(module))
@@ -20,7 +33,10 @@ pub fn params(module: &ModuleFile) -> Vec<Param> {
 /// What modinfo prints for `module` (see [`kmodlab_abi::modinfo::render`], which the guest
 /// shell's `modinfo` also uses).
 pub fn render(module: &ModuleFile, filename: &str, field: Option<&str>, separator: char) -> String {
-    kmodlab_abi::modinfo::render(&pairs(module), filename, field, separator)
+    let signature = signature_fields(module);
+    let mut pairs = pairs(module);
+    pairs.extend(signature.iter().map(|(k, v)| (*k, v.as_str())));
+    kmodlab_abi::modinfo::render(&pairs, filename, field, separator)
 }
 
 /// The file name modinfo prints: absolute, by joining a relative path to the current

@@ -329,6 +329,9 @@ pub struct LoadCycles {
     pub init: u64,
     /// The whole `init_module` call.
     pub total: u64,
+    /// Checking the module's signature (`module_sig_check`: SHA-256 of the module and one
+    /// ECDSA verification), between `copy` and `validate`.
+    pub verify: u64,
     /// Microkernel only: creating the module server's address space (the task, and mapping
     /// its runtime, module regions, stubs, heap and stack).
     pub aspace: u64,

@@ -61,6 +61,43 @@ pub fn params<'a>(modinfo: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<
     list
 }
 
+/// kmod's form of a binary value (`sig_key`, `signature`): upper-case hex bytes joined by
+/// `:`, with a line break and two tabs after every 20 bytes (`kmod_module_hex_to_str`).
+pub fn kmod_hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 3 + bytes.len() / 20 * 3);
+    for (i, b) in bytes.iter().enumerate() {
+        let _ = write!(out, "{b:02X}");
+        if i + 1 < bytes.len() {
+            out.push(':');
+            if (i + 1) % 20 == 0 {
+                out.push_str("\n\t\t");
+            }
+        }
+    }
+    out
+}
+
+/// The fields kmod's `modinfo` adds after a signed module's `.modinfo` entries, in its order:
+/// `sig_id`, `signer`, `sig_key`, `sig_hashalgo`, `signature`. Append them to the pairs
+/// given to [`render`]. `signer` is shown up to its first NUL byte, as kmod prints it
+/// (bytes that are not UTF-8 are replaced).
+pub fn signature_fields(
+    id_type: &str,
+    signer: &[u8],
+    key_id: &[u8],
+    hash_algo: &str,
+    signature: &[u8],
+) -> Vec<(&'static str, String)> {
+    let signer = signer.split(|&b| b == 0).next().unwrap_or(&[]);
+    alloc::vec![
+        ("sig_id", id_type.to_owned()),
+        ("signer", String::from_utf8_lossy(signer).into_owned()),
+        ("sig_key", kmod_hex(key_id)),
+        ("sig_hashalgo", hash_algo.to_owned()),
+        ("signature", kmod_hex(signature)),
+    ]
+}
+
 fn label(key: &str) -> String {
     let pad = 15usize.abs_diff(key.len());
     alloc::format!("{key}:{}", " ".repeat(pad))
@@ -132,6 +169,35 @@ mod tests {
             "filename:       /lib/modules/params.ko\nlicense:        GPL\nname:           params\n\
              parm:           verbose:bool\nparm:           count:how many (int)\n"
         );
+    }
+
+    #[test]
+    fn hex_wraps_like_kmod() {
+        assert_eq!(kmod_hex(&[]), "");
+        assert_eq!(kmod_hex(&[0x0a, 0xbc]), "0A:BC");
+        let twenty_one: Vec<u8> = (0..21).collect();
+        assert_eq!(
+            kmod_hex(&twenty_one),
+            "00:01:02:03:04:05:06:07:08:09:0A:0B:0C:0D:0E:0F:10:11:12:13:\n\t\t14"
+        );
+        let twenty: Vec<u8> = (0..20).collect();
+        assert!(!kmod_hex(&twenty).contains('\n'));
+    }
+
+    #[test]
+    fn signature_fields_render_after_modinfo() {
+        let sig = signature_fields("PKCS#7", b"me\0junk", &[1, 2], "sha256", &[0xff]);
+        let mut pairs: Vec<(&str, &str)> = INFO.to_vec();
+        pairs.extend(sig.iter().map(|(k, v)| (*k, v.as_str())));
+        let out = render(&pairs, "/m.ko", None, '\n');
+        assert!(
+            out.contains(
+                "name:           params\nsig_id:         PKCS#7\nsigner:         me\n\
+                 sig_key:        01:02\nsig_hashalgo:   sha256\nsignature:      FF\nparm:"
+            ),
+            "{out}"
+        );
+        assert_eq!(render(&pairs, "/m.ko", Some("sig_key"), '\n'), "01:02\n");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::signing::{ModuleSigningKey, PUBLIC_KEY_ENV};
 use crate::{BuildDirs, GUEST_TARGET, Result, copy_artifact, nested_cargo, run_step};
 
 /// A kernel build variant: one configuration with one set of kernel features.
@@ -49,8 +50,9 @@ pub struct BuiltProgram {
 }
 
 /// Builds the guest kernel once per [`KERNEL_VARIANTS`] entry. Each variant has its own
-/// target directory, so switching features never rebuilds the others.
-pub fn build_kernels(dirs: &BuildDirs) -> Result<Vec<BuiltKernel>> {
+/// target directory, so switching features never rebuilds the others. Each embeds the public
+/// key of `key`, which it verifies modules with.
+pub fn build_kernels(dirs: &BuildDirs, key: &ModuleSigningKey) -> Result<Vec<BuiltKernel>> {
     let workdir = dirs.repo_root.join("guest-kernel");
     let mut built = Vec::new();
     for variant in KERNEL_VARIANTS {
@@ -61,6 +63,7 @@ pub fn build_kernels(dirs: &BuildDirs) -> Result<Vec<BuiltKernel>> {
                 .args(["build", "--release", "--package", "kmodlab-kernel"])
                 .args(["--target", GUEST_TARGET])
                 .args(["--no-default-features", "--features", variant.features])
+                .env(PUBLIC_KEY_ENV, &key.public_key_path)
                 .arg("--target-dir")
                 .arg(&target_dir),
         )?;
@@ -80,8 +83,9 @@ pub fn build_kernels(dirs: &BuildDirs) -> Result<Vec<BuiltKernel>> {
 /// module server.
 pub const USER_PROGRAMS: &[&str] = &["init", "sh", "modmgr", "kmodrt"];
 
-/// Builds the guest user programs (`guest-kernel/user`).
-pub fn build_user_programs(dirs: &BuildDirs) -> Result<Vec<BuiltProgram>> {
+/// Builds the guest user programs (`guest-kernel/user`), which embed the public key of `key`
+/// too (for the microkernel's module manager).
+pub fn build_user_programs(dirs: &BuildDirs, key: &ModuleSigningKey) -> Result<Vec<BuiltProgram>> {
     let workdir = dirs.repo_root.join("guest-kernel");
     let target_dir = dirs.target_root.join("user");
     run_step(
@@ -89,6 +93,7 @@ pub fn build_user_programs(dirs: &BuildDirs) -> Result<Vec<BuiltProgram>> {
         nested_cargo(&workdir)
             .args(["build", "--release", "--package", "kmodlab-user"])
             .args(["--target", GUEST_TARGET])
+            .env(PUBLIC_KEY_ENV, &key.public_key_path)
             .arg("--target-dir")
             .arg(&target_dir),
     )?;

@@ -12,6 +12,7 @@ use std::process::Command;
 pub mod archive;
 pub mod guest;
 pub mod modules;
+pub mod signing;
 mod toolchain;
 
 pub use toolchain::{GUEST_TARGET, ensure_guest_target};
@@ -84,6 +85,8 @@ pub struct GuestArtifacts {
     pub modules: modules::BuiltModules,
     /// The module archive (cpio "newc") the VMM places in guest memory.
     pub archive: PathBuf,
+    /// The key the modules are signed with (its public key is in the guest kernel).
+    pub signing_key: signing::ModuleSigningKey,
     /// Source paths whose change must trigger a rebuild.
     pub watched: Vec<PathBuf>,
 }
@@ -95,8 +98,9 @@ pub fn build_all(dirs: &BuildDirs) -> Result<GuestArtifacts> {
         path: dirs.out_dir.clone(),
         source,
     })?;
-    let kernels = guest::build_kernels(dirs)?;
-    let user_programs = guest::build_user_programs(dirs)?;
+    let signing_key = signing::module_signing_key(dirs)?;
+    let kernels = guest::build_kernels(dirs, &signing_key)?;
+    let user_programs = guest::build_user_programs(dirs, &signing_key)?;
     let modules = modules::build_modules(dirs)?;
     let mut entries: Vec<archive::Entry> = Vec::new();
     for program in &user_programs {
@@ -116,12 +120,15 @@ pub fn build_all(dirs: &BuildDirs) -> Result<GuestArtifacts> {
         dirs.repo_root.join("crates/kmod-manager"),
         dirs.repo_root.join("crates/kmod-loader"),
         dirs.repo_root.join("crates/kmodlab-build"),
+        dirs.repo_root.join("crates/kmod-sig"),
+        signing_key.key_path.clone(),
     ];
     Ok(GuestArtifacts {
         kernels,
         user_programs,
         modules,
         archive,
+        signing_key,
         watched,
     })
 }

@@ -299,3 +299,32 @@ fn unresolvable_symbols_fail_the_build_by_name() {
     let all = ["kvclient", "kvstore", "ramblk", "crc32"].map(entry);
     kmodlab_build::modules::check_undefined(&all).unwrap();
 }
+
+#[test]
+fn built_modules_are_signed_by_the_target_directorys_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let built = built();
+    let key_dir = dirs("out").target_root.join("module-signing");
+    let key_path = key_dir.join("signing_key.pem");
+    let mode = std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o600,
+        "the generated key is readable by its owner only"
+    );
+    let key = kmod_tools::sign::read_key(&key_path).unwrap();
+    let public = std::fs::read(key_dir.join("signing_key.pub.der")).unwrap();
+    let trusted = kmod_sig::TrustedKey::from_spki_der(&public).unwrap();
+    assert_eq!(trusted.identity(), key.identity());
+    for m in &built.modules {
+        let file = std::fs::read(&m.path).unwrap();
+        let checked = kmod_sig::check(&file, Some(&trusted));
+        assert_eq!(
+            checked.outcome.as_ref().map(|v| &v.identity),
+            Ok(key.identity()),
+            "{}",
+            m.name
+        );
+        assert!(checked.module.len() < file.len());
+        assert_eq!(m.size, file.len() as u64);
+    }
+}

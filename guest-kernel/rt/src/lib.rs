@@ -133,12 +133,23 @@ pub mod errno {
     pub const ENAMETOOLONG: u64 = 36;
     /// Not implemented (e.g. module unloading compiled out).
     pub const ENOSYS: u64 = 38;
+    /// No data available (a module without a signature).
+    pub const ENODATA: u64 = 61;
+    /// Package not installed (a module signed with unsupported crypto).
+    pub const ENOPKG: u64 = 65;
+    /// Bad message (a malformed module signature).
+    pub const EBADMSG: u64 = 74;
     /// Value too large for the destination.
     pub const EOVERFLOW: u64 = 75;
     /// Message too long.
     pub const EMSGSIZE: u64 = 90;
     /// Timed out (a server stopped by the watchdog).
     pub const ETIMEDOUT: u64 = 110;
+    /// Required key not available (a module signed by an unknown key).
+    pub const ENOKEY: u64 = 126;
+    /// Key was rejected by service (a signature that does not match, or no valid signature
+    /// while signatures are enforced).
+    pub const EKEYREJECTED: u64 = 129;
 
     /// Linux's text for an errno (what `strerror` says).
     pub fn describe(errno: u64) -> &'static str {
@@ -165,6 +176,11 @@ pub mod errno {
             EOVERFLOW => "Value too large for defined data type",
             EMSGSIZE => "Message too long",
             ETIMEDOUT => "Connection timed out",
+            ENODATA => "No data available",
+            ENOPKG => "Package not installed",
+            EBADMSG => "Bad message",
+            ENOKEY => "Required key not available",
+            EKEYREJECTED => "Key was rejected by service",
             _ => "Unknown error",
         }
     }

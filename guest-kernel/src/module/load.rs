@@ -57,11 +57,15 @@ pub fn init_module(
         t = now;
     };
 
-    let module = kmod_loader::validate(&buf).map_err(ModError::Invalid)?;
+    // module_sig_check: before anything parses the image; the loader sees the ELF part.
+    let signed = super::signature::check(&buf)?;
+    lap(&mut cycles.verify);
+    let module = kmod_loader::validate(signed.image).map_err(ModError::Invalid)?;
     let name = module.name().to_string();
     if name.is_empty() {
         return Err(ModError::NoName);
     }
+    super::signature::note_loaded(&name, signed.sig_ok);
     lap(&mut cycles.validate);
     let values = params::parse(&name, module.modinfo(), params)?;
     lap(&mut cycles.params);

@@ -20,6 +20,7 @@ mod load;
 pub mod notify;
 mod params;
 mod services;
+pub mod signature;
 #[cfg(feature = "module-unload")]
 mod unload;
 
@@ -229,6 +230,15 @@ pub enum ModError {
     /// Unloading is not compiled into this kernel (CONFIG_MODULE_UNLOAD off).
     #[cfg_attr(feature = "module-unload", allow(dead_code))]
     NotSupported,
+    /// Signatures are enforced and the module has no valid one (`module_sig_check`).
+    SignatureRequired {
+        /// Linux's words: "unsigned module", "module with unavailable key", …
+        reason: &'static str,
+        /// What the check found.
+        cause: kmod_sig::VerifyError,
+    },
+    /// The module's signature is malformed or does not match (refused whatever the setting).
+    BadSignature(kmod_sig::VerifyError),
 }
 
 impl ModError {
@@ -259,6 +269,8 @@ impl ModError {
                 }
             }
             ModError::NotSupported => errno::ENOSYS,
+            ModError::SignatureRequired { .. } => errno::EKEYREJECTED,
+            ModError::BadSignature(e) => u64::from(e.errno().unsigned_abs()),
         }
     }
 }
@@ -292,6 +304,13 @@ impl fmt::Display for ModError {
                     f,
                     "module unloading is not supported (kernel built without module-unload)"
                 )
+            }
+            ModError::SignatureRequired { reason, cause } => write!(
+                f,
+                "Loading of {reason} is rejected (module.sig_enforce=1): {cause}"
+            ),
+            ModError::BadSignature(cause) => {
+                write!(f, "module signature verification failed: {cause}")
             }
         }
     }

@@ -280,10 +280,10 @@ pub fn destroy_target(t: &mut Tasks, caller: TaskId, slot: u64) -> Result<TaskId
     if id == caller {
         return Err(errno::EINVAL);
     }
-    if let Some(c) = t.get_mut(caller) {
-        if let Some(s) = usize::try_from(slot).ok().and_then(|s| c.caps.get_mut(s)) {
-            *s = None;
-        }
+    if let Some(c) = t.get_mut(caller)
+        && let Some(s) = usize::try_from(slot).ok().and_then(|s| c.caps.get_mut(s))
+    {
+        *s = None;
     }
     Ok(id)
 }

@@ -25,11 +25,12 @@ pub enum Stall {
 }
 
 fn pick(t: &mut Tasks) -> Option<TaskId> {
-    if let Some(id) = NEXT.lock().take() {
-        if t.get(id).is_some_and(|task| task.state == State::Runnable) {
-            t.run_queue.retain(|&q| q != id);
-            return Some(id);
-        }
+    let next = NEXT.lock().take();
+    if let Some(id) = next
+        && t.get(id).is_some_and(|task| task.state == State::Runnable)
+    {
+        t.run_queue.retain(|&q| q != id);
+        return Some(id);
     }
     while let Some(id) = t.run_queue.pop_front() {
         if t.get(id).is_some_and(|task| task.state == State::Runnable) {

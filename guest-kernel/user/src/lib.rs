@@ -94,6 +94,13 @@ static HEAP: Heap = Heap {
     grow: spin::Once::new(),
 };
 
+/// The public key the build signed the modules with (a DER SubjectPublicKeyInfo; empty for a
+/// build without one, see `build.rs`): what a user-space module loader (the microkernel's
+/// module manager) verifies modules with, through `kmod_sig::TrustedKey::from_spki_der` and
+/// `kmod_sig::check`, as the monolithic kernel does.
+pub static MODULE_SIGNING_KEY: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/module_signing_key.der"));
+
 /// Gives the heap its memory: a program that allocates calls this first with a static
 /// array of its own (programs that do not allocate keep their image small).
 pub fn init_heap(arena: &'static mut [u8]) {

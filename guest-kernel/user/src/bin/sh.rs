@@ -256,9 +256,19 @@ fn modinfo(words: &[&str]) -> Result<(), String> {
     let path = module_path(arg);
     let image = kmodlab_user::read_file(&path)
         .map_err(|_| alloc::format!("modinfo: ERROR: Module {arg} not found."))?;
-    let module = kmod_loader::validate(&image)
+    let module = kmod_loader::validate(kmod_sig::strip(&image))
         .map_err(|e| alloc::format!("modinfo: ERROR: could not get modinfo from '{arg}': {e}"))?;
-    let pairs: Vec<(&str, &str)> = module.modinfo().collect();
+    let signature = kmod_sig::SignatureInfo::of(&image).map_or_else(Vec::new, |s| {
+        kmodlab_abi::modinfo::signature_fields(
+            s.id_type,
+            &s.signer,
+            &s.key_id,
+            s.hash_algo,
+            &s.signature,
+        )
+    });
+    let mut pairs: Vec<(&str, &str)> = module.modinfo().collect();
+    pairs.extend(signature.iter().map(|(k, v)| (*k, v.as_str())));
     print!(
         "{}",
         kmodlab_abi::modinfo::render(&pairs, &alloc::format!("/{path}"), None, '\n')
