@@ -108,7 +108,13 @@ fn manager_flags() -> u64 {
     for word in cmdline.split_whitespace() {
         match word {
             "module.unload=0" => flags &= !mgr::flags::UNLOAD,
-            "module.sig_enforce=1" => flags |= mgr::flags::SIG_ENFORCE,
+            // Linux's spellings of a true bool parameter, as the monolithic kernel reads it.
+            "module.sig_enforce"
+            | "module.sig_enforce=1"
+            | "module.sig_enforce=y"
+            | "module.sig_enforce=Y"
+            | "module.sig_enforce=on"
+            | "module.sig_enforce=true" => flags |= mgr::flags::SIG_ENFORCE,
             _ => {}
         }
     }
