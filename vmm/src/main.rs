@@ -65,8 +65,8 @@ struct VmArgs {
     quiet: bool,
     /// Refuse modules without a valid signature by the build's key (kernel command line
     /// `module.sig_enforce=1`, Linux's CONFIG_MODULE_SIG_FORCE); without it they load with a
-    /// warning in the kernel log. Checked by the monolithic kernel; the microkernel's module
-    /// manager does not verify signatures yet.
+    /// warning in the kernel log. Checked by the monolithic kernel, and by the microkernel's
+    /// module manager.
     #[arg(long)]
     sig_enforce: bool,
 }

@@ -322,6 +322,7 @@ fn assert_live_server_record(r: &ModuleRecord) {
     let c = r.load_cycles;
     for (step, cycles) in [
         ("copy", c.copy),
+        ("verify", c.verify),
         ("validate", c.validate),
         ("layout", c.layout),
         ("allocate", c.allocate),
@@ -337,6 +338,7 @@ fn assert_live_server_record(r: &ModuleRecord) {
         assert!(cycles > 0, "{what}: no cycles for the {step} step");
     }
     let steps = c.copy
+        + c.verify
         + c.validate
         + c.params
         + c.layout
@@ -483,7 +485,7 @@ fn every_module_loads_into_its_own_server_runs_and_unloads() {
             verbose,
             &format!(
                 "{}: state Live, core {} B at {:#x}, init {} B (freed), metadata {} B, {} pages, \
-                 {} relocations\n  load cycles: copy {} validate {} params {} layout {} \
+                 {} relocations\n  load cycles: copy {} verify {} validate {} params {} layout {} \
                  allocate {} resolve {} relocate {} protect {} init {} total {}\n  server steps: \
                  aspace {} transfer {} start {}\n  server memory: sections {} pages, page tables",
                 r.name,
@@ -494,6 +496,7 @@ fn every_module_loads_into_its_own_server_runs_and_unloads() {
                 r.pages,
                 r.relocations,
                 c.copy,
+                c.verify,
                 c.validate,
                 c.params,
                 c.layout,
@@ -1220,4 +1223,96 @@ fn a_looping_module_is_stopped_by_the_watchdog() {
     assert!(f.offset.is_some(), "the loop is in the module: {f:x?}");
     assert_eq!(run.module(2).name, "hello");
     assert_contains(&run.console(), "stopped by the watchdog", "report");
+}
+
+// ---- 7. module signatures, as the monolithic kernel checks them ------------------------------
+
+fn archive_module(name: &str) -> Vec<u8> {
+    kmodlab_abi::initramfs::Archive::new(kmodlab::artifacts::INITRAMFS)
+        .expect("the embedded module archive parses")
+        .find(&format!("lib/modules/{name}.ko"))
+        .unwrap_or_else(|| panic!("{name}.ko is not in the module archive"))
+        .data
+        .to_vec()
+}
+
+#[test]
+fn the_manager_checks_signatures_as_the_monolithic_kernel_does() {
+    if !kvm_usable() {
+        return;
+    }
+    let signed = archive_module("hello");
+    let unsigned = kmod_sig::strip(&signed).to_vec();
+    let mut tampered = signed.clone();
+    tampered[0x100] ^= 0x01;
+    let foreign = kmod_sig::SigningKey::generate().sign(&unsigned).unwrap();
+    let image = |bytes: &[u8]| Command::InitModuleImage {
+        image: bytes.to_vec(),
+        params: String::new(),
+    };
+    let commands = || {
+        vec![
+            image(&unsigned),
+            image(&tampered),
+            image(&foreign),
+            init_module("hello", ""),
+            Command::ListModules,
+        ]
+    };
+    for enforce in [true, false] {
+        let boot = |b: Boot| {
+            if enforce {
+                b.arg("module.sig_enforce=1")
+            } else {
+                b
+            }
+        };
+        let mono = boot(Boot::monolithic()).run(commands());
+        let micro = boot(Boot::microkernel()).run(commands());
+        mono.assert_clean(5);
+        micro.assert_clean(5);
+        for i in 0..4 {
+            match (&mono.replies()[i], &micro.replies()[i]) {
+                (Reply::ModuleError(a), Reply::ModuleError(b)) => {
+                    assert_eq!(a, b, "enforce={enforce}, command {i}")
+                }
+                (Reply::Module(a), Reply::Module(b)) => {
+                    assert_eq!(a.name, b.name);
+                    assert!(b.load_cycles.verify > 0, "{b:#?}");
+                }
+                (a, b) => panic!("enforce={enforce}, command {i}: {a:?} vs {b:?}"),
+            }
+        }
+        let console = micro.console();
+        if enforce {
+            // Unsigned and foreign are refused (EKEYREJECTED), tampered whatever the setting.
+            for i in [0, 2] {
+                assert_eq!(micro.module_error(i).errno, 129, "{:?}", micro.replies()[i]);
+            }
+            assert_contains(
+                &console,
+                "module: signatures enforced (module.sig_enforce=1)",
+                "the manager's start",
+            );
+            assert_contains(&console, "Loading of unsigned module is rejected", "log");
+        } else {
+            assert_eq!(micro.module(0).name, "hello");
+            assert_eq!(
+                console
+                    .matches(
+                        "hello: module verification failed: signature and/or required key \
+                              missing - tainting kernel"
+                    )
+                    .count(),
+                1,
+                "the notice, once per boot:\n{console}"
+            );
+        }
+        assert!(
+            micro
+                .module_error(1)
+                .message
+                .starts_with("module signature verification failed: ")
+        );
+    }
 }

@@ -33,6 +33,8 @@ pub mod errno {
     pub const ENOSYS: u64 = 38;
     /// Timed out: the module's server was stopped by the watchdog.
     pub const ETIMEDOUT: u64 = 110;
+    /// Key was rejected by service (no valid signature while signatures are enforced).
+    pub const EKEYREJECTED: u64 = 129;
 }
 
 /// Why a module operation failed. Each variant names the module and the culprit; [`errno`]
@@ -90,6 +92,15 @@ pub enum ModError {
     },
     /// Unloading is off (CONFIG_MODULE_UNLOAD off).
     NotSupported,
+    /// Signatures are enforced and the module has no valid one (`module_sig_check`).
+    SignatureRequired {
+        /// Linux's words: "unsigned module", "module with unavailable key", …
+        reason: &'static str,
+        /// What the check found.
+        cause: kmod_sig::VerifyError,
+    },
+    /// The module's signature is malformed or does not match (refused whatever the setting).
+    BadSignature(kmod_sig::VerifyError),
     /// Microkernel: the module imports an export whose signature is not declared, so no call
     /// stub can marshal a call to it (it loads in the monolithic kernel, where a call is a
     /// plain function call).
@@ -153,6 +164,8 @@ impl ModError {
                 }
             }
             ModError::NotSupported => errno::ENOSYS,
+            ModError::SignatureRequired { .. } => errno::EKEYREJECTED,
+            ModError::BadSignature(e) => u64::from(e.errno().unsigned_abs()),
             ModError::ServerDied { fault, .. } => {
                 if fault.vector == WATCHDOG_VECTOR {
                     errno::ETIMEDOUT
@@ -212,6 +225,13 @@ impl fmt::Display for ModError {
                 f,
                 "module unloading is not supported (module manager started without module.unload)"
             ),
+            ModError::SignatureRequired { reason, cause } => write!(
+                f,
+                "Loading of {reason} is rejected (module.sig_enforce=1): {cause}"
+            ),
+            ModError::BadSignature(cause) => {
+                write!(f, "module signature verification failed: {cause}")
+            }
             ModError::NoSignature {
                 module,
                 symbol,

@@ -19,5 +19,6 @@ pub mod params;
 pub mod plan;
 pub mod registry;
 pub mod runtime;
+pub mod signature;
 
 pub use error::ModError;

@@ -138,10 +138,23 @@ impl Manager {
             *slot = now - t;
             t = now;
         };
-        let module = kmod_loader::validate(&image).map_err(ModError::Invalid)?;
+        // module_sig_check: before anything parses the image; the loader sees the ELF part.
+        let enforce = self.flags & kmodlab_ipc::mgr::flags::SIG_ENFORCE != 0;
+        let signed = kmod_manager::signature::check(&image, self.signing_key.as_ref(), enforce)
+            .inspect_err(|e| {
+                if let ModError::SignatureRequired { reason, .. } = e {
+                    log(&format!("Loading of {reason} is rejected\n"));
+                }
+            })?;
+        lap(&mut cycles.verify);
+        let module = kmod_loader::validate(signed.image).map_err(ModError::Invalid)?;
         let name = module.name().to_string();
         if name.is_empty() {
             return Err(ModError::NoName);
+        }
+        if !signed.sig_ok && !self.warned_unsigned {
+            self.warned_unsigned = true;
+            log(&kmod_manager::signature::unverified_notice(&name));
         }
         lap(&mut cycles.validate);
         let (restarts, module_params) = split_options(params).map_err(|_| ModError::Param {

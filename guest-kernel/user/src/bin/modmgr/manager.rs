@@ -146,6 +146,10 @@ pub struct Manager {
     pub outbox: Vec<Answer>,
     /// Restarts in progress (servers re-running their init for the restart policy).
     pub restarting: Vec<ModuleId>,
+    /// The key module signatures are checked against (the build's; `None`: none usable).
+    pub signing_key: Option<kmod_sig::TrustedKey>,
+    /// Whether the notice about a module without a valid signature was logged (once).
+    pub warned_unsigned: bool,
     /// A request of the kernel that arrived during a restart, handled once it is over: the
     /// kernel runs tasks only while it waits for a call, so a restart that nobody waits for
     /// would not progress; and whoever asks the kernel about modules then sees the outcome.
@@ -161,6 +165,21 @@ impl Manager {
         let image: &'static [u8] = Vec::leak(image);
         let runtime = runtime::parse(image, kmod_api::KERNEL_API_SYMBOLS)
             .map_err(|e| format!("{RUNTIME_PATH}: {e}"))?;
+        let key = kmodlab_user::MODULE_SIGNING_KEY;
+        let signing_key = if key.is_empty() {
+            None
+        } else {
+            match kmod_sig::TrustedKey::from_spki_der(key) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    log(&format!("module: the embedded signing key is unusable: {e}\n"));
+                    None
+                }
+            }
+        };
+        if flags & mgr::flags::SIG_ENFORCE != 0 {
+            log("module: signatures enforced (module.sig_enforce=1)\n");
+        }
         Ok(Manager {
             flags,
             tsc_khz,
@@ -172,6 +191,8 @@ impl Manager {
             kernel_waits: false,
             outbox: Vec::new(),
             restarting: Vec::new(),
+            signing_key,
+            warned_unsigned: false,
             deferred: None,
         })
     }
