@@ -27,6 +27,8 @@ pub mod errno {
     pub const EEXIST: u64 = 17;
     /// Invalid argument.
     pub const EINVAL: u64 = 22;
+    /// No space left (in a table).
+    pub const ENOSPC: u64 = 28;
     /// Broken pipe: the module's server died.
     pub const EPIPE: u64 = 32;
     /// Not implemented.

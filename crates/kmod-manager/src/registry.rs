@@ -116,6 +116,8 @@ pub enum ServiceError {
     Exists,
     /// No such service (of this owner, for unregister).
     NotFound,
+    /// The owner has as many services as it may.
+    TooMany,
 }
 
 impl ServiceError {
@@ -125,6 +127,7 @@ impl ServiceError {
             ServiceError::BadName => crate::error::errno::EINVAL,
             ServiceError::Exists => crate::error::errno::EEXIST,
             ServiceError::NotFound => crate::error::errno::ENOENT,
+            ServiceError::TooMany => crate::error::errno::ENOSPC,
         }
     }
 }
@@ -433,6 +436,11 @@ impl Registry {
         self.services
             .iter()
             .find(|s| s.name == name && self.get(s.owner).is_some_and(Entry::running))
+    }
+
+    /// How many services `owner` has registered.
+    pub fn services_of(&self, owner: ModuleId) -> usize {
+        self.services.iter().filter(|s| s.owner == owner).count()
     }
 
     /// Drops the services `owner` left registered; returns how many.

@@ -645,9 +645,17 @@ impl Manager {
 
     /// EXIT_DONE: the module's exit ran; `blocks`/`bytes` of its `kmod_alloc` memory were
     /// not freed (they go with the server).
-    pub fn exit_done(&mut self, id: ModuleId, blocks: u64, bytes: u64) {
+    pub fn exit_done(&mut self, id: ModuleId, token: u64, blocks: u64, bytes: u64) {
         let Some(s) = self.server(id) else { return };
         if s.phase != Phase::Exiting {
+            // Nobody asked it to go: a confused (or hostile) runtime gets an error, not a
+            // destroyed server.
+            self.answer(
+                token,
+                -(guest_rt::errno::EINVAL as i64),
+                [0; MSG_WORDS],
+                Vec::new(),
+            );
             return;
         }
         let waiter = s.waiter;

@@ -172,7 +172,9 @@ impl Manager {
             match kmod_sig::TrustedKey::from_spki_der(key) {
                 Ok(k) => Some(k),
                 Err(e) => {
-                    log(&format!("module: the embedded signing key is unusable: {e}\n"));
+                    log(&format!(
+                        "module: the embedded signing key is unusable: {e}\n"
+                    ));
                     None
                 }
             }
@@ -522,7 +524,7 @@ impl Manager {
         match msg.op {
             server::op::HELLO => self.hello(id, token, msg.words[0]),
             server::op::INIT_DONE => self.init_done(id, token, msg.words[0] as i64 as i32),
-            server::op::EXIT_DONE => self.exit_done(id, msg.words[0], msg.words[1]),
+            server::op::EXIT_DONE => self.exit_done(id, token, msg.words[0], msg.words[1]),
             server::op::HEAP_GROW => {
                 let (status, words) = match self.grow_heap(id, msg.words[0]) {
                     Ok((start, len)) => (0, [start, len, 0, 0, 0, 0]),
@@ -538,7 +540,14 @@ impl Manager {
                 _ => self.answer(token, err(errno::EINVAL), [0; MSG_WORDS], Vec::new()),
             },
             server::op::SERVICE_REGISTER => {
-                let (status, words) = match name.map(|n| self.registry.register_service(id, n)) {
+                let owned = self.registry.services_of(id);
+                let (status, words) = match name.map(|n| {
+                    if owned >= MAX_SERVICES_PER_MODULE {
+                        Err(kmod_manager::registry::ServiceError::TooMany)
+                    } else {
+                        self.registry.register_service(id, n)
+                    }
+                }) {
                     Some(Ok(sid)) => (0, [sid, 0, 0, 0, 0, 0]),
                     Some(Err(e)) => (err(e.errno()), [0; MSG_WORDS]),
                     None => (err(errno::EINVAL), [0; MSG_WORDS]),
@@ -661,6 +670,10 @@ impl Manager {
         self.registry.remove(id);
     }
 }
+
+/// Most services one module may register (the manager's memory is finite; a module
+/// registering without end gets `-ENOSPC`).
+pub const MAX_SERVICES_PER_MODULE: usize = 64;
 
 /// The slot a lookup answers for a service of the asking server itself (the runtime calls
 /// its own handler directly; `kmodrt`'s `services::SELF_SLOT`).
