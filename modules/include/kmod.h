@@ -160,6 +160,29 @@ struct kmod_kernel_symbol {
     const struct kmod_kernel_symbol __ksymtab_##sym                                        \
         __attribute__((section("__ksymtab"), used)) = {(const void *)&sym, __kstrtab_##sym}
 
+/*
+ * EXPORT_SYMBOL plus the export's call signature (ABI.md "Export signatures"): what the
+ * microkernel needs to call `sym` from another module's server. `sig` is the signature in
+ * the grammar of ABI.md, without the name, for example
+ *
+ *     uint32_t crc32_compute(const void *buf, size_t len);
+ *     EXPORT_SYMBOL_SIG(crc32_compute, "(in[@1], u64) -> u32");
+ *
+ *     int32_t cstats_summarize(const uint32_t *v, size_t n, struct cstats_summary *out);
+ *     EXPORT_SYMBOL_SIG(cstats_summarize, "(in[@1*4], u64, out[24]) -> i32");
+ *
+ * The record goes into the non-loaded section .kmod_exportsig; the monolithic kernel never
+ * reads it. The build checks its form; the compiler cannot check it against the prototype,
+ * so write it from the prototype with care. A plain EXPORT_SYMBOL (no signature) loads in
+ * the monolithic kernel only: the microkernel's manager refuses the module.
+ */
+#define EXPORT_SYMBOL_SIG(sym, sig)                                                        \
+    EXPORT_SYMBOL(sym);                                                                    \
+    __asm__(".pushsection .kmod_exportsig,\"\",@progbits\n\t"                              \
+            ".ascii \"" #sym "\"\n\t"                                                      \
+            ".asciz \"" sig "\"\n\t"                                                       \
+            ".popsection")
+
 /* ---- Printing helpers (header-only, no extra kernel API) ---- */
 
 /* One log line assembled on the stack; kmod_line_end prints it with one kmod_print. */

@@ -46,8 +46,13 @@ impl RelocationCounts {
 
     /// Counts one relocation of `kind`.
     pub fn add(&mut self, kind: RelocationKind) {
+        self.add_many(kind, 1);
+    }
+
+    /// Counts `count` relocations of `kind`.
+    pub fn add_many(&mut self, kind: RelocationKind, count: u64) {
         let slot = self.slot(kind);
-        *slot = slot.saturating_add(1);
+        *slot = slot.saturating_add(count);
     }
 
     /// The count for `kind`.
@@ -133,7 +138,9 @@ pub struct CopyCounts {
     pub sections: usize,
     /// Bytes copied from the file.
     pub bytes_copied: u64,
-    /// Bytes zeroed (whole regions are cleared first, so padding never leaks old memory).
+    /// Bytes zeroed: NOBITS sections, the GOT and padding. Every byte of both regions is
+    /// either copied or zeroed, exactly once, so no byte of what the memory held before is
+    /// visible to the module.
     pub bytes_zeroed: u64,
 }
 

@@ -21,6 +21,35 @@
 //! `cleanup_module` and parameters, exports, `.modinfo`, placements, dependencies).
 //! [`prepare`] + [`Prepared::finish`] and [`load`] chain all of it.
 //!
+//! # Loading many modules
+//!
+//! Each step builds tables (sections, symbols, placements, resolved symbols, addresses). The
+//! free functions allocate them afresh; a [`Loader`] runs the same steps in memory it keeps
+//! from one module to the next, so a kernel or a benchmark that loads module after module
+//! stops allocating once the tables have grown to the largest module:
+//!
+//! ```
+//! # fn demo(files: &[Vec<u8>], kernel: &kmod_loader::ExportTable) -> Result<(), kmod_loader::Error> {
+//! use kmod_loader::{Loader, RegionMemory, Regions};
+//! let mut loader = Loader::new();
+//! let (mut core, mut init) = (Vec::new(), Vec::new());
+//! for file in files {
+//!     let module = loader.validate(file)?;
+//!     let layout = loader.layout(&module)?;
+//!     let resolution = loader.resolve(&module, kernel)?;
+//!     core.resize(layout.core.size as usize, 0);
+//!     init.resize(layout.init.size as usize, 0);
+//!     let mut regions = Regions {
+//!         core: RegionMemory { base: 0xffff_ffff_a000_0000, bytes: &mut core },
+//!         init: RegionMemory { base: 0xffff_ffff_a100_0000, bytes: &mut init },
+//!     };
+//!     kmod_loader::copy_sections(&module, &layout, &mut regions)?;
+//!     loader.relocate(&module, &layout, &resolution, &mut regions)?;
+//!     loader.recycle(module, layout, resolution);
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! ```
 //! # fn demo(file: &[u8]) -> Result<(), kmod_loader::Error> {
 //! use kmod_loader::{ExportTable, RegionMemory, Regions};
@@ -59,7 +88,8 @@
 //! - **Count the work.** Every step returns counts (sections, symbols, relocations by type,
 //!   bytes per region) so measurements can be normalised.
 //! - **No hidden state.** No globals, no caches: the same inputs give the same output, which
-//!   keeps the crate usable in a kernel, a server and a fuzzer alike.
+//!   keeps the crate usable in a kernel, a server and a fuzzer alike. A [`Loader`] keeps
+//!   memory between loads, never results.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -98,7 +128,8 @@ pub use resolve::{
     ExportTable, FnProvider, ProvidedSymbol, ProviderId, Resolution, SymbolProvider, resolve,
 };
 pub use validate::{
-    MAX_REGION_SIZE, MAX_SECTION_ALIGN, Module, PAGE_SIZE, Permission, RegionKind, validate,
+    MAX_REGION_SIZE, MAX_SECTION_ALIGN, Module, ModuleTables, PAGE_SIZE, Permission, RegionKind,
+    validate,
 };
 
 /// A module validated, laid out and resolved: all that can be done before memory exists.
@@ -117,14 +148,131 @@ pub fn prepare<'data, P: SymbolProvider + ?Sized>(
     data: &'data [u8],
     provider: &P,
 ) -> Result<Prepared<'data>, Error> {
-    let module = validate(data)?;
-    let layout = layout(&module)?;
-    let resolution = resolve(&module, provider)?;
-    Ok(Prepared {
-        module,
-        layout,
-        resolution,
-    })
+    Loader::new().prepare(data, provider)
+}
+
+/// The loader's steps with memory kept between loads (see "Loading many modules" above).
+///
+/// Each method is the free function of the same name, building its result in memory that an
+/// earlier result gave back through [`Loader::recycle`]. Results are the same as the free
+/// functions' in every case; after an error, the memory the failed step was using stays
+/// with the loader.
+#[derive(Debug, Default)]
+pub struct Loader {
+    module: ModuleTables,
+    layout: Layout,
+    resolution: Resolution,
+    addresses: SymbolAddresses,
+}
+
+impl Loader {
+    /// A loader with no memory yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// [`validate()`].
+    pub fn validate<'data>(&mut self, data: &'data [u8]) -> Result<Module<'data>, Error> {
+        validate::validate_reusing(data, &mut self.module)
+    }
+
+    /// [`layout()`].
+    pub fn layout(&mut self, module: &Module<'_>) -> Result<Layout, Error> {
+        let mut layout = core::mem::take(&mut self.layout);
+        match layout::layout_into(module, &mut layout) {
+            Ok(()) => Ok(layout),
+            Err(e) => {
+                self.layout = layout;
+                Err(e)
+            }
+        }
+    }
+
+    /// [`resolve()`].
+    pub fn resolve<P: SymbolProvider + ?Sized>(
+        &mut self,
+        module: &Module<'_>,
+        provider: &P,
+    ) -> Result<Resolution, Error> {
+        let mut resolution = core::mem::take(&mut self.resolution);
+        match resolve::resolve_into(module, provider, &mut resolution) {
+            Ok(()) => Ok(resolution),
+            Err(e) => {
+                self.resolution = resolution;
+                Err(e)
+            }
+        }
+    }
+
+    /// [`relocate()`], computing symbol addresses in the loader's memory.
+    pub fn relocate(
+        &mut self,
+        module: &Module<'_>,
+        layout: &Layout,
+        resolution: &Resolution,
+        regions: &mut Regions<'_>,
+    ) -> Result<counts::RelocateCounts, Error> {
+        relocate::relocate_with(module, layout, resolution, regions, &mut self.addresses)
+    }
+
+    /// [`prepare()`].
+    pub fn prepare<'data, P: SymbolProvider + ?Sized>(
+        &mut self,
+        data: &'data [u8],
+        provider: &P,
+    ) -> Result<Prepared<'data>, Error> {
+        let module = self.validate(data)?;
+        let layout = match self.layout(&module) {
+            Ok(layout) => layout,
+            Err(e) => {
+                self.module = module.into_tables();
+                return Err(e);
+            }
+        };
+        let resolution = match self.resolve(&module, provider) {
+            Ok(resolution) => resolution,
+            Err(e) => {
+                self.recycle_parts(module, layout);
+                return Err(e);
+            }
+        };
+        Ok(Prepared {
+            module,
+            layout,
+            resolution,
+        })
+    }
+
+    /// Takes back the memory of a module's results, for the next module.
+    pub fn recycle(&mut self, module: Module<'_>, layout: Layout, resolution: Resolution) {
+        self.recycle_parts(module, layout);
+        self.resolution = resolution;
+    }
+
+    /// Takes back a module's tables alone.
+    pub fn recycle_module(&mut self, module: Module<'_>) {
+        self.module = module.into_tables();
+    }
+
+    /// Takes back a layout's memory alone.
+    pub fn recycle_layout(&mut self, layout: Layout) {
+        self.layout = layout;
+    }
+
+    /// Takes back a resolution's memory alone.
+    pub fn recycle_resolution(&mut self, resolution: Resolution) {
+        self.resolution = resolution;
+    }
+
+    /// [`Loader::recycle`] for a [`Prepared`] module.
+    pub fn recycle_prepared(&mut self, prepared: Prepared<'_>) {
+        self.recycle(prepared.module, prepared.layout, prepared.resolution);
+    }
+
+    fn recycle_parts(&mut self, module: Module<'_>, layout: Layout) {
+        self.module = module.into_tables();
+        self.layout = layout;
+    }
 }
 
 impl Prepared<'_> {

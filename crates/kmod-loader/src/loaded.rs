@@ -4,7 +4,9 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use hashbrown::HashMap;
+use core::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::counts::LoadCounts;
 use crate::layout::{Layout, SectionPlacement};
@@ -79,7 +81,48 @@ pub struct Loaded {
     pub dependencies: Vec<Dependency>,
     /// Counts of all steps.
     pub counts: LoadCounts,
-    symbols: HashMap<String, SymbolLocation>,
+    symbols: SymbolIndex,
+}
+
+/// The defined non-local symbols by name: names in one string and locations in one hash
+/// table, three allocations however many symbols a module has (a kernel heap pays for each
+/// allocation, and a large module defines thousands of symbols).
+#[derive(Clone, Debug, Default)]
+struct SymbolIndex {
+    names: String,
+    entries: HashTable<(u64, u32, u32, SymbolLocation)>,
+    hasher: DefaultHashBuilder,
+}
+
+impl SymbolIndex {
+    fn name(&self, start: u32, len: u32) -> &[u8] {
+        let start = usize::try_from(start).unwrap_or(usize::MAX);
+        let end = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
+        self.names.as_bytes().get(start..end).unwrap_or(&[])
+    }
+
+    fn get(&self, name: &str) -> Option<SymbolLocation> {
+        let hash = self.hasher.hash_one(name.as_bytes());
+        self.entries
+            .find(hash, |&(h, start, len, _)| {
+                h == hash && self.name(start, len) == name.as_bytes()
+            })
+            .map(|&(_, _, _, location)| location)
+    }
+
+    fn insert(&mut self, name: &str, location: SymbolLocation) {
+        if self.get(name).is_some() {
+            return;
+        }
+        let (Ok(start), Ok(len)) = (u32::try_from(self.names.len()), u32::try_from(name.len()))
+        else {
+            return;
+        };
+        self.names.push_str(name);
+        let hash = self.hasher.hash_one(name.as_bytes());
+        self.entries
+            .insert_unique(hash, (hash, start, len, location), |&(h, ..)| h);
+    }
 }
 
 impl Loaded {
@@ -92,32 +135,44 @@ impl Loaded {
         counts: LoadCounts,
     ) -> Self {
         let addresses = SymbolAddresses::new(module, layout, resolution, bases);
-        let location_of = |index: u32| -> Option<SymbolLocation> {
-            let sym = module.symbol(index)?;
+        let mut symbols = SymbolIndex::default();
+        for (i, sym) in module.symbol_entries().enumerate() {
+            if sym.binding == Binding::Local || sym.st_type == object::elf::STT_SECTION.0 {
+                continue;
+            }
             let Definition::Section(section) = sym.definition else {
-                return None;
+                continue;
             };
-            let placement = layout.placement(section)?;
-            Some(SymbolLocation {
-                region: placement.region,
-                offset: placement.offset.checked_add(sym.value)?,
-                address: addresses.get(index)?,
-                size: sym.size,
-                permission: placement.permission,
-            })
-        };
-        let mut symbols = HashMap::new();
-        for sym in module.symbols() {
-            if sym.binding == Binding::Local || sym.is_section() || sym.name.is_empty() {
+            let Ok(index) = u32::try_from(i) else {
                 continue;
-            }
+            };
+            // A name that is not UTF-8 cannot be asked for by name: it is not kept.
+            let Ok(name) = core::str::from_utf8(module.name_bytes(&sym)) else {
+                continue;
+            };
             // find_symbol applies the global-over-weak rule.
-            if module.find_symbol(sym.name).map(|s| s.index) != Some(sym.index) {
+            if name.is_empty() || module.find_symbol(name).map(|s| s.index) != Some(index) {
                 continue;
             }
-            if let Some(location) = location_of(sym.index) {
-                symbols.insert(String::from(sym.name), location);
-            }
+            let Some(placement) = layout.placement(section) else {
+                continue;
+            };
+            let (Some(offset), Some(address)) = (
+                placement.offset.checked_add(sym.value),
+                addresses.get(index),
+            ) else {
+                continue;
+            };
+            symbols.insert(
+                name,
+                SymbolLocation {
+                    region: placement.region,
+                    offset,
+                    address,
+                    size: sym.size,
+                    permission: placement.permission,
+                },
+            );
         }
         let sections = layout
             .placements()
@@ -145,7 +200,8 @@ impl Loaded {
             .iter()
             .filter_map(|r| match r.source {
                 Source::Provider(provider) => Some(Dependency {
-                    symbol: String::from(module.symbol(r.symbol)?.name),
+                    symbol: String::from_utf8_lossy(module.symbol(r.symbol)?.name_bytes)
+                        .into_owned(),
                     provider,
                 }),
                 Source::WeakUnresolved | Source::Ignored => None,
@@ -171,7 +227,7 @@ impl Loaded {
     /// The defined non-local symbol `name` (`init_module`, `cleanup_module`,
     /// `__kmod_param_NAME`, …), if it lives in a loaded section.
     pub fn symbol(&self, name: &str) -> Option<SymbolLocation> {
-        self.symbols.get(name).copied()
+        self.symbols.get(name)
     }
 
     /// The first `.modinfo` value for `key`.

@@ -4,42 +4,180 @@
 //! The caller owns the memory: it passes each region as a base virtual address (where the
 //! region will run) and a byte slice to write (the same memory in a kernel; a `Vec` on the
 //! host). Every write goes through a range-checked sub-slice.
+//!
+//! Copying writes every byte of both regions exactly once: section contents are copied, and
+//! NOBITS sections, the GOT and the padding between sections are zeroed, so nothing of what
+//! the memory held before is visible to the module. Relocating trusts what validation proved
+//! about each entry (supported type, symbol index, field inside its section) and does not
+//! decode or count it again; its writes are still range-checked, so a loader bug cannot become
+//! a wild write.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use object::LittleEndian as LE;
 use object::elf;
 
 use crate::counts::{CopyCounts, RelocateCounts};
 use crate::error::{Error, SectionRef};
 use crate::layout::{GOT_SLOT_SIZE, Layout};
 use crate::resolve::{Resolution, Source};
-use crate::validate::{Definition, Module, PAGE_SIZE, RegionKind};
+use crate::validate::{Module, PAGE_SIZE, RegionKind};
 
-/// The relocation types the loader applies (x86-64 psABI names).
+/// The relocation types the loader applies (x86-64 psABI names). The discriminant is the
+/// kind's position in [`RelocationKind::ALL`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum RelocationKind {
     /// R_X86_64_NONE: nothing.
-    None,
+    None = 0,
     /// R_X86_64_64: `S + A`, 64 bits.
-    Abs64,
+    Abs64 = 1,
     /// R_X86_64_32: `S + A`, must fit 32 bits zero-extended.
-    Abs32,
+    Abs32 = 5,
     /// R_X86_64_32S: `S + A`, must fit 32 bits sign-extended.
-    Abs32S,
+    Abs32S = 6,
     /// R_X86_64_PC32: `S + A - P`, signed 32 bits.
-    Pc32,
+    Pc32 = 2,
     /// R_X86_64_PLT32: `L + A - P`; without PLTs, `L = S`.
-    Plt32,
+    Plt32 = 3,
     /// R_X86_64_PC64: `S + A - P`, 64 bits.
-    Pc64,
+    Pc64 = 7,
     /// R_X86_64_GOTPCREL: `G + GOT + A - P`, signed 32 bits.
-    GotPcRel,
+    GotPcRel = 4,
     /// R_X86_64_GOTPCRELX: as GOTPCREL (relaxable; applied unrelaxed).
-    GotPcRelX,
+    GotPcRelX = 8,
     /// R_X86_64_REX_GOTPCRELX: as GOTPCREL (relaxable; applied unrelaxed).
-    RexGotPcRelX,
+    RexGotPcRelX = 9,
+}
+
+/// What the relocation loops need to know about one ELF relocation type, so that decoding
+/// an entry is one table load and applying it takes no branch per kind: the psABI formula as
+/// data.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TypeInfo {
+    /// The kind, `None` for a type the loader does not support.
+    pub(crate) kind: Option<RelocationKind>,
+    /// Bytes written: 0 (R_X86_64_NONE, unsupported types), 4 or 8.
+    pub(crate) width: u64,
+    /// The value is `G + GOT + A - P` (the GOT slot stands for `S`).
+    pub(crate) got: bool,
+    /// ANDed with `P` before it is subtracted: all ones for PC-relative kinds, else 0.
+    pub(crate) place_mask: u64,
+    /// Added to a 32-bit result before its fit test (the sum must be below 2^32): 0 for
+    /// R_X86_64_32, which the CPU zero-extends, 2^31 for the sign-extended kinds.
+    pub(crate) fit_bias: u64,
+    /// 1 in this kind's 12-bit field of validation's packed counter ([`COUNT_FIELD_BITS`]).
+    pub(crate) count_unit: u128,
+}
+
+/// Width of one kind's field in validation's packed relocation counter: ten 12-bit fields
+/// fit one `u128`, which is flushed every [`COUNT_FIELD_MAX`] entries.
+pub(crate) const COUNT_FIELD_BITS: u32 = 12;
+/// The most entries counted before the packed counter must be flushed.
+pub(crate) const COUNT_FIELD_MAX: usize = (1 << COUNT_FIELD_BITS) - 1;
+
+pub(crate) const fn type_info(r_type: u32) -> TypeInfo {
+    let Some(kind) = RelocationKind::decode(r_type) else {
+        return TypeInfo {
+            kind: None,
+            width: 0,
+            got: false,
+            place_mask: 0,
+            fit_bias: 0,
+            count_unit: 0,
+        };
+    };
+    let (width, pc_relative, got, zero_extended) = match kind {
+        RelocationKind::None => (0, false, false, false),
+        RelocationKind::Abs64 => (8, false, false, false),
+        RelocationKind::Pc64 => (8, true, false, false),
+        RelocationKind::Abs32 => (4, false, false, true),
+        RelocationKind::Abs32S => (4, false, false, false),
+        RelocationKind::Pc32 | RelocationKind::Plt32 => (4, true, false, false),
+        RelocationKind::GotPcRel | RelocationKind::GotPcRelX | RelocationKind::RexGotPcRelX => {
+            (4, true, true, false)
+        }
+    };
+    TypeInfo {
+        kind: Some(kind),
+        width,
+        got,
+        place_mask: if pc_relative { u64::MAX } else { 0 },
+        fit_bias: if zero_extended { 0 } else { 1 << 31 },
+        count_unit: 1u128.wrapping_shl(COUNT_FIELD_BITS.wrapping_mul(kind as u32)),
+    }
+}
+
+/// [`TypeInfo`] of every ELF type up to 42 (the largest supported), then one entry that
+/// stands for every larger type (unsupported).
+#[allow(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time: an index out of bounds fails the build, it cannot panic"
+)]
+const TYPES: [TypeInfo; 44] = {
+    let mut table = [type_info(u32::MAX); 44];
+    let mut r_type = 0;
+    while r_type < 43 {
+        table[r_type] = type_info(r_type as u32);
+        r_type += 1;
+    }
+    table
+};
+
+/// The [`TypeInfo`] of ELF type `r_type`.
+#[inline(always)]
+pub(crate) fn type_info_of(r_type: u32) -> &'static TypeInfo {
+    const LAST: usize = TYPES.len() - 1;
+    let index = usize::try_from(r_type).map_or(LAST, |t| t.min(LAST));
+    TYPES.get(index).unwrap_or(&UNSUPPORTED)
+}
+
+const UNSUPPORTED: TypeInfo = type_info(u32::MAX);
+
+/// What the relocation loop reads about a type: [`TypeInfo`]'s fields it uses, in 24 bytes.
+#[derive(Clone, Copy, Debug)]
+struct ApplyRule {
+    place_mask: u64,
+    fit_bias: u64,
+    width: u8,
+    got: bool,
+    supported: bool,
+}
+
+const fn apply_rule(r_type: u32) -> ApplyRule {
+    let info = type_info(r_type);
+    ApplyRule {
+        place_mask: info.place_mask,
+        fit_bias: info.fit_bias,
+        width: info.width as u8,
+        got: info.got,
+        supported: info.kind.is_some(),
+    }
+}
+
+/// [`ApplyRule`] of every ELF type up to 42, then one for every larger type.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time: an index out of bounds fails the build, it cannot panic"
+)]
+const APPLY_RULES: [ApplyRule; 44] = {
+    let mut table = [apply_rule(u32::MAX); 44];
+    let mut r_type = 0;
+    while r_type < 43 {
+        table[r_type] = apply_rule(r_type as u32);
+        r_type += 1;
+    }
+    table
+};
+
+#[inline(always)]
+fn apply_rule_of(r_type: u32) -> &'static ApplyRule {
+    const LAST: usize = APPLY_RULES.len() - 1;
+    const NO_RULE: ApplyRule = apply_rule(u32::MAX);
+    let index = usize::try_from(r_type).map_or(LAST, |t| t.min(LAST));
+    APPLY_RULES.get(index).unwrap_or(&NO_RULE)
 }
 
 impl RelocationKind {
@@ -57,8 +195,19 @@ impl RelocationKind {
         Self::RexGotPcRelX,
     ];
 
+    /// The kind's position in [`Self::ALL`].
+    #[inline]
+    pub fn ordinal(self) -> usize {
+        self as usize
+    }
+
     /// The kind for an ELF `r_type`, if the loader supports it.
+    #[inline]
     pub fn from_elf(r_type: u32) -> Option<Self> {
+        type_info_of(r_type).kind
+    }
+
+    const fn decode(r_type: u32) -> Option<Self> {
         const NONE: u32 = elf::R_X86_64_NONE.0;
         const R64: u32 = elf::R_X86_64_64.0;
         const R32: u32 = elf::R_X86_64_32.0;
@@ -117,17 +266,15 @@ impl RelocationKind {
     }
 
     /// Bytes the relocation writes.
+    #[inline]
     pub fn width(self) -> u64 {
-        match self {
-            Self::None => 0,
-            Self::Abs64 | Self::Pc64 => 8,
-            _ => 4,
-        }
+        type_info_of(self.elf_type()).width
     }
 
     /// Whether it goes through a GOT slot.
+    #[inline]
     pub fn uses_got(self) -> bool {
-        matches!(self, Self::GotPcRel | Self::GotPcRelX | Self::RexGotPcRelX)
+        type_info_of(self.elf_type()).got
     }
 }
 
@@ -172,30 +319,36 @@ impl Patch {
     }
 }
 
-/// Computes one relocation. `Err(value)` is a 32-bit result that does not fit its field.
-///
-/// Address arithmetic is modulo 2^64, as in Linux's `apply_relocate_add` and in linkers. A
-/// 64-bit field takes the result as is; a 32-bit field must reproduce it exactly when the CPU
-/// extends it back to 64 bits (zero-extension for R_X86_64_32, sign-extension for the
-/// others), otherwise the relocation is refused, never truncated.
-pub fn compute(kind: RelocationKind, inputs: RelocationInputs) -> Result<Patch, i128> {
+/// A relocated field's value, before it is written.
+#[derive(Clone, Copy)]
+enum Field {
+    Nothing,
+    Four(u32),
+    Eight(u64),
+}
+
+/// The psABI arithmetic of every kind, shared by [`compute`] and the relocation loop.
+#[inline(always)]
+fn field(kind: RelocationKind, inputs: RelocationInputs) -> Result<Field, i128> {
     let symbol_plus_addend = inputs.symbol.wrapping_add_signed(inputs.addend);
     let pc_relative = |target: u64| target.wrapping_sub(inputs.place);
     // Reinterpreting the 64-bit result as two's complement is the point: a kernel address
     // such as 0xffff_ffff_8100_0000 is the sign-extension of a negative 32-bit value.
-    let signed32 = |value: u64| -> Result<Patch, i128> {
+    let signed32 = |value: u64| -> Result<Field, i128> {
         let value = value as i64;
-        i32::try_from(value)
-            .map(|v| Patch::Bytes4(v.to_le_bytes()))
-            .map_err(|_| i128::from(value))
+        match i32::try_from(value) {
+            Ok(v) => Ok(Field::Four(v as u32)),
+            Err(_) => Err(i128::from(value)),
+        }
     };
     match kind {
-        RelocationKind::None => Ok(Patch::Nothing),
-        RelocationKind::Abs64 => Ok(Patch::Bytes8(symbol_plus_addend.to_le_bytes())),
-        RelocationKind::Pc64 => Ok(Patch::Bytes8(pc_relative(symbol_plus_addend).to_le_bytes())),
-        RelocationKind::Abs32 => u32::try_from(symbol_plus_addend)
-            .map(|v| Patch::Bytes4(v.to_le_bytes()))
-            .map_err(|_| i128::from(symbol_plus_addend)),
+        RelocationKind::None => Ok(Field::Nothing),
+        RelocationKind::Abs64 => Ok(Field::Eight(symbol_plus_addend)),
+        RelocationKind::Pc64 => Ok(Field::Eight(pc_relative(symbol_plus_addend))),
+        RelocationKind::Abs32 => match u32::try_from(symbol_plus_addend) {
+            Ok(v) => Ok(Field::Four(v)),
+            Err(_) => Err(i128::from(symbol_plus_addend)),
+        },
         RelocationKind::Abs32S => signed32(symbol_plus_addend),
         RelocationKind::Pc32 | RelocationKind::Plt32 => signed32(pc_relative(symbol_plus_addend)),
         RelocationKind::GotPcRel | RelocationKind::GotPcRelX | RelocationKind::RexGotPcRelX => {
@@ -204,6 +357,20 @@ pub fn compute(kind: RelocationKind, inputs: RelocationInputs) -> Result<Patch, 
             ))
         }
     }
+}
+
+/// Computes one relocation. `Err(value)` is a 32-bit result that does not fit its field.
+///
+/// Address arithmetic is modulo 2^64, as in Linux's `apply_relocate_add` and in linkers. A
+/// 64-bit field takes the result as is; a 32-bit field must reproduce it exactly when the CPU
+/// extends it back to 64 bits (zero-extension for R_X86_64_32, sign-extension for the
+/// others), otherwise the relocation is refused, never truncated.
+pub fn compute(kind: RelocationKind, inputs: RelocationInputs) -> Result<Patch, i128> {
+    Ok(match field(kind, inputs)? {
+        Field::Nothing => Patch::Nothing,
+        Field::Four(v) => Patch::Bytes4(v.to_le_bytes()),
+        Field::Eight(v) => Patch::Bytes8(v.to_le_bytes()),
+    })
 }
 
 /// The memory of one region: where it will run and the bytes to fill.
@@ -306,7 +473,26 @@ fn region_slice<'a>(
     regions.get_mut(region).get_mut(start..end)
 }
 
-/// Copies every loaded section into its region and zeroes the rest (NOBITS, padding, GOT).
+/// Zeroes `bytes[from..to]` (nothing when the range is empty); returns how many bytes.
+fn zero(bytes: &mut [u8], from: u64, to: u64) -> u64 {
+    if to <= from {
+        return 0;
+    }
+    let range = usize::try_from(from)
+        .ok()
+        .zip(usize::try_from(to).ok())
+        .and_then(|(from, to)| bytes.get_mut(from..to));
+    match range {
+        Some(range) => {
+            range.fill(0);
+            to.saturating_sub(from)
+        }
+        None => 0,
+    }
+}
+
+/// Copies every loaded section into its region and zeroes the rest (NOBITS, padding, GOT):
+/// each byte of the regions is written once.
 ///
 /// Must run before [`relocate`], which patches the copied contents.
 pub fn copy_sections(
@@ -318,41 +504,68 @@ pub fn copy_sections(
     let mut counts = CopyCounts::default();
     for region in [RegionKind::Core, RegionKind::Init] {
         let size = layout.region(region).size;
-        // Clearing the whole region first means no byte of whatever the memory held before
-        // (padding included) is visible to the module.
-        if let Some(bytes) = region_slice(regions, region, 0, size) {
-            bytes.fill(0);
-            counts.bytes_zeroed = counts.bytes_zeroed.saturating_add(size);
-        }
-    }
-    for (index, placement) in layout.placements() {
-        let Some(section) = module.section(index) else {
-            continue;
-        };
-        counts.sections = counts.sections.saturating_add(1);
-        if section.is_nobits() {
-            continue;
-        }
-        let len = u64::try_from(section.data.len()).unwrap_or(u64::MAX);
-        let provided = regions.len(placement.region);
-        let destination = region_slice(regions, placement.region, placement.offset, len).ok_or(
-            Error::RegionTooSmall {
-                region: placement.region,
-                needed: placement.offset.saturating_add(len),
+        let provided = regions.len(region);
+        let Some(bytes) = region_slice(regions, region, 0, size) else {
+            return Err(Error::RegionTooSmall {
+                region,
+                needed: size,
                 provided,
-            },
-        )?;
-        destination.copy_from_slice(section.data);
-        counts.bytes_copied = counts.bytes_copied.saturating_add(len);
+            });
+        };
+        // `written` is the end of the prefix of the region already written: sections come in
+        // offset order, and the gap before each is zeroed as it is reached.
+        let mut written = 0u64;
+        for &index in layout.order(region) {
+            let (Some(placement), Some(section)) =
+                (layout.placement(index), module.section_entry(index))
+            else {
+                continue;
+            };
+            counts.sections = counts.sections.saturating_add(1);
+            counts.bytes_zeroed =
+                counts
+                    .bytes_zeroed
+                    .saturating_add(zero(bytes, written, placement.offset));
+            let end = placement.offset.saturating_add(placement.size);
+            if section.is_nobits() {
+                counts.bytes_zeroed = counts.bytes_zeroed.saturating_add(zero(
+                    bytes,
+                    placement.offset.max(written),
+                    end,
+                ));
+            } else {
+                let contents = module.contents(section);
+                let len = u64::try_from(contents.len()).unwrap_or(u64::MAX);
+                let destination = usize::try_from(placement.offset)
+                    .ok()
+                    .and_then(|start| bytes.get_mut(start..start.checked_add(contents.len())?))
+                    .ok_or_else(|| Error::RegionTooSmall {
+                        region,
+                        needed: placement.offset.saturating_add(len),
+                        provided,
+                    })?;
+                destination.copy_from_slice(contents);
+                counts.bytes_copied = counts.bytes_copied.saturating_add(len);
+            }
+            written = written.max(end);
+        }
+        counts.bytes_zeroed = counts
+            .bytes_zeroed
+            .saturating_add(zero(bytes, written, size));
     }
     Ok(counts)
 }
 
 /// The final address of every symbol of a module, by symbol index; `None` for a symbol that
 /// has no address (in a section that is not loaded, or an ignored undefined symbol).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct SymbolAddresses {
-    addresses: Vec<Option<u64>>,
+    /// The address, 0 where there is none.
+    addresses: Vec<u64>,
+    /// Whether there is one.
+    present: Vec<bool>,
+    /// Scratch: each section's final address, if it is loaded.
+    section_bases: Vec<Option<u64>>,
 }
 
 impl SymbolAddresses {
@@ -363,45 +576,79 @@ impl SymbolAddresses {
         resolution: &Resolution,
         bases: RegionBases,
     ) -> Self {
-        let mut addresses: Vec<Option<u64>> = module
-            .symbols()
-            .iter()
-            .map(|sym| match sym.definition {
-                Definition::Undefined => None,
-                Definition::Absolute => Some(sym.value),
-                Definition::Section(index) => {
-                    let placement = layout.placement(index)?;
-                    bases
-                        .get(placement.region)
-                        .checked_add(placement.offset)?
-                        .checked_add(sym.value)
-                }
-            })
-            .collect();
-        // The null symbol: relocations against index 0 use S = 0.
-        if let Some(first) = addresses.first_mut() {
-            *first = Some(0);
+        let mut addresses = Self::default();
+        addresses.fill(module, layout, resolution, bases);
+        addresses
+    }
+
+    /// Recomputes the addresses in place (keeping the memory).
+    pub(crate) fn fill(
+        &mut self,
+        module: &Module<'_>,
+        layout: &Layout,
+        resolution: &Resolution,
+        bases: RegionBases,
+    ) {
+        self.addresses.clear();
+        self.present.clear();
+        // Each loaded section's final address, then each symbol's from its section's.
+        self.section_bases.clear();
+        self.section_bases.extend(
+            layout
+                .placement_slice()
+                .iter()
+                .map(|placement| placement.and_then(|p| bases.get(p.region).checked_add(p.offset))),
+        );
+        let section_bases = &self.section_bases;
+        let symbols = module.symtab();
+        self.addresses.reserve(symbols.len());
+        self.present.reserve(symbols.len());
+        for sym in symbols {
+            let shndx = sym.st_shndx.get(LE);
+            let value = sym.st_value.get(LE);
+            let address = if shndx == elf::SHN_UNDEF {
+                None
+            } else if shndx == elf::SHN_ABS {
+                Some(value)
+            } else {
+                section_bases
+                    .get(usize::from(shndx.0))
+                    .copied()
+                    .flatten()
+                    .and_then(|base| base.checked_add(value))
+            };
+            self.addresses.push(address.unwrap_or(0));
+            self.present.push(address.is_some());
         }
+        // The null symbol: relocations against index 0 use S = 0.
+        self.set(0, Some(0));
         for resolved in resolution.symbols() {
             let address = match resolved.source {
                 Source::Provider(_) | Source::WeakUnresolved => Some(resolved.address),
                 Source::Ignored => None,
             };
-            if let Some(slot) = usize::try_from(resolved.symbol)
-                .ok()
-                .and_then(|i| addresses.get_mut(i))
-            {
-                *slot = address;
-            }
+            self.set(resolved.symbol, address);
         }
-        Self { addresses }
+    }
+
+    fn set(&mut self, index: u32, address: Option<u64>) {
+        let Ok(i) = usize::try_from(index) else {
+            return;
+        };
+        if let (Some(slot), Some(present)) = (self.addresses.get_mut(i), self.present.get_mut(i)) {
+            *slot = address.unwrap_or(0);
+            *present = address.is_some();
+        }
     }
 
     /// The address of symbol `index`.
     pub fn get(&self, index: u32) -> Option<u64> {
-        self.addresses
-            .get(usize::try_from(index).ok()?)
+        let i = usize::try_from(index).ok()?;
+        self.present
+            .get(i)
             .copied()
+            .unwrap_or(false)
+            .then(|| self.addresses.get(i).copied())
             .flatten()
     }
 }
@@ -415,17 +662,28 @@ pub fn relocate(
     resolution: &Resolution,
     regions: &mut Regions<'_>,
 ) -> Result<RelocateCounts, Error> {
+    relocate_with(
+        module,
+        layout,
+        resolution,
+        regions,
+        &mut SymbolAddresses::default(),
+    )
+}
+
+/// [`relocate`], computing the symbol addresses in `addresses`' memory.
+pub(crate) fn relocate_with(
+    module: &Module<'_>,
+    layout: &Layout,
+    resolution: &Resolution,
+    regions: &mut Regions<'_>,
+    addresses: &mut SymbolAddresses,
+) -> Result<RelocateCounts, Error> {
     regions.check(layout)?;
     let bases = regions.bases();
-    let addresses = SymbolAddresses::new(module, layout, resolution, bases);
+    addresses.fill(module, layout, resolution, bases);
     let mut counts = RelocateCounts::default();
-    let unresolved = |target: u32, offset: u64, symbol: u32| Error::UnresolvedSymbolReferenced {
-        section: module.section_ref(target),
-        offset,
-        symbol: String::from(module.symbol_name(symbol)),
-    };
 
-    let got_base = bases.core.checked_add(layout.got_offset()).unwrap_or(0);
     for (slot_index, &symbol) in layout.got_symbols().iter().enumerate() {
         let address = addresses
             .get(symbol)
@@ -435,7 +693,7 @@ pub fn relocate(
                     name: String::from("(GOT)"),
                 },
                 offset: layout.got_offset(),
-                symbol: String::from(module.symbol_name(symbol)),
+                symbol: module.symbol_name(symbol),
             })?;
         let offset = u64::try_from(slot_index)
             .ok()
@@ -454,64 +712,207 @@ pub fn relocate(
         counts.got_slots = counts.got_slots.saturating_add(1);
     }
 
+    let got = GotSlots {
+        layout,
+        core_base: bases.core,
+    };
+    // Every symbol a relocation that writes may use has an address: validation refused those
+    // in sections that are not loaded, and resolution gave one to every undefined symbol,
+    // except the ones it ignored (an unknown `_GLOBAL_OFFSET_TABLE_`). Only with those (or
+    // with a resolution of another module) is each address checked.
+    let check_addresses = resolution
+        .symbols()
+        .iter()
+        .any(|r| r.source == Source::Ignored)
+        || resolution.symbols().len() != module.undefined_symbols().len();
     for section in module.relocation_sections() {
         let target = section.target;
         let Some(placement) = layout.placement(target) else {
             continue;
         };
-        let target_base = bases
+        let place_base = bases
             .get(placement.region)
             .checked_add(placement.offset)
             .unwrap_or(0);
-        for relocation in section.relocations() {
-            let kind = relocation.kind;
-            if kind == RelocationKind::None {
-                counts.applied.add(kind);
-                continue;
-            }
-            let symbol = addresses
-                .get(relocation.symbol)
-                .ok_or_else(|| unresolved(target, relocation.offset, relocation.symbol))?;
-            let got_slot = if kind.uses_got() {
-                layout
-                    .got_slot_offset(relocation.symbol)
-                    .and_then(|o| bases.core.checked_add(o))
-                    .ok_or_else(|| unresolved(target, relocation.offset, relocation.symbol))?
+        let provided = regions.len(placement.region);
+        let memory = region_slice(regions, placement.region, placement.offset, placement.size)
+            .ok_or_else(|| Error::RegionTooSmall {
+                region: placement.region,
+                needed: placement.offset.saturating_add(placement.size),
+                provided,
+            })?;
+        let entries = section.entries();
+        if check_addresses {
+            apply::<true>(entries, memory, place_base, addresses, &got)
+        } else {
+            apply::<false>(entries, memory, place_base, addresses, &got)
+        }
+        .map_err(|fault| fault.into_error(module, target, placement.size))?;
+    }
+    // Validation counted every entry, and every one of them has now been applied.
+    counts.applied = module.counts().relocations;
+    Ok(counts)
+}
+
+/// GOT slot addresses, for the GOTPCREL family.
+struct GotSlots<'a> {
+    layout: &'a Layout,
+    core_base: u64,
+}
+
+impl GotSlots<'_> {
+    fn address(&self, symbol: u32) -> Option<u64> {
+        self.core_base
+            .checked_add(self.layout.got_slot_offset(symbol)?)
+    }
+}
+
+/// Why a relocation could not be applied: plain values, so the loop builds no error.
+enum ApplyFault {
+    Overflow {
+        offset: u64,
+        kind: RelocationKind,
+        symbol: u32,
+        value: i128,
+    },
+    NoAddress {
+        offset: u64,
+        symbol: u32,
+    },
+    Outside {
+        offset: u64,
+        r_type: u32,
+    },
+    Unsupported {
+        offset: u64,
+        r_type: u32,
+    },
+}
+
+impl ApplyFault {
+    #[cold]
+    fn overflow(offset: u64, r_type: u32, symbol: u32, value: u64) -> Self {
+        let kind = RelocationKind::from_elf(r_type).unwrap_or(RelocationKind::None);
+        Self::Overflow {
+            offset,
+            kind,
+            symbol,
+            // As `compute` reports it: R_X86_64_32's value unsigned, the others signed.
+            value: if kind == RelocationKind::Abs32 {
+                i128::from(value)
             } else {
-                got_base
-            };
-            let inputs = RelocationInputs {
-                symbol,
-                addend: relocation.addend,
-                place: target_base.wrapping_add(relocation.offset),
-                got_slot,
-            };
-            let patch = compute(kind, inputs).map_err(|value| Error::RelocationOverflow {
-                section: module.section_ref(target),
-                offset: relocation.offset,
-                kind,
-                symbol: String::from(module.symbol_name(relocation.symbol)),
-                value,
-            })?;
-            let bytes = patch.bytes();
-            let field_offset = placement.offset.saturating_add(relocation.offset);
-            let field = region_slice(
-                regions,
-                placement.region,
-                field_offset,
-                u64::try_from(bytes.len()).unwrap_or(u64::MAX),
-            )
-            .ok_or_else(|| Error::RelocationOutsideSection {
-                section: module.section_ref(target),
-                offset: relocation.offset,
-                width: kind.width(),
-                size: placement.size,
-            })?;
-            field.copy_from_slice(bytes);
-            counts.applied.add(kind);
+                i128::from(value as i64)
+            },
         }
     }
-    Ok(counts)
+
+    fn into_error(self, module: &Module<'_>, target: u32, size: u64) -> Error {
+        let section = module.section_ref(target);
+        match self {
+            Self::Overflow {
+                offset,
+                kind,
+                symbol,
+                value,
+            } => Error::RelocationOverflow {
+                section,
+                offset,
+                kind,
+                symbol: module.symbol_name(symbol),
+                value,
+            },
+            Self::NoAddress { offset, symbol } => Error::UnresolvedSymbolReferenced {
+                section,
+                offset,
+                symbol: module.symbol_name(symbol),
+            },
+            Self::Outside { offset, r_type } => Error::RelocationOutsideSection {
+                section,
+                offset,
+                width: type_info_of(r_type).width,
+                size,
+            },
+            Self::Unsupported { offset, r_type } => Error::UnsupportedRelocation {
+                section,
+                offset,
+                r_type,
+            },
+        }
+    }
+}
+
+/// Writes `bytes` at `memory[at..]`, if they fit.
+#[inline(always)]
+fn put<const N: usize>(memory: &mut [u8], at: u64, bytes: [u8; N]) -> bool {
+    let field = usize::try_from(at)
+        .ok()
+        .and_then(|at| memory.get_mut(at..))
+        .and_then(|tail| tail.first_chunk_mut::<N>());
+    match field {
+        Some(field) => {
+            *field = bytes;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Applies one section's relocations to `memory`, the target section's bytes, which run at
+/// `place_base`: the hot loop of loading. Each entry is applied as its type's [`TypeInfo`]
+/// says, which gives the same bytes as [`compute`] (a unit test holds the two together).
+/// With `CHECK_ADDRESSES`, a symbol without an address is an error; without, validation has
+/// proved that none is used.
+#[inline(never)]
+fn apply<const CHECK_ADDRESSES: bool>(
+    entries: &[elf::Rela64<LE>],
+    memory: &mut [u8],
+    place_base: u64,
+    addresses: &SymbolAddresses,
+    got: &GotSlots<'_>,
+) -> Result<(), ApplyFault> {
+    let (symbols, present) = (&addresses.addresses[..], &addresses.present[..]);
+    for rela in entries {
+        let offset = rela.r_offset.get(LE);
+        let r_type = rela.r_type(LE, false).0;
+        let rule = apply_rule_of(r_type);
+        if rule.width == 0 {
+            if !rule.supported {
+                return Err(ApplyFault::Unsupported { offset, r_type });
+            }
+            continue;
+        }
+        let symbol = rela.r_sym(LE, false);
+        let index = usize::try_from(symbol).unwrap_or(usize::MAX);
+        let Some(&address) = symbols.get(index) else {
+            return Err(ApplyFault::NoAddress { offset, symbol });
+        };
+        if CHECK_ADDRESSES && !present.get(index).copied().unwrap_or(false) {
+            return Err(ApplyFault::NoAddress { offset, symbol });
+        }
+        let target = if rule.got {
+            got.address(symbol)
+                .ok_or(ApplyFault::NoAddress { offset, symbol })?
+        } else {
+            address
+        };
+        let place = place_base.wrapping_add(offset);
+        let value = target
+            .wrapping_add_signed(rela.r_addend.get(LE))
+            .wrapping_sub(place & rule.place_mask);
+        let written = if rule.width == 8 {
+            put(memory, offset, value.to_le_bytes())
+        } else {
+            // The field must give back the whole value when the CPU extends it.
+            if value.wrapping_add(rule.fit_bias) > u64::from(u32::MAX) {
+                return Err(ApplyFault::overflow(offset, r_type, symbol, value));
+            }
+            put(memory, offset, (value as u32).to_le_bytes())
+        };
+        if !written {
+            return Err(ApplyFault::Outside { offset, r_type });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -694,6 +1095,106 @@ mod tests {
             };
             assert_eq!(compute(kind, far), Err(0x8000_0000));
         }
+    }
+
+    /// The relocation loop (`apply`, table-driven) writes what `compute` (the psABI formulas)
+    /// says, and refuses what it refuses, for every kind over edge and pseudo-random inputs.
+    #[test]
+    fn the_loop_agrees_with_compute() {
+        use object::{I64, U64};
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let edges = [
+            0,
+            1,
+            0x7fff_ffff,
+            0x8000_0000,
+            0xffff_ffff,
+            0x1_0000_0000,
+            KERNEL_FN,
+            PLACE,
+            u64::MAX,
+            0xffff_ffff_8000_0000,
+        ];
+        let mut cases = 0;
+        for kind in RelocationKind::ALL {
+            for round in 0..2000 {
+                let pick = |r: u64| edges[(r % edges.len() as u64) as usize];
+                let (symbol, slot, place_base) = if round < 100 {
+                    (pick(next()), pick(next()), pick(next()) & !0xf)
+                } else {
+                    (
+                        next(),
+                        PLACE + (next() % 0x1_0000_0000),
+                        PLACE - (next() % 0x1000) * 16,
+                    )
+                };
+                let addend = match round % 4 {
+                    0 => -4,
+                    1 => 0,
+                    2 => (next() % 0x2000) as i64 - 0x1000,
+                    _ => next() as i64,
+                };
+                let offset = 8u64;
+                let rela = elf::Rela64::<LE> {
+                    r_offset: U64::new(LE, offset),
+                    r_info: U64::new(LE, (1u64 << 32) | u64::from(kind.elf_type())),
+                    r_addend: I64::new(LE, addend),
+                };
+                // A region never wraps the address space, so neither does its GOT.
+                let slot = slot.max(0x40);
+                let mut layout = Layout::default();
+                layout.set_got_for_test(1, 0x40);
+                let got = GotSlots {
+                    layout: &layout,
+                    core_base: slot.wrapping_sub(0x40),
+                };
+                let got_slot = got.address(1).unwrap_or(0);
+                let mut memory = [0xaau8; 24];
+                let addresses = SymbolAddresses {
+                    addresses: alloc::vec![0, symbol],
+                    present: alloc::vec![true, true],
+                    section_bases: Vec::new(),
+                };
+                let result = apply::<true>(
+                    core::slice::from_ref(&rela),
+                    &mut memory,
+                    place_base,
+                    &addresses,
+                    &got,
+                );
+                let expected = compute(
+                    kind,
+                    RelocationInputs {
+                        symbol,
+                        addend,
+                        place: place_base.wrapping_add(offset),
+                        got_slot,
+                    },
+                );
+                match (expected, result) {
+                    (Ok(patch), Ok(())) => {
+                        let mut want = [0xaau8; 24];
+                        want[8..8 + patch.bytes().len()].copy_from_slice(patch.bytes());
+                        assert_eq!(memory, want, "{kind} S={symbol:#x} A={addend:#x}");
+                    }
+                    (Err(value), Err(ApplyFault::Overflow { value: got, .. })) => {
+                        assert_eq!(value, got, "{kind}");
+                        assert_eq!(memory, [0xaa; 24], "{kind}: nothing written");
+                    }
+                    (expected, _) => panic!(
+                        "{kind} S={symbol:#x} A={addend:#x}: compute says {expected:?}, the loop disagrees"
+                    ),
+                }
+                cases += 1;
+            }
+        }
+        assert_eq!(cases, 20_000);
     }
 
     #[test]

@@ -4,20 +4,43 @@
 //! After validation, every offset, size and index the other steps use is known to be in
 //! bounds, so they can read without re-checking the file (they still write only through
 //! range-checked slices). Validation also decides, from each section's name and flags, where
-//! the section goes ([`Disposition`]): the layout step only assigns offsets.
+//! the section goes ([`Disposition`]), and notes which symbols the GOT needs: the layout step
+//! only assigns offsets.
+//!
+//! # What is checked once, and where
+//!
+//! Each fact is established by exactly one step, the first that needs it:
+//!
+//! - Every relocation's type, symbol index and field range, and that its symbol lives in a
+//!   loaded section: here, in one pass over the entries, which also counts them by kind and
+//!   notes the symbols the GOT needs. [`crate::relocate()`] applies them without checking
+//!   them again (its writes stay range-checked) and takes its counts from here.
+//! - Every symbol's section index and value, and its name's bounds and termination: here,
+//!   in one pass over the symbol table (a name is terminated exactly when it starts at or
+//!   before the string table's last NUL, so that costs one comparison). The table is not
+//!   copied: later steps decode entries from the file.
+//! - UTF-8, only for names read as text: section names (one ASCII pass over the section
+//!   name table, names one by one only if it is not ASCII), export names, `.modinfo`.
+//!   Undefined names are looked up as bytes ([`crate::SymbolProvider::lookup_bytes`]), and
+//!   definitions are compared as bytes; a message that names a symbol decodes it lossily.
+//!
+//! Nothing on the success path builds an error value: faults found by the fast passes are
+//! ORed into one flag, and only then does a slow pass find the first one, in file order,
+//! with the message the checks have always given (`tests/corpus/MESSAGES` pins them).
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use core::hash::BuildHasher;
 
-use hashbrown::HashMap;
+use hashbrown::{DefaultHashBuilder, HashTable};
 use object::LittleEndian as LE;
 use object::elf;
 use object::pod;
 
 use crate::counts::{RelocationCounts, ValidateCounts};
 use crate::error::{Error, SectionRef};
-use crate::relocate::RelocationKind;
+use crate::relocate::{COUNT_FIELD_BITS, COUNT_FIELD_MAX, RelocationKind, type_info, type_info_of};
 
 /// Size of a page: the unit of region permissions.
 pub const PAGE_SIZE: u64 = 4096;
@@ -79,8 +102,29 @@ pub enum Disposition {
     NotLoaded,
 }
 
-/// One section of a validated module.
-#[derive(Clone, Debug)]
+/// A byte range of the file, proved in bounds by validation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Span {
+    start: usize,
+    end: usize,
+}
+
+impl Span {
+    /// The bytes of the span (empty if `data` is not the file it was made from).
+    pub(crate) fn of(self, data: &[u8]) -> &[u8] {
+        data.get(self.start..self.end).unwrap_or(&[])
+    }
+}
+
+/// The span `offset..offset + size` of `data`, or `None` when out of bounds or overflowing.
+fn file_span(data: &[u8], offset: u64, size: u64) -> Option<Span> {
+    let start = usize::try_from(offset).ok()?;
+    let end = start.checked_add(usize::try_from(size).ok()?)?;
+    (end <= data.len()).then_some(Span { start, end })
+}
+
+/// One section of a validated module: a view into the file.
+#[derive(Clone, Copy, Debug)]
 pub struct Section<'data> {
     /// Index in the section header table.
     pub index: u32,
@@ -113,12 +157,36 @@ impl Section<'_> {
     pub fn is_nobits(&self) -> bool {
         self.sh_type == elf::SHT_NOBITS.0
     }
+}
 
-    fn as_ref(&self) -> SectionRef {
-        SectionRef {
-            index: self.index,
-            name: String::from(self.name),
-        }
+/// What validation keeps of a section: no borrowed data, so the table can be reused.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SectionEntry {
+    /// The section name string table from the name's first byte to the table's end: the
+    /// name is its bytes up to the first NUL (validation proved there is one).
+    name_tail: Span,
+    pub(crate) sh_type: u32,
+    pub(crate) flags: u64,
+    pub(crate) offset: u64,
+    pub(crate) size: u64,
+    pub(crate) align: u64,
+    pub(crate) link: u32,
+    pub(crate) info: u32,
+    pub(crate) entsize: u64,
+    pub(crate) disposition: Disposition,
+    pub(crate) contents: Span,
+}
+
+impl SectionEntry {
+    pub(crate) fn is_nobits(&self) -> bool {
+        self.sh_type == elf::SHT_NOBITS.0
+    }
+
+    /// The name's bytes.
+    fn name<'a>(&self, data: &'a [u8]) -> &'a [u8] {
+        let tail = self.name_tail.of(data);
+        tail.get(..memchr::memchr(0, tail).unwrap_or(0))
+            .unwrap_or(&[])
     }
 }
 
@@ -146,13 +214,14 @@ pub enum Definition {
     Section(u32),
 }
 
-/// One symbol of a validated module.
+/// One symbol of a validated module: a view into the file.
 #[derive(Clone, Copy, Debug)]
 pub struct Symbol<'data> {
     /// Index in the symbol table.
     pub index: u32,
-    /// Name (empty for section symbols; see [`Module::symbol_name`]).
-    pub name: &'data str,
+    /// The name's bytes, without the NUL (empty for section symbols; see
+    /// [`Module::symbol_name`]). Not checked to be UTF-8: see [`Symbol::name`].
+    pub name_bytes: &'data [u8],
     /// Binding.
     pub binding: Binding,
     /// `st_type` (STT_*).
@@ -165,10 +234,61 @@ pub struct Symbol<'data> {
     pub size: u64,
 }
 
-impl Symbol<'_> {
+impl<'data> Symbol<'data> {
     /// Whether this is a section symbol (STT_SECTION).
     pub fn is_section(&self) -> bool {
         self.st_type == elf::STT_SECTION.0
+    }
+
+    /// The name as text, if it is UTF-8.
+    pub fn name(&self) -> Option<&'data str> {
+        core::str::from_utf8(self.name_bytes).ok()
+    }
+}
+
+// Per-symbol flags (`ModuleTables::symbol_flags`), one byte per symbol so that the
+// relocation check reads a dense array.
+/// A GOTPCREL-family relocation names the symbol: it has a GOT slot.
+const USES_GOT: u8 = 1;
+/// The symbol is defined in a section that is not loaded: it has no address.
+const IN_UNLOADED_SECTION: u8 = 2;
+/// Not a symbol: what the relocation check reads for an index past the table.
+const OUT_OF_RANGE: u8 = 4;
+
+/// A symbol table entry, decoded (from the file, on each use: validation keeps no copy).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SymbolEntry {
+    pub(crate) st_name: u32,
+    pub(crate) binding: Binding,
+    pub(crate) st_type: u8,
+    pub(crate) definition: Definition,
+    pub(crate) value: u64,
+    pub(crate) size: u64,
+}
+
+/// Decodes a symbol table entry of a validated module (whose section indices validation
+/// checked).
+#[inline]
+pub(crate) fn decode_symbol(sym: &elf::Sym64<LE>) -> SymbolEntry {
+    let shndx = sym.st_shndx.get(LE);
+    SymbolEntry {
+        st_name: sym.st_name.get(LE),
+        binding: match sym.st_bind() {
+            b if b == elf::STB_LOCAL => Binding::Local,
+            b if b == elf::STB_GLOBAL => Binding::Global,
+            b if b == elf::STB_WEAK => Binding::Weak,
+            b => Binding::Other(b.0),
+        },
+        st_type: sym.st_type().0,
+        definition: if shndx == elf::SHN_UNDEF {
+            Definition::Undefined
+        } else if shndx == elf::SHN_ABS {
+            Definition::Absolute
+        } else {
+            Definition::Section(u32::from(shndx.0))
+        },
+        value: sym.st_value.get(LE),
+        size: sym.st_size.get(LE),
     }
 }
 
@@ -186,8 +306,8 @@ pub struct Relocation {
     pub addend: i64,
 }
 
-/// A relocation section whose target section is loaded.
-#[derive(Clone, Debug)]
+/// A relocation section whose target section is loaded: a view into the file.
+#[derive(Clone, Copy, Debug)]
 pub struct RelocationSection<'data> {
     /// Index of the SHT_RELA section.
     pub index: u32,
@@ -196,10 +316,15 @@ pub struct RelocationSection<'data> {
     entries: &'data [elf::Rela64<LE>],
 }
 
-impl RelocationSection<'_> {
+impl<'data> RelocationSection<'data> {
     /// Its validated entries.
-    pub fn relocations(&self) -> impl ExactSizeIterator<Item = Relocation> + '_ {
+    pub fn relocations(&self) -> impl ExactSizeIterator<Item = Relocation> + 'data {
         self.entries.iter().map(decode_rela)
+    }
+
+    /// The raw entries.
+    pub(crate) fn entries(&self) -> &'data [elf::Rela64<LE>] {
+        self.entries
     }
 
     /// Number of entries.
@@ -224,6 +349,13 @@ fn decode_rela(rela: &elf::Rela64<LE>) -> Relocation {
     }
 }
 
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RelocationSectionEntry {
+    index: u32,
+    target: u32,
+    entries: Span,
+}
+
 /// An export: `__ksymtab_NAME` is defined, and so is `NAME` (symbol index `symbol`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Export<'data> {
@@ -233,14 +365,59 @@ pub struct Export<'data> {
     pub symbol: u32,
 }
 
+/// A defined non-local symbol in the name index: its hash is kept so the table never rehashes
+/// a name.
+#[derive(Clone, Copy, Debug)]
+struct GlobalEntry {
+    hash: u64,
+    index: u32,
+    name_len: u32,
+}
+
+/// The tables a [`Module`] indexes the file with. They borrow nothing, so a
+/// [`crate::Loader`] keeps them from one module to the next and validation stops
+/// allocating once they have grown.
+#[derive(Clone, Debug, Default)]
+pub struct ModuleTables {
+    sections: Vec<SectionEntry>,
+    /// Each section's size and `IN_UNLOADED_SECTION` if it is not loaded (symbol checks).
+    section_limits: Vec<(u64, u8)>,
+    /// Defined non-local symbols (indices), for the name index.
+    global_candidates: Vec<u32>,
+    /// Flags of each symbol (`USES_GOT`, …).
+    symbol_flags: Vec<u8>,
+    relocation_sections: Vec<RelocationSectionEntry>,
+    undefined: Vec<u32>,
+    got_symbols: Vec<u32>,
+    globals: HashTable<GlobalEntry>,
+    hasher: DefaultHashBuilder,
+    /// Scratch of the overlap check.
+    parts: Vec<u128>,
+}
+
+impl ModuleTables {
+    fn clear(&mut self) {
+        self.sections.clear();
+        self.section_limits.clear();
+        self.global_candidates.clear();
+        self.symbol_flags.clear();
+        self.relocation_sections.clear();
+        self.undefined.clear();
+        self.got_symbols.clear();
+        self.globals.clear();
+        self.parts.clear();
+    }
+}
+
 /// A validated module: indexes into the file bytes, which it borrows.
 #[derive(Clone, Debug)]
 pub struct Module<'data> {
-    sections: Vec<Section<'data>>,
-    symbols: Vec<Symbol<'data>>,
-    relocation_sections: Vec<RelocationSection<'data>>,
-    /// Non-local defined symbols by name.
-    globals: HashMap<&'data str, u32>,
+    data: &'data [u8],
+    /// The symbol table.
+    symtab: &'data [elf::Sym64<LE>],
+    /// The symbol string table.
+    strtab: &'data [u8],
+    tables: ModuleTables,
     exports: Vec<Export<'data>>,
     modinfo: &'data str,
     name: &'data str,
@@ -248,51 +425,166 @@ pub struct Module<'data> {
 }
 
 impl<'data> Module<'data> {
-    /// All sections, by index (index 0 is the null section).
-    pub fn sections(&self) -> &[Section<'data>] {
-        &self.sections
-    }
-
-    /// The section with this index.
-    pub fn section(&self, index: u32) -> Option<&Section<'data>> {
-        self.sections.get(usize::try_from(index).ok()?)
-    }
-
-    /// The first section with this name.
-    pub fn section_by_name(&self, name: &str) -> Option<&Section<'data>> {
-        self.sections.iter().find(|s| s.name == name)
-    }
-
-    /// All symbols, by index (index 0 is the null symbol).
-    pub fn symbols(&self) -> &[Symbol<'data>] {
-        &self.symbols
-    }
-
-    /// The symbol with this index.
-    pub fn symbol(&self, index: u32) -> Option<&Symbol<'data>> {
-        self.symbols.get(usize::try_from(index).ok()?)
-    }
-
-    /// A symbol's name for messages: section symbols are named after their section.
-    pub fn symbol_name(&self, index: u32) -> &'data str {
-        match self.symbol(index) {
-            Some(sym) if sym.is_section() || sym.name.is_empty() => match sym.definition {
-                Definition::Section(s) => self.section(s).map_or("", |s| s.name),
-                _ => sym.name,
-            },
-            Some(sym) => sym.name,
-            None => "",
+    fn view(&self, index: u32, entry: &SectionEntry) -> Section<'data> {
+        Section {
+            index,
+            // Checked UTF-8 by validation; the file bytes cannot have changed since.
+            name: core::str::from_utf8(entry.name(self.data)).unwrap_or(""),
+            sh_type: entry.sh_type,
+            flags: entry.flags,
+            offset: entry.offset,
+            size: entry.size,
+            align: entry.align,
+            link: entry.link,
+            info: entry.info,
+            entsize: entry.entsize,
+            disposition: entry.disposition,
+            data: entry.contents.of(self.data),
         }
     }
 
+    /// All sections, by index (index 0 is the null section).
+    pub fn sections(&self) -> impl ExactSizeIterator<Item = Section<'data>> + '_ {
+        self.tables
+            .sections
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| self.view(index_u32(i), entry))
+    }
+
+    /// The section with this index.
+    pub fn section(&self, index: u32) -> Option<Section<'data>> {
+        Some(self.view(index, self.section_entry(index)?))
+    }
+
+    /// The first section with this name.
+    pub fn section_by_name(&self, name: &str) -> Option<Section<'data>> {
+        let (i, entry) = self
+            .tables
+            .sections
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.name(self.data) == name.as_bytes())?;
+        Some(self.view(index_u32(i), entry))
+    }
+
+    pub(crate) fn section_entries(&self) -> &[SectionEntry] {
+        &self.tables.sections
+    }
+
+    pub(crate) fn section_entry(&self, index: u32) -> Option<&SectionEntry> {
+        self.tables.sections.get(usize::try_from(index).ok()?)
+    }
+
+    /// The contents of a section, from its table entry.
+    pub(crate) fn contents(&self, entry: &SectionEntry) -> &'data [u8] {
+        entry.contents.of(self.data)
+    }
+
+    /// Number of symbols, including the null symbol.
+    pub fn symbol_count(&self) -> usize {
+        self.symtab.len()
+    }
+
+    fn symbol_view(&self, index: u32, entry: &SymbolEntry) -> Symbol<'data> {
+        Symbol {
+            index,
+            name_bytes: c_bytes(self.strtab, entry.st_name).unwrap_or(&[]),
+            binding: entry.binding,
+            st_type: entry.st_type,
+            definition: entry.definition,
+            value: entry.value,
+            size: entry.size,
+        }
+    }
+
+    /// All symbols, by index (index 0 is the null symbol).
+    pub fn symbols(&self) -> impl ExactSizeIterator<Item = Symbol<'data>> + '_ {
+        self.symtab
+            .iter()
+            .enumerate()
+            .map(|(i, sym)| self.symbol_view(index_u32(i), &decode_symbol(sym)))
+    }
+
+    /// The symbol with this index.
+    pub fn symbol(&self, index: u32) -> Option<Symbol<'data>> {
+        Some(self.symbol_view(index, &self.symbol_entry(index)?))
+    }
+
+    /// The raw symbol table.
+    pub(crate) fn symtab(&self) -> &'data [elf::Sym64<LE>] {
+        self.symtab
+    }
+
+    pub(crate) fn symbol_entries(&self) -> impl ExactSizeIterator<Item = SymbolEntry> + 'data {
+        self.symtab.iter().map(decode_symbol)
+    }
+
+    pub(crate) fn symbol_entry(&self, index: u32) -> Option<SymbolEntry> {
+        self.symtab
+            .get(usize::try_from(index).ok()?)
+            .map(decode_symbol)
+    }
+
+    /// The name bytes of a symbol table entry.
+    pub(crate) fn name_bytes(&self, entry: &SymbolEntry) -> &'data [u8] {
+        c_bytes(self.strtab, entry.st_name).unwrap_or(&[])
+    }
+
+    /// The undefined symbols (the null symbol excepted), in symbol table order.
+    pub fn undefined_symbols(&self) -> &[u32] {
+        &self.tables.undefined
+    }
+
+    /// A symbol's name for messages: section symbols are named after their section, and a
+    /// name that is not UTF-8 is decoded lossily.
+    pub fn symbol_name(&self, index: u32) -> String {
+        let Some(entry) = self.symbol_entry(index) else {
+            return String::new();
+        };
+        let own = self.name_bytes(&entry);
+        let bytes = match entry.definition {
+            Definition::Section(s) if own.is_empty() || entry.st_type == elf::STT_SECTION.0 => {
+                self.section_entry(s).map_or(&[][..], |s| s.name(self.data))
+            }
+            _ => own,
+        };
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+
     /// The defined non-local symbol with this name (global wins over weak).
-    pub fn find_symbol(&self, name: &str) -> Option<&Symbol<'data>> {
-        self.globals.get(name).and_then(|&i| self.symbol(i))
+    pub fn find_symbol(&self, name: &str) -> Option<Symbol<'data>> {
+        self.global_index(name.as_bytes())
+            .and_then(|index| self.symbol(index))
+    }
+
+    fn global_index(&self, name: &[u8]) -> Option<u32> {
+        let hash = self.tables.hasher.hash_one(name);
+        self.tables
+            .globals
+            .find(hash, |g| {
+                self.symbol_entry(g.index)
+                    .is_some_and(|e| self.name_bytes(&e) == name)
+            })
+            .map(|g| g.index)
     }
 
     /// Relocation sections whose targets are loaded (the others are skipped, as Linux does).
-    pub fn relocation_sections(&self) -> &[RelocationSection<'data>] {
-        &self.relocation_sections
+    pub fn relocation_sections(&self) -> impl ExactSizeIterator<Item = RelocationSection<'data>> {
+        let data = self.data;
+        self.tables.relocation_sections.iter().map(move |r| {
+            RelocationSection {
+                index: r.index,
+                target: r.target,
+                // Validation proved the span holds whole entries.
+                entries: pod::slice_from_all_bytes(r.entries.of(data)).unwrap_or(&[]),
+            }
+        })
+    }
+
+    /// The symbols GOTPCREL-family relocations use, each once, in the order of first use.
+    pub fn got_symbols(&self) -> &[u32] {
+        &self.tables.got_symbols
     }
 
     /// The module's exports (`__ksymtab_NAME` symbols), in symbol table order.
@@ -302,10 +594,7 @@ impl<'data> Module<'data> {
 
     /// `.modinfo` as `(key, value)` pairs, in file order. An entry without `=` has an empty value.
     pub fn modinfo(&self) -> impl Iterator<Item = (&'data str, &'data str)> + 'data {
-        self.modinfo
-            .split('\0')
-            .filter(|entry| !entry.is_empty())
-            .map(|entry| entry.split_once('=').unwrap_or((entry, "")))
+        modinfo_pairs(self.modinfo)
     }
 
     /// The module's name: `.modinfo`'s `name=`, or empty.
@@ -318,14 +607,13 @@ impl<'data> Module<'data> {
         &self.counts
     }
 
+    /// Gives back the tables, for the next module.
+    pub(crate) fn into_tables(self) -> ModuleTables {
+        self.tables
+    }
+
     pub(crate) fn section_ref(&self, index: u32) -> SectionRef {
-        match self.section(index) {
-            Some(s) => s.as_ref(),
-            None => SectionRef {
-                index,
-                name: String::new(),
-            },
-        }
+        section_ref(self.data, &self.tables.sections, index)
     }
 
     /// The name errors use for the module.
@@ -338,6 +626,13 @@ impl<'data> Module<'data> {
     }
 }
 
+fn modinfo_pairs(modinfo: &str) -> impl Iterator<Item = (&str, &str)> {
+    modinfo
+        .split('\0')
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| entry.split_once('=').unwrap_or((entry, "")))
+}
+
 /// `data[offset..offset + size]`, or `None` when out of bounds or overflowing.
 fn file_range(data: &[u8], offset: u64, size: u64) -> Option<&[u8]> {
     let start = usize::try_from(offset).ok()?;
@@ -345,11 +640,28 @@ fn file_range(data: &[u8], offset: u64, size: u64) -> Option<&[u8]> {
     data.get(start..end)
 }
 
+/// The bytes of the NUL-terminated string at `offset` of a string table, without the NUL.
+fn c_bytes(table: &[u8], offset: u32) -> Option<&[u8]> {
+    let tail = table.get(usize::try_from(offset).ok()?..)?;
+    let len = memchr::memchr(0, tail)?;
+    tail.get(..len)
+}
+
 /// The NUL-terminated UTF-8 string at `offset` of a string table.
 fn c_str(table: &[u8], offset: u32) -> Option<&str> {
-    let tail = table.get(usize::try_from(offset).ok()?..)?;
-    let len = tail.iter().position(|&b| b == 0)?;
-    core::str::from_utf8(tail.get(..len)?).ok()
+    core::str::from_utf8(c_bytes(table, offset)?).ok()
+}
+
+/// A section as errors name it (the name decoded lossily: it may be the broken part).
+fn section_ref(data: &[u8], sections: &[SectionEntry], index: u32) -> SectionRef {
+    let name = usize::try_from(index)
+        .ok()
+        .and_then(|i| sections.get(i))
+        .map_or(&[][..], |s| s.name(data));
+    SectionRef {
+        index,
+        name: String::from_utf8_lossy(name).into_owned(),
+    }
 }
 
 /// Bytes of a section header table with `shnum` entries (at most 65535 × 64: cannot overflow).
@@ -367,14 +679,16 @@ fn index_u32(index: usize) -> u32 {
     u32::try_from(index).unwrap_or(u32::MAX)
 }
 
-/// Decides where a section goes from its name and flags (ABI.md, "Sections").
-fn disposition(name: &str, flags: u64) -> Disposition {
+/// Decides where a section goes from its flags and name (`name_tail`: the string table from
+/// the name on, NUL-terminated) (ABI.md, "Sections").
+fn disposition(name_tail: &[u8], flags: u64) -> Disposition {
     let alloc = flags & elf::SHF_ALLOC.0 != 0;
     // Linux drops SHF_ALLOC from these two before layout: they are read, never loaded.
-    if !alloc || name == ".modinfo" || name == "__versions" {
+    if !alloc || names_equal(name_tail, 0, b".modinfo") || names_equal(name_tail, 0, b"__versions")
+    {
         return Disposition::NotLoaded;
     }
-    let region = if name.starts_with(".init") {
+    let region = if name_tail.starts_with(b".init") {
         RegionKind::Init
     } else {
         RegionKind::Core
@@ -393,40 +707,77 @@ fn disposition(name: &str, flags: u64) -> Disposition {
 ///
 /// Never panics, whatever `data` holds: every malformation is an [`Error`].
 pub fn validate(data: &[u8]) -> Result<Module<'_>, Error> {
+    validate_reusing(data, &mut ModuleTables::default())
+}
+
+/// [`validate()`], building the module's tables in `spare`'s memory. On success the tables
+/// move into the module ([`crate::Loader::recycle`] gives them back); on error they stay in
+/// `spare`.
+pub(crate) fn validate_reusing<'data>(
+    data: &'data [u8],
+    spare: &mut ModuleTables,
+) -> Result<Module<'data>, Error> {
+    spare.clear();
+    let found = index(data, spare)?;
+    Ok(Module {
+        data,
+        symtab: found.symtab,
+        strtab: found.strtab,
+        tables: core::mem::take(spare),
+        exports: found.exports,
+        modinfo: found.modinfo,
+        name: found.name,
+        counts: found.counts,
+    })
+}
+
+/// What [`index`] found besides the tables.
+struct Found<'data> {
+    symtab: &'data [elf::Sym64<LE>],
+    strtab: &'data [u8],
+    exports: Vec<Export<'data>>,
+    modinfo: &'data str,
+    name: &'data str,
+    counts: ValidateCounts,
+}
+
+fn index<'data>(data: &'data [u8], tables: &mut ModuleTables) -> Result<Found<'data>, Error> {
     let header = check_header(data)?;
     let mut counts = ValidateCounts::default();
-    let sections = read_sections(data, header)?;
-    counts.sections = sections.len();
-    counts.loaded_sections = sections
+    read_sections(data, header, &mut tables.sections)?;
+    counts.sections = tables.sections.len();
+    counts.loaded_sections = tables
+        .sections
         .iter()
         .filter(|s| s.disposition != Disposition::NotLoaded)
         .count();
-    check_overlaps(header, &sections)?;
+    check_overlaps(data, header, &tables.sections, &mut tables.parts)?;
 
-    let symbols = read_symbols(&sections)?;
-    counts.symbols = symbols.symbols.len();
-    counts.undefined_symbols = symbols
-        .symbols
-        .iter()
-        .skip(1)
-        .filter(|s| s.definition == Definition::Undefined)
-        .count();
-
-    let mut module = Module {
-        sections,
-        symbols: symbols.symbols,
-        relocation_sections: Vec::new(),
-        globals: HashMap::new(),
-        exports: Vec::new(),
-        modinfo: "",
-        name: "",
+    let symtab = read_symbols(data, tables)?;
+    counts.symbols = symtab.entries.len();
+    counts.undefined_symbols = tables.undefined.len();
+    read_relocations(data, tables, symtab.entries, symtab.index, &mut counts)?;
+    index_globals(symtab.entries, symtab.strtab, tables)?;
+    let exports = find_exports(symtab.entries, symtab.strtab, tables)?;
+    counts.exports = exports.len();
+    let modinfo = read_modinfo(data, &tables.sections)?;
+    // One pass: count the entries and keep the first `name=`.
+    let mut name = None;
+    for (key, value) in modinfo_pairs(modinfo) {
+        counts.modinfo_entries = counts.modinfo_entries.saturating_add(1);
+        if name.is_none() && key == "name" {
+            name = Some(value);
+        }
+    }
+    let name = name.unwrap_or("");
+    Ok(Found {
+        symtab: symtab.entries,
+        strtab: symtab.strtab,
+        exports,
+        modinfo,
+        name,
         counts,
-    };
-    read_relocations(&mut module, symbols.table_index)?;
-    index_globals(&mut module)?;
-    find_exports(&mut module)?;
-    read_modinfo(&mut module)?;
-    Ok(module)
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -532,16 +883,20 @@ fn section_headers(data: &[u8], header: HeaderFields) -> &[elf::SectionHeader64<
         .unwrap_or(&[])
 }
 
-fn read_sections(data: &[u8], header: HeaderFields) -> Result<Vec<Section<'_>>, Error> {
+fn read_sections(
+    data: &[u8],
+    header: HeaderFields,
+    sections: &mut Vec<SectionEntry>,
+) -> Result<(), Error> {
     let headers = section_headers(data, header);
     let shstrtab_header = headers
         .get(usize::from(header.shstrndx))
         .filter(|h| h.sh_type.get(LE) == elf::SHT_STRTAB)
-        .ok_or(Error::BadStringTableIndex {
+        .ok_or_else(|| Error::BadStringTableIndex {
             index: u32::from(header.shstrndx),
             sections: u32::from(header.shnum),
         })?;
-    let shstrtab = file_range(
+    let shstrtab_span = file_span(
         data,
         shstrtab_header.sh_offset.get(LE),
         shstrtab_header.sh_size.get(LE),
@@ -555,28 +910,41 @@ fn read_sections(data: &[u8], header: HeaderFields) -> Result<Vec<Section<'_>>, 
         size: shstrtab_header.sh_size.get(LE),
         file_size: file_size(data),
     })?;
+    let shstrtab = shstrtab_span.of(data);
+    // A name is NUL-terminated exactly when it starts at or before the table's last NUL, and
+    // every name of an ASCII table is UTF-8: each name then costs one comparison.
+    let names_end = memchr::memrchr(0, shstrtab).map_or(0, |last| last.saturating_add(1));
+    let ascii = shstrtab.is_ascii();
 
-    let mut sections = Vec::with_capacity(headers.len());
+    sections.reserve(headers.len());
     for (i, sh) in headers.iter().enumerate() {
         let index = index_u32(i);
         let name_offset = sh.sh_name.get(LE);
-        let name = c_str(shstrtab, name_offset).ok_or(Error::BadSectionName {
+        let bad_name = || Error::BadSectionName {
             index,
             offset: u64::from(name_offset),
-        })?;
+        };
+        let name_at = usize::try_from(name_offset)
+            .ok()
+            .filter(|&at| at < names_end)
+            .ok_or_else(bad_name)?;
+        if !ascii {
+            c_str(shstrtab, name_offset).ok_or_else(bad_name)?;
+        }
+        let name_tail = shstrtab.get(name_at..).unwrap_or(&[]);
         let sh_type = sh.sh_type.get(LE).0;
         let flags = sh.sh_flags.get(LE).0;
         let size = sh.sh_size.get(LE);
         let offset = sh.sh_offset.get(LE);
         let section_ref = || SectionRef {
             index,
-            name: String::from(name),
+            name: String::from_utf8_lossy(c_bytes(name_tail, 0).unwrap_or(&[])).into_owned(),
         };
         let nobits = sh_type == elf::SHT_NOBITS.0;
         let contents = if nobits || sh_type == elf::SHT_NULL.0 {
-            &[][..]
+            Span::default()
         } else {
-            file_range(data, offset, size).ok_or_else(|| Error::SectionOutOfBounds {
+            file_span(data, offset, size).ok_or_else(|| Error::SectionOutOfBounds {
                 section: section_ref(),
                 offset,
                 size,
@@ -599,7 +967,7 @@ fn read_sections(data: &[u8], header: HeaderFields) -> Result<Vec<Section<'_>>, 
         let disposition = if sh_type == elf::SHT_NULL.0 {
             Disposition::NotLoaded
         } else {
-            disposition(name, flags)
+            disposition(name_tail, flags)
         };
         if disposition != Disposition::NotLoaded {
             if align > MAX_SECTION_ALIGN {
@@ -617,9 +985,11 @@ fn read_sections(data: &[u8], header: HeaderFields) -> Result<Vec<Section<'_>>, 
                 });
             }
         }
-        sections.push(Section {
-            index,
-            name,
+        sections.push(SectionEntry {
+            name_tail: Span {
+                start: shstrtab_span.start.saturating_add(name_at),
+                end: shstrtab_span.end,
+            },
             sh_type,
             flags,
             offset,
@@ -629,32 +999,78 @@ fn read_sections(data: &[u8], header: HeaderFields) -> Result<Vec<Section<'_>>, 
             info: sh.sh_info.get(LE),
             entsize: sh.sh_entsize.get(LE),
             disposition,
-            data: contents,
+            contents,
         });
     }
-    Ok(sections)
+    Ok(())
+}
+
+/// A part of the file, for the overlap check.
+#[derive(Clone, Copy, Debug)]
+enum Part {
+    Header,
+    SectionHeaders,
+    Section(u32),
 }
 
 /// Refuses files whose parts (header, section header table, section contents) share bytes:
 /// a well-formed object never does, and a crafted one could make one section's relocations
 /// patch another's contents.
-fn check_overlaps(header: HeaderFields, sections: &[Section<'_>]) -> Result<(), Error> {
-    #[derive(Clone, Copy)]
-    enum Part {
-        Header,
-        SectionHeaders,
-        Section(u32),
+///
+/// The parts are sorted as packed `(start, end)` integers and scanned for one that starts
+/// before the furthest end so far; only when there is one are they sorted again with their
+/// names, to report the same pair whatever the packing.
+fn check_overlaps(
+    data: &[u8],
+    header: HeaderFields,
+    sections: &[SectionEntry],
+    keys: &mut Vec<u128>,
+) -> Result<(), Error> {
+    let table_end = header
+        .shoff
+        .saturating_add(section_table_size(header.shnum));
+    let key = |start: u64, end: u64| (u128::from(start) << 64) | u128::from(end);
+    keys.push(key(0, u64::from(EHDR_SIZE)));
+    keys.push(key(header.shoff, table_end));
+    for s in sections {
+        if s.contents.start != s.contents.end {
+            // read_sections proved offset + size lies inside the file.
+            keys.push(key(s.offset, s.offset.saturating_add(s.size)));
+        }
     }
+    keys.sort_unstable();
+    let mut furthest = 0u64;
+    let mut overlap = false;
+    for &k in keys.iter() {
+        let (start, end) = ((k >> 64) as u64, k as u64);
+        overlap |= start < furthest;
+        furthest = furthest.max(end);
+    }
+    if overlap {
+        report_overlap(data, header, sections)?;
+    }
+    Ok(())
+}
+
+/// The exact overlap report: the first pair, in `(start, end)` order, that shares bytes.
+#[cold]
+fn report_overlap(
+    data: &[u8],
+    header: HeaderFields,
+    sections: &[SectionEntry],
+) -> Result<(), Error> {
     let mut parts: Vec<(u64, u64, Part)> = Vec::with_capacity(sections.len().saturating_add(2));
     parts.push((0, u64::from(EHDR_SIZE), Part::Header));
     let table_end = header
         .shoff
         .saturating_add(section_table_size(header.shnum));
     parts.push((header.shoff, table_end, Part::SectionHeaders));
-    for s in sections.iter().filter(|s| !s.data.is_empty()) {
-        // read_sections proved offset + size lies inside the file.
+    for (i, s) in sections.iter().enumerate() {
+        if s.contents.start == s.contents.end {
+            continue;
+        }
         let end = s.offset.saturating_add(s.size);
-        parts.push((s.offset, end, Part::Section(s.index)));
+        parts.push((s.offset, end, Part::Section(index_u32(i))));
     }
     parts.sort_unstable_by_key(|&(start, end, _)| (start, end));
     let describe = |part: Part| -> String {
@@ -662,10 +1078,8 @@ fn check_overlaps(header: HeaderFields, sections: &[Section<'_>]) -> Result<(), 
             Part::Header => String::from("the ELF header"),
             Part::SectionHeaders => String::from("the section header table"),
             Part::Section(i) => {
-                let name = sections
-                    .get(usize::try_from(i).unwrap_or(usize::MAX))
-                    .map_or("", |s| s.name);
-                alloc::format!("section [{i}] {name}")
+                let section = section_ref(data, sections, i);
+                alloc::format!("section [{i}] {}", section.name)
             }
         }
     };
@@ -687,21 +1101,30 @@ fn check_overlaps(header: HeaderFields, sections: &[Section<'_>]) -> Result<(), 
 }
 
 struct SymbolTable<'data> {
-    table_index: u32,
-    symbols: Vec<Symbol<'data>>,
+    index: u32,
+    entries: &'data [elf::Sym64<LE>],
+    strtab: &'data [u8],
 }
 
-fn check_table_shape(section: &Section<'_>, entsize: u64) -> Result<(), Error> {
+fn check_table_shape(
+    data: &[u8],
+    sections: &[SectionEntry],
+    index: u32,
+    entsize: u64,
+) -> Result<(), Error> {
+    let Some(section) = usize::try_from(index).ok().and_then(|i| sections.get(i)) else {
+        return Ok(());
+    };
     if section.entsize != entsize {
         return Err(Error::BadEntrySize {
-            section: section.as_ref(),
+            section: section_ref(data, sections, index),
             entsize: section.entsize,
             expected: entsize,
         });
     }
     if section.size.checked_rem(entsize) != Some(0) {
         return Err(Error::BadTableSize {
-            section: section.as_ref(),
+            section: section_ref(data, sections, index),
             size: section.size,
             entsize,
         });
@@ -709,280 +1132,679 @@ fn check_table_shape(section: &Section<'_>, entsize: u64) -> Result<(), Error> {
     Ok(())
 }
 
-fn read_symbols<'data>(sections: &[Section<'data>]) -> Result<SymbolTable<'data>, Error> {
-    let mut tables = sections.iter().filter(|s| s.sh_type == elf::SHT_SYMTAB.0);
-    let symtab = tables.next().ok_or(Error::MissingSymbolTable)?;
-    if let Some(second) = tables.next() {
+/// The name of a symbol for an error message, decoded lossily.
+fn lossy_name(strtab: &[u8], st_name: u32) -> String {
+    String::from_utf8_lossy(c_bytes(strtab, st_name).unwrap_or(&[])).into_owned()
+}
+
+fn read_symbols<'data>(
+    data: &'data [u8],
+    tables: &mut ModuleTables,
+) -> Result<SymbolTable<'data>, Error> {
+    let sections = &tables.sections;
+    let mut symtabs = sections
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.sh_type == elf::SHT_SYMTAB.0);
+    let (symtab_index, symtab) = symtabs.next().ok_or(Error::MissingSymbolTable)?;
+    let symtab_index = index_u32(symtab_index);
+    if let Some((second, _)) = symtabs.next() {
         return Err(Error::MultipleSymbolTables {
-            first: symtab.as_ref(),
-            second: second.as_ref(),
+            first: section_ref(data, sections, symtab_index),
+            second: section_ref(data, sections, index_u32(second)),
         });
     }
-    check_table_shape(symtab, SYM_SIZE)?;
+    check_table_shape(data, sections, symtab_index, SYM_SIZE)?;
     let strtab = sections
         .get(usize::try_from(symtab.link).unwrap_or(usize::MAX))
         .filter(|s| s.sh_type == elf::SHT_STRTAB.0)
         .ok_or_else(|| Error::BadLink {
-            section: symtab.as_ref(),
+            section: section_ref(data, sections, symtab_index),
             link: symtab.link,
             expected: "a string table",
-        })?;
-    let entries = pod::slice_from_all_bytes::<elf::Sym64<LE>>(symtab.data).unwrap_or(&[]);
+        })?
+        .contents
+        .of(data);
+    let table_too_large = || Error::BadTableSize {
+        section: section_ref(data, sections, symtab_index),
+        size: symtab.size,
+        entsize: SYM_SIZE,
+    };
+    let entries = pod::slice_from_all_bytes::<elf::Sym64<LE>>(symtab.contents.of(data))
+        .map_err(|()| table_too_large())?;
     if u32::try_from(entries.len()).is_err() {
-        return Err(Error::BadTableSize {
-            section: symtab.as_ref(),
-            size: symtab.size,
-            entsize: SYM_SIZE,
-        });
+        return Err(table_too_large());
     }
-    let mut symbols = Vec::with_capacity(entries.len());
-    for (i, sym) in entries.iter().enumerate() {
-        let index = index_u32(i);
-        let name_offset = sym.st_name.get(LE);
-        let name = c_str(strtab.data, name_offset).ok_or(Error::BadSymbolName {
-            index,
-            offset: u64::from(name_offset),
-        })?;
-        let shndx = sym.st_shndx.get(LE);
-        let value = sym.st_value.get(LE);
-        let definition = if shndx == elf::SHN_UNDEF {
-            Definition::Undefined
-        } else if shndx == elf::SHN_ABS {
-            Definition::Absolute
-        } else if shndx == elf::SHN_COMMON {
-            return Err(Error::CommonSymbol {
-                symbol: String::from(name),
-            });
-        } else if shndx.is_reserved() || usize::from(shndx.0) >= sections.len() {
-            return Err(Error::BadSymbolSection {
-                index,
-                symbol: String::from(name),
-                shndx: shndx.0,
-            });
-        } else {
-            let section = sections
-                .get(usize::from(shndx.0))
-                .ok_or(Error::BadSymbolSection {
-                    index,
-                    symbol: String::from(name),
-                    shndx: shndx.0,
-                })?;
-            // A symbol may sit at the very end (`__stop_*`-style markers), not past it.
-            if value > section.size {
-                return Err(Error::SymbolOutsideSection {
-                    symbol: String::from(name),
-                    section: section.as_ref(),
-                    value,
-                    section_size: section.size,
-                });
-            }
-            Definition::Section(u32::from(shndx.0))
-        };
-        let binding = match sym.st_bind() {
-            b if b == elf::STB_LOCAL => Binding::Local,
-            b if b == elf::STB_GLOBAL => Binding::Global,
-            b if b == elf::STB_WEAK => Binding::Weak,
-            b => Binding::Other(b.0),
-        };
-        symbols.push(Symbol {
-            index,
-            name,
-            binding,
-            st_type: sym.st_type().0,
-            definition,
-            value,
-            size: sym.st_size.get(LE),
-        });
+    // A name is NUL-terminated inside the table exactly when it starts at or before the
+    // table's last NUL: one comparison per symbol instead of a scan.
+    let names_end = memchr::memrchr(0, strtab).map_or(0, |last| last.saturating_add(1));
+    if !scan_symbols(entries, names_end, tables) {
+        return Err(symbol_fault(
+            data,
+            &tables.sections,
+            entries,
+            strtab,
+            names_end,
+        ));
     }
     Ok(SymbolTable {
-        table_index: symtab.index,
-        symbols,
+        index: symtab_index,
+        entries,
+        strtab,
     })
 }
 
-fn read_relocations<'data>(module: &mut Module<'data>, symtab_index: u32) -> Result<(), Error> {
-    let symbol_count = index_u32(module.symbols.len());
-    let mut applied = Vec::new();
-    let mut by_kind = RelocationCounts::default();
-    for section in &module.sections {
+/// Checks every symbol and records what later steps need (flags, undefined symbols, defined
+/// non-local ones): the per-symbol loop of validation, without a branch per symbol kind
+/// (faults are ORed, lists grow by a computed 0 or 1). Returns `false` when some symbol is
+/// wrong; [`symbol_fault`] then finds the first fault.
+#[inline(never)]
+fn scan_symbols(entries: &[elf::Sym64<LE>], names_end: usize, tables: &mut ModuleTables) -> bool {
+    let ModuleTables {
+        sections,
+        section_limits,
+        global_candidates,
+        symbol_flags,
+        undefined,
+        ..
+    } = tables;
+    section_limits.extend(sections.iter().map(|s| {
+        let flag = if s.disposition == Disposition::NotLoaded {
+            IN_UNLOADED_SECTION
+        } else {
+            0
+        };
+        (s.size, flag)
+    }));
+    // Section indices a symbol may use: below the section count and below SHN_LORESERVE
+    // (SHN_COMMON and the other reserved values are faults).
+    let usable = sections.len().min(usize::from(elf::SHN_LORESERVE));
+    let count = entries.len();
+    symbol_flags.resize(count, 0);
+    undefined.resize(count, 0);
+    global_candidates.resize(count, 0);
+    let (mut undefined_len, mut candidates_len) = (0usize, 0usize);
+    let mut bad = false;
+    for ((i, sym), flags) in entries.iter().enumerate().zip(symbol_flags.iter_mut()) {
+        let st_name = usize::try_from(sym.st_name.get(LE)).unwrap_or(usize::MAX);
+        let shndx = usize::from(sym.st_shndx.get(LE).0);
+        let value = sym.st_value.get(LE);
+        let is_undefined = shndx == usize::from(elf::SHN_UNDEF.0);
+        let in_section = !is_undefined && shndx != usize::from(elf::SHN_ABS.0);
+        let (size, unloaded) = section_limits.get(shndx).copied().unwrap_or((0, 0));
+        bad |= (st_name >= names_end) | (in_section & ((shndx >= usable) | (value > size)));
+        *flags = if in_section { unloaded } else { 0 };
+        let index = index_u32(i);
+        if let Some(slot) = undefined.get_mut(undefined_len) {
+            *slot = index;
+        }
+        undefined_len = undefined_len.wrapping_add(usize::from(is_undefined & (i != 0)));
+        let defined_global =
+            !is_undefined && sym.st_bind() != elf::STB_LOCAL && sym.st_type() != elf::STT_SECTION;
+        if let Some(slot) = global_candidates.get_mut(candidates_len) {
+            *slot = index;
+        }
+        candidates_len = candidates_len.wrapping_add(usize::from(defined_global));
+    }
+    undefined.truncate(undefined_len);
+    global_candidates.truncate(candidates_len);
+    !bad
+}
+
+/// The first fault among the symbols, in table order and, for one symbol, in the order the
+/// checks are documented (name, COMMON, section index, value).
+#[cold]
+fn symbol_fault(
+    data: &[u8],
+    sections: &[SectionEntry],
+    entries: &[elf::Sym64<LE>],
+    strtab: &[u8],
+    names_end: usize,
+) -> Error {
+    for (i, sym) in entries.iter().enumerate() {
+        let index = index_u32(i);
+        let st_name = sym.st_name.get(LE);
+        if usize::try_from(st_name).map_or(true, |offset| offset >= names_end) {
+            return Error::BadSymbolName {
+                index,
+                offset: u64::from(st_name),
+            };
+        }
+        let shndx = sym.st_shndx.get(LE);
+        let value = sym.st_value.get(LE);
+        if shndx == elf::SHN_UNDEF || shndx == elf::SHN_ABS {
+            continue;
+        }
+        if shndx == elf::SHN_COMMON {
+            return Error::CommonSymbol {
+                symbol: lossy_name(strtab, st_name),
+            };
+        }
+        let Some(section) = sections
+            .get(usize::from(shndx.0))
+            .filter(|_| !shndx.is_reserved())
+        else {
+            return Error::BadSymbolSection {
+                index,
+                symbol: lossy_name(strtab, st_name),
+                shndx: shndx.0,
+            };
+        };
+        // A symbol may sit at the very end (`__stop_*`-style markers), not past it.
+        if value > section.size {
+            return Error::SymbolOutsideSection {
+                symbol: lossy_name(strtab, st_name),
+                section: section_ref(data, sections, u32::from(shndx.0)),
+                value,
+                section_size: section.size,
+            };
+        }
+    }
+    // scan_symbols found a fault: one of the checks above repeats it.
+    Error::BadTableSize {
+        section: SectionRef {
+            index: 0,
+            name: String::new(),
+        },
+        size: 0,
+        entsize: SYM_SIZE,
+    }
+}
+
+/// Checks every relocation section whose target is loaded, and every entry of it.
+fn read_relocations(
+    data: &[u8],
+    tables: &mut ModuleTables,
+    symbols: &[elf::Sym64<LE>],
+    symtab_index: u32,
+    counts: &mut ValidateCounts,
+) -> Result<(), Error> {
+    let ModuleTables {
+        sections,
+        symbol_flags,
+        relocation_sections,
+        got_symbols,
+        ..
+    } = tables;
+    let symbol_count = index_u32(symbols.len());
+    let mut by_kind = [0u64; RelocationKind::ALL.len()];
+    for (i, section) in sections.iter().enumerate() {
+        let index = index_u32(i);
         let is_rela = section.sh_type == elf::SHT_RELA.0;
         let is_rel = section.sh_type == elf::SHT_REL.0;
         if !is_rela && !is_rel {
             continue;
         }
-        let target = module
-            .sections
-            .get(usize::try_from(section.info).unwrap_or(usize::MAX))
-            .filter(|t| t.index != 0)
+        let target_index = section.info;
+        let target = sections
+            .get(usize::try_from(target_index).unwrap_or(usize::MAX))
+            .filter(|_| target_index != 0)
             .ok_or_else(|| Error::BadRelocationTarget {
-                section: section.as_ref(),
-                target: section.info,
+                section: section_ref(data, sections, index),
+                target: target_index,
             })?;
         if target.disposition == Disposition::NotLoaded {
             // Linux skips relocation sections whose target is not SHF_ALLOC (debug info,
             // .modinfo); so do we, without reading them.
-            module.counts.skipped_relocation_sections =
-                module.counts.skipped_relocation_sections.saturating_add(1);
+            counts.skipped_relocation_sections =
+                counts.skipped_relocation_sections.saturating_add(1);
             continue;
         }
         if is_rel {
             return Err(Error::RelNotSupported {
-                section: section.as_ref(),
+                section: section_ref(data, sections, index),
             });
         }
-        check_table_shape(section, RELA_SIZE)?;
+        check_table_shape(data, sections, index, RELA_SIZE)?;
         if section.link != symtab_index {
             return Err(Error::BadLink {
-                section: section.as_ref(),
+                section: section_ref(data, sections, index),
                 link: section.link,
                 expected: "the symbol table",
             });
         }
-        if target.is_nobits() && !section.data.is_empty() {
+        let bytes = section.contents.of(data);
+        if target.is_nobits() && !bytes.is_empty() {
             return Err(Error::RelocationInNobits {
-                section: target.as_ref(),
+                section: section_ref(data, sections, target_index),
             });
         }
-        let entries = pod::slice_from_all_bytes::<elf::Rela64<LE>>(section.data).unwrap_or(&[]);
-        for rela in entries {
-            let offset = rela.r_offset.get(LE);
-            let r_type = rela.r_type(LE, false).0;
-            let kind =
-                RelocationKind::from_elf(r_type).ok_or_else(|| Error::UnsupportedRelocation {
-                    section: target.as_ref(),
-                    offset,
-                    r_type,
-                })?;
-            let symbol_index = rela.r_sym(LE, false);
-            let symbol = module
-                .symbols
-                .get(usize::try_from(symbol_index).unwrap_or(usize::MAX))
-                .ok_or_else(|| Error::RelocationSymbolOutOfRange {
-                    section: target.as_ref(),
-                    offset,
-                    symbol: symbol_index,
-                    symbols: symbol_count,
-                })?;
-            let width = kind.width();
-            if offset
-                .checked_add(width)
-                .is_none_or(|end| end > target.size)
-            {
-                return Err(Error::RelocationOutsideSection {
-                    section: target.as_ref(),
-                    offset,
-                    width,
-                    size: target.size,
-                });
+        let entries = pod::slice_from_all_bytes::<elf::Rela64<LE>>(bytes).map_err(|()| {
+            Error::BadTableSize {
+                section: section_ref(data, sections, index),
+                size: section.size,
+                entsize: RELA_SIZE,
             }
-            if let Definition::Section(s) = symbol.definition {
-                let home = module
-                    .sections
-                    .get(usize::try_from(s).unwrap_or(usize::MAX));
-                if home.is_none_or(|h| h.disposition == Disposition::NotLoaded)
-                    && kind != RelocationKind::None
-                {
-                    let symbol_section = home.map_or(
-                        SectionRef {
-                            index: s,
-                            name: String::new(),
-                        },
-                        Section::as_ref,
-                    );
-                    let symbol_name = if symbol.name.is_empty() {
-                        String::from(symbol_section.name.as_str())
-                    } else {
-                        String::from(symbol.name)
-                    };
-                    return Err(Error::RelocationAgainstUnloadedSection {
-                        section: target.as_ref(),
-                        offset,
-                        symbol: symbol_name,
-                        symbol_section,
-                    });
-                }
-            }
-            by_kind.add(kind);
-        }
-        applied.push(RelocationSection {
-            index: section.index,
-            target: target.index,
+        })?;
+        if !scan_entries(
             entries,
+            target.size,
+            symbol_flags,
+            got_symbols,
+            &mut by_kind,
+        ) {
+            // Something in this section is wrong or needs more than the scan does: go over
+            // it again, one entry at a time, in order.
+            check_entries(entries, target.size, symbol_flags, got_symbols).map_err(|fault| {
+                fault.into_error(data, sections, symbols, target_index, symbol_count)
+            })?;
+        }
+        relocation_sections.push(RelocationSectionEntry {
+            index,
+            target: target_index,
+            entries: section.contents,
         });
     }
-    module.counts.relocation_sections = applied.len();
-    module.counts.relocations = by_kind;
-    module.relocation_sections = applied;
+    counts.relocation_sections = relocation_sections.len();
+    let mut relocations = RelocationCounts::default();
+    for (kind, &count) in RelocationKind::ALL.iter().zip(by_kind.iter()) {
+        relocations.add_many(*kind, count);
+    }
+    counts.relocations = relocations;
     Ok(())
 }
 
-fn index_globals(module: &mut Module<'_>) -> Result<(), Error> {
-    let mut globals = HashMap::new();
-    for sym in &module.symbols {
-        if sym.binding == Binding::Local
-            || sym.definition == Definition::Undefined
-            || sym.is_section()
-            || sym.name.is_empty()
-        {
+/// What is wrong with a relocation entry: plain values, so the loop builds no error (the
+/// caller names the section and symbol).
+enum EntryFault {
+    Unsupported { offset: u64, r_type: u32 },
+    SymbolOutOfRange { offset: u64, symbol: u32 },
+    Outside { offset: u64, width: u64 },
+    Unloaded { offset: u64, symbol: u32 },
+}
+
+impl EntryFault {
+    fn into_error(
+        self,
+        data: &[u8],
+        sections: &[SectionEntry],
+        symbols: &[elf::Sym64<LE>],
+        target: u32,
+        symbol_count: u32,
+    ) -> Error {
+        let section = section_ref(data, sections, target);
+        match self {
+            Self::Unsupported { offset, r_type } => Error::UnsupportedRelocation {
+                section,
+                offset,
+                r_type,
+            },
+            Self::SymbolOutOfRange { offset, symbol } => Error::RelocationSymbolOutOfRange {
+                section,
+                offset,
+                symbol,
+                symbols: symbol_count,
+            },
+            Self::Outside { offset, width } => Error::RelocationOutsideSection {
+                size: usize::try_from(target)
+                    .ok()
+                    .and_then(|t| sections.get(t))
+                    .map_or(0, |t| t.size),
+                section,
+                offset,
+                width,
+            },
+            Self::Unloaded { offset, symbol } => {
+                let entry = usize::try_from(symbol)
+                    .ok()
+                    .and_then(|s| symbols.get(s))
+                    .map(decode_symbol);
+                let home = match entry.map(|e| e.definition) {
+                    Some(Definition::Section(s)) => s,
+                    _ => 0,
+                };
+                let symbol_section = section_ref(data, sections, home);
+                let strtab = symbol_strtab(data, sections);
+                let own = entry.map_or(String::new(), |e| lossy_name(strtab, e.st_name));
+                Error::RelocationAgainstUnloadedSection {
+                    section,
+                    offset,
+                    symbol: if own.is_empty() {
+                        symbol_section.name.clone()
+                    } else {
+                        own
+                    },
+                    symbol_section,
+                }
+            }
+        }
+    }
+}
+
+/// The symbol string table (for error messages, after validation found it).
+fn symbol_strtab<'a>(data: &'a [u8], sections: &[SectionEntry]) -> &'a [u8] {
+    sections
+        .iter()
+        .find(|s| s.sh_type == elf::SHT_SYMTAB.0)
+        .and_then(|s| sections.get(usize::try_from(s.link).ok()?))
+        .map_or(&[][..], |s| s.contents.of(data))
+}
+
+/// Set in every symbol's flags as the scan reads them, so that one mask test also catches a
+/// type that is rare whatever its symbol.
+const ALWAYS: u8 = 0x80;
+
+/// What the validation scan reads about a relocation type.
+#[derive(Clone, Copy, Debug)]
+struct EntryCheck {
+    /// 1 in the kind's field of the packed counter.
+    unit: u128,
+    /// Bytes written.
+    width: u64,
+    /// Symbol flags (with [`ALWAYS`]) that make an entry of this type rare: `OUT_OF_RANGE` for
+    /// every type, `IN_UNLOADED_SECTION` for types that write, `ALWAYS` for unsupported types.
+    mask: u8,
+    /// 1 for the GOTPCREL family, whose symbols need GOT slots.
+    got: u8,
+}
+
+const fn entry_check(r_type: u32) -> EntryCheck {
+    let info = type_info(r_type);
+    let mut mask = OUT_OF_RANGE;
+    if info.width != 0 {
+        mask |= IN_UNLOADED_SECTION;
+    }
+    if info.kind.is_none() {
+        mask |= ALWAYS;
+    }
+    EntryCheck {
+        unit: info.count_unit,
+        width: info.width,
+        mask,
+        got: info.got as u8,
+    }
+}
+
+/// [`EntryCheck`] of every ELF type up to 42, then one for every larger type.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time: an index out of bounds fails the build, it cannot panic"
+)]
+const ENTRY_CHECKS: [EntryCheck; 44] = {
+    let mut table = [entry_check(u32::MAX); 44];
+    let mut r_type = 0;
+    while r_type < 43 {
+        table[r_type] = entry_check(r_type as u32);
+        r_type += 1;
+    }
+    table
+};
+
+/// Checks and counts one relocation section's entries, the hot loop of validation: returns
+/// `false` when some entry is wrong or rare (unsupported type, symbol out of range, field
+/// outside the section, a symbol without an address, a GOT kind), which
+/// [`check_entries`] then handles exactly.
+fn scan_entries(
+    entries: &[elf::Rela64<LE>],
+    target_size: u64,
+    symbol_flags: &mut [u8],
+    got_symbols: &mut Vec<u32>,
+    by_kind: &mut [u64; RelocationKind::ALL.len()],
+) -> bool {
+    let mut ok = true;
+    let mut got = false;
+    for chunk in entries.chunks(COUNT_FIELD_MAX) {
+        let (chunk_ok, chunk_got, packed) = scan_chunk(chunk, target_size, symbol_flags);
+        ok &= chunk_ok;
+        got |= chunk_got;
+        for (field, count) in by_kind.iter_mut().enumerate() {
+            let shift = COUNT_FIELD_BITS.saturating_mul(index_u32(field));
+            let n = packed.checked_shr(shift).unwrap_or(0) & u128::from(COUNT_FIELD_MAX as u32);
+            *count = count.wrapping_add(u64::try_from(n).unwrap_or(0));
+        }
+    }
+    if ok && got {
+        give_got_slots(entries, symbol_flags, got_symbols);
+    }
+    ok
+}
+
+/// Notes, in order of first use, the symbols of the section's GOTPCREL-family entries, which
+/// the scan found valid.
+fn give_got_slots(
+    entries: &[elf::Rela64<LE>],
+    symbol_flags: &mut [u8],
+    got_symbols: &mut Vec<u32>,
+) {
+    for rela in entries {
+        if !type_info_of(rela.r_type(LE, false).0).got {
             continue;
         }
-        match globals.entry(sym.name) {
-            hashbrown::hash_map::Entry::Vacant(v) => {
-                v.insert(sym.index);
+        let symbol = rela.r_sym(LE, false);
+        if let Some(flags) = usize::try_from(symbol)
+            .ok()
+            .and_then(|i| symbol_flags.get_mut(i))
+            && *flags & USES_GOT == 0
+        {
+            *flags |= USES_GOT;
+            got_symbols.push(symbol);
+        }
+    }
+}
+
+/// [`scan_entries`] for at most [`COUNT_FIELD_MAX`] entries; returns whether none is rare,
+/// whether some is a GOT kind, and the packed kind counter. No branch per entry: faults are
+/// ORed, kinds are counted in 12-bit fields of one register.
+#[inline(never)]
+fn scan_chunk(
+    entries: &[elf::Rela64<LE>],
+    target_size: u64,
+    symbol_flags: &[u8],
+) -> (bool, bool, u128) {
+    const LAST: usize = ENTRY_CHECKS.len() - 1;
+    const NO_CHECK: EntryCheck = entry_check(u32::MAX);
+    let mut rare = 0u8;
+    let mut got = 0u8;
+    let mut packed = 0u128;
+    for rela in entries {
+        let offset = rela.r_offset.get(LE);
+        let r_type = usize::try_from(rela.r_type(LE, false).0).map_or(LAST, |t| t.min(LAST));
+        let check = ENTRY_CHECKS.get(r_type).unwrap_or(&NO_CHECK);
+        let symbol = usize::try_from(rela.r_sym(LE, false)).unwrap_or(usize::MAX);
+        let flags = symbol_flags.get(symbol).copied().unwrap_or(OUT_OF_RANGE) | ALWAYS;
+        // Loaded sections are at most MAX_REGION_SIZE: the saturated end of a field past it
+        // is past the section too.
+        let outside = offset.saturating_add(check.width) > target_size;
+        rare |= (flags & check.mask) | u8::from(outside);
+        got |= check.got;
+        packed = packed.wrapping_add(check.unit);
+    }
+    (rare == 0, got != 0, packed)
+}
+
+/// Checks one relocation section's entries in order, reporting the first fault, and gives
+/// GOT slots to the symbols GOT kinds use (in order of first use). The entries were counted
+/// already.
+fn check_entries(
+    entries: &[elf::Rela64<LE>],
+    target_size: u64,
+    symbol_flags: &mut [u8],
+    got_symbols: &mut Vec<u32>,
+) -> Result<(), EntryFault> {
+    for rela in entries {
+        let offset = rela.r_offset.get(LE);
+        let r_type = rela.r_type(LE, false).0;
+        let info = type_info_of(r_type);
+        if info.kind.is_none() {
+            return Err(EntryFault::Unsupported { offset, r_type });
+        }
+        let symbol_index = rela.r_sym(LE, false);
+        let flags = symbol_flags
+            .get_mut(usize::try_from(symbol_index).unwrap_or(usize::MAX))
+            .ok_or(EntryFault::SymbolOutOfRange {
+                offset,
+                symbol: symbol_index,
+            })?;
+        let width = info.width;
+        if offset
+            .checked_add(width)
+            .is_none_or(|end| end > target_size)
+        {
+            return Err(EntryFault::Outside { offset, width });
+        }
+        if width != 0 && *flags & IN_UNLOADED_SECTION != 0 {
+            return Err(EntryFault::Unloaded {
+                offset,
+                symbol: symbol_index,
+            });
+        }
+        if info.got && *flags & USES_GOT == 0 {
+            *flags |= USES_GOT;
+            got_symbols.push(symbol_index);
+        }
+    }
+    Ok(())
+}
+
+fn index_globals(
+    symbols: &[elf::Sym64<LE>],
+    strtab: &[u8],
+    tables: &mut ModuleTables,
+) -> Result<(), Error> {
+    let ModuleTables {
+        global_candidates,
+        globals,
+        hasher,
+        ..
+    } = tables;
+    globals.reserve(global_candidates.len(), |g| g.hash);
+    let binding_of = |index: u32| {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| symbols.get(i))
+            .map(|s| s.st_bind())
+    };
+    for &index in global_candidates.iter() {
+        let Some(sym) = usize::try_from(index).ok().and_then(|i| symbols.get(i)) else {
+            continue;
+        };
+        let st_name = sym.st_name.get(LE);
+        let name = c_bytes(strtab, st_name).unwrap_or(&[]);
+        if name.is_empty() {
+            continue;
+        }
+        let weak = sym.st_bind() == elf::STB_WEAK;
+        let hash = hasher.hash_one(name);
+        let name_of = |g: &GlobalEntry| {
+            usize::try_from(g.index)
+                .ok()
+                .and_then(|i| symbols.get(i))
+                .and_then(|s| {
+                    let start = usize::try_from(s.st_name.get(LE)).ok()?;
+                    strtab.get(start..start.checked_add(usize::try_from(g.name_len).ok()?)?)
+                })
+        };
+        match globals.entry(
+            hash,
+            |g| g.name_len as usize == name.len() && name_of(g) == Some(name),
+            |g| g.hash,
+        ) {
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(GlobalEntry {
+                    hash,
+                    index,
+                    name_len: index_u32(name.len()),
+                });
             }
-            hashbrown::hash_map::Entry::Occupied(mut o) => {
-                let existing_is_weak = module
-                    .symbols
-                    .get(usize::try_from(*o.get()).unwrap_or(usize::MAX))
-                    .is_some_and(|e| e.binding == Binding::Weak);
-                match (existing_is_weak, sym.binding == Binding::Weak) {
-                    (true, false) => {
-                        o.insert(sym.index);
-                    }
+            hashbrown::hash_table::Entry::Occupied(mut o) => {
+                let existing_is_weak = binding_of(o.get().index) == Some(elf::STB_WEAK);
+                match (existing_is_weak, weak) {
+                    (true, false) => o.get_mut().index = index,
                     (_, true) => {}
                     (false, false) => {
                         return Err(Error::DuplicateSymbol {
-                            symbol: String::from(sym.name),
+                            symbol: String::from_utf8_lossy(name).into_owned(),
                         });
                     }
                 }
             }
         }
     }
-    module.globals = globals;
     Ok(())
 }
 
-fn find_exports(module: &mut Module<'_>) -> Result<(), Error> {
+fn find_exports<'data>(
+    symbols: &[elf::Sym64<LE>],
+    strtab: &'data [u8],
+    tables: &ModuleTables,
+) -> Result<Vec<Export<'data>>, Error> {
+    const PREFIX_LEN: usize = KSYMTAB_PREFIX.len();
+    let prefix: &[u8; PREFIX_LEN] = KSYMTAB_PREFIX
+        .as_bytes()
+        .first_chunk()
+        .unwrap_or(&[0; PREFIX_LEN]);
     let mut exports = Vec::new();
-    for sym in &module.symbols {
-        let Some(exported) = sym.name.strip_prefix(KSYMTAB_PREFIX) else {
-            continue;
-        };
-        if sym.definition == Definition::Undefined || exported.is_empty() {
+    for (i, sym) in symbols.iter().map(decode_symbol).enumerate() {
+        // Undefined symbols export nothing: their names are not even read here.
+        if sym.definition == Definition::Undefined {
             continue;
         }
+        let Ok(start) = usize::try_from(sym.st_name) else {
+            continue;
+        };
+        // A fixed-size comparison, inlined: this runs for every defined symbol.
+        if strtab
+            .get(start..)
+            .and_then(|tail| tail.first_chunk::<PREFIX_LEN>())
+            != Some(prefix)
+        {
+            continue;
+        }
+        let index = index_u32(i);
+        let exported_bytes = c_bytes(strtab, sym.st_name)
+            .and_then(|name| name.get(prefix.len()..))
+            .unwrap_or(&[]);
+        if exported_bytes.is_empty() {
+            continue;
+        }
+        // The exported name goes into export tables as text.
+        let exported = core::str::from_utf8(exported_bytes).map_err(|_| Error::BadSymbolName {
+            index,
+            offset: u64::from(sym.st_name),
+        })?;
         // ABI.md wants the exported symbol global; Linux also exports file-local functions,
         // so a unique local definition is accepted when there is no global one.
-        let definition = module.globals.get(exported).copied().or_else(|| {
-            let mut locals = module.symbols.iter().filter(|s| {
-                s.binding == Binding::Local
-                    && s.name == exported
-                    && s.definition != Definition::Undefined
-            });
-            let first = locals.next()?;
-            locals.next().is_none().then_some(first.index)
+        let global = {
+            let hash = tables.hasher.hash_one(exported_bytes);
+            tables
+                .globals
+                .find(hash, |g| {
+                    usize::try_from(g.index)
+                        .ok()
+                        .and_then(|i| symbols.get(i))
+                        .and_then(|s| c_bytes(strtab, s.st_name.get(LE)))
+                        == Some(exported_bytes)
+                })
+                .map(|g| g.index)
+        };
+        let definition = global.or_else(|| {
+            let mut locals = symbols
+                .iter()
+                .map(decode_symbol)
+                .enumerate()
+                .filter(|(_, s)| {
+                    s.binding == Binding::Local
+                        && s.definition != Definition::Undefined
+                        && names_equal(strtab, s.st_name, exported_bytes)
+                });
+            let (first, _) = locals.next()?;
+            locals.next().is_none().then_some(index_u32(first))
         });
         // An export must have an address once loaded: defined in a loaded section, or absolute.
         let symbol = definition
             .filter(|&index| {
-                module.symbol(index).is_some_and(|s| match s.definition {
-                    Definition::Section(section) => module
-                        .section(section)
-                        .is_some_and(|sec| sec.disposition != Disposition::NotLoaded),
-                    Definition::Absolute => true,
-                    Definition::Undefined => false,
-                })
+                usize::try_from(index)
+                    .ok()
+                    .and_then(|i| symbols.get(i))
+                    .map(decode_symbol)
+                    .is_some_and(|s| match s.definition {
+                        Definition::Section(section) => tables
+                            .sections
+                            .get(usize::try_from(section).unwrap_or(usize::MAX))
+                            .is_some_and(|sec| sec.disposition != Disposition::NotLoaded),
+                        Definition::Absolute => true,
+                        Definition::Undefined => false,
+                    })
             })
             .ok_or_else(|| Error::ExportNotDefined {
                 export: String::from(exported),
@@ -992,27 +1814,28 @@ fn find_exports(module: &mut Module<'_>) -> Result<(), Error> {
             symbol,
         });
     }
-    module.counts.exports = exports.len();
-    module.exports = exports;
-    Ok(())
+    Ok(exports)
 }
 
-fn read_modinfo(module: &mut Module<'_>) -> Result<(), Error> {
-    let Some(section) = module
-        .sections
-        .iter()
-        .find(|s| s.name == ".modinfo" && !s.is_nobits())
-    else {
-        return Ok(());
+/// Whether the string at `offset` of `strtab` is exactly `name`.
+fn names_equal(strtab: &[u8], offset: u32, name: &[u8]) -> bool {
+    let Ok(start) = usize::try_from(offset) else {
+        return false;
     };
-    let text = core::str::from_utf8(section.data).map_err(|e| Error::BadModinfo {
+    let Some(end) = start.checked_add(name.len()) else {
+        return false;
+    };
+    strtab.get(start..end) == Some(name) && strtab.get(end) == Some(&0)
+}
+
+fn read_modinfo<'data>(data: &'data [u8], sections: &[SectionEntry]) -> Result<&'data str, Error> {
+    let Some(section) = sections
+        .iter()
+        .find(|s| names_equal(s.name_tail.of(data), 0, b".modinfo") && !s.is_nobits())
+    else {
+        return Ok("");
+    };
+    core::str::from_utf8(section.contents.of(data)).map_err(|e| Error::BadModinfo {
         offset: u64::try_from(e.valid_up_to()).unwrap_or(u64::MAX),
-    })?;
-    module.modinfo = text;
-    module.name = module
-        .modinfo()
-        .find(|&(key, _)| key == "name")
-        .map_or("", |(_, value)| value);
-    module.counts.modinfo_entries = module.modinfo().count();
-    Ok(())
+    })
 }

@@ -1,8 +1,10 @@
 //! The committed corpus of malformed modules (`tests/corpus/`): every file must give the typed
-//! error its manifest line names, whatever produced it.
+//! error its manifest line names, whatever produced it, with exactly the message
+//! `tests/corpus/MESSAGES` records (so that a faster loader cannot quietly say less).
 //!
 //! The corpus is generated from `common/cases.rs`; to regenerate it after changing a case or a
-//! fixture, run `KMOD_LOADER_WRITE_CORPUS=1 cargo test -p kmod-loader --test corpus`.
+//! fixture, run `KMOD_LOADER_WRITE_CORPUS=1 cargo test -p kmod-loader --test corpus --
+//! --test-threads=1` (one thread: the checking test reads what the writing test writes).
 
 mod common;
 
@@ -26,16 +28,36 @@ fn manifest() -> Vec<(String, String)> {
         .collect()
 }
 
+/// `MESSAGES`: one `FILE: MESSAGE` line per corpus file.
+fn messages() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(corpus_dir().join("MESSAGES")).expect("corpus messages");
+    text.lines()
+        .map(|line| {
+            let (file, message) = line.split_once(": ").expect("FILE: MESSAGE");
+            (file.to_string(), message.to_string())
+        })
+        .collect()
+}
+
 #[test]
 fn every_corpus_file_gives_its_expected_error() {
     let entries = manifest();
     assert!(entries.len() >= 40, "corpus too small: {}", entries.len());
-    for (file, expected) in entries {
+    let messages = messages();
+    assert_eq!(
+        messages.iter().map(|(f, _)| f).collect::<Vec<_>>(),
+        entries.iter().map(|(f, _)| f).collect::<Vec<_>>(),
+        "MESSAGES lists the MANIFEST's files in its order"
+    );
+    for ((file, expected), (_, message)) in entries.into_iter().zip(messages) {
         let bytes =
             std::fs::read(corpus_dir().join(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         match outcome(&bytes) {
             Ok(()) => panic!("{file}: loaded, expected {expected}"),
-            Err(error) => assert_eq!(error.kind().name(), expected, "{file}: {error}"),
+            Err(error) => {
+                assert_eq!(error.kind().name(), expected, "{file}: {error}");
+                assert_eq!(error.to_string(), message, "{file}");
+            }
         }
     }
 }
@@ -66,6 +88,15 @@ fn corpus_matches_its_generator() {
     }
     let path = corpus_dir().join("MANIFEST");
     if write {
+        // The messages are recorded from the loader as it is: review their diff.
+        let messages: String = cases()
+            .iter()
+            .map(|case| {
+                let error = outcome(&build(case)).expect_err(case.name);
+                format!("{}.ko: {error}\n", case.name)
+            })
+            .collect();
+        std::fs::write(corpus_dir().join("MESSAGES"), messages).unwrap();
         std::fs::write(path, manifest).unwrap();
     } else {
         assert_eq!(

@@ -14,8 +14,10 @@
 //! `CONFIG_MODULE_SIG_ALL`): linked into the intermediate directory, then written signed to
 //! the output, so the archive holds only signed modules, the same for every kernel. Every
 //! signed `.ko` is then checked: its only undefined symbols must be kernel API functions
-//! (`kmod_api::KERNEL_API_SYMBOLS`) or other modules' exports, and each `__ksymtab_X` must
-//! come with a defined global `X`. `modules.dep` comes from kmod-tools' depmod.
+//! (`kmod_api::KERNEL_API_SYMBOLS`) or other modules' exports, each `__ksymtab_X` must come
+//! with a defined global `X` and a call signature in `.kmod_exportsig` (read with
+//! `kmod-calls`), and every signature must name an export. `modules.dep` comes from
+//! kmod-tools' depmod.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,6 +44,7 @@ SECTIONS
   __ksymtab 0 : { KEEP(*(__ksymtab)) }
   __ksymtab_strings 0 : { KEEP(*(__ksymtab_strings)) }
   .modinfo 0 : { KEEP(*(.modinfo)) }
+  .kmod_exportsig 0 : { KEEP(*(.kmod_exportsig)) }
   /DISCARD/ : { *(.llvmbc) *(.llvmcmd) *(.eh_frame) *(.comment) *(.note.GNU-stack) *(.llvm_addrsig) *(.note.gnu.property) }
 }
 ";
@@ -443,6 +446,7 @@ fn check_and_depmod(
                 )));
             }
         }
+        check_signatures(path, &module)?;
         entries.push(depmod::Entry {
             relpath: format!("{name}.ko"),
             module,
@@ -483,6 +487,19 @@ fn check_and_depmod(
         modules,
         modules_dep: Some(dep_path),
     })
+}
+
+/// Fails unless the module's export signatures (ABI.md "Export signatures") parse and cover
+/// its exports exactly: every module of the set must be callable from other servers in the
+/// microkernel configuration, which refuses modules with undeclared exports.
+pub fn check_signatures(path: &Path, module: &ModuleFile) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(io_error(path))?;
+    let problem =
+        |e: &dyn std::fmt::Display| BuildError::Invalid(format!("{}: {e}", path.display()));
+    let table = kmod_calls::ExportTable::from_module(&bytes).map_err(|e| problem(&e))?;
+    table
+        .check_exports(module.exports.iter().map(String::as_str))
+        .map_err(|e| problem(&e))
 }
 
 /// Fails, naming module and symbol, if a module needs a symbol that is neither kernel API

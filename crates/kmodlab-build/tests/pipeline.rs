@@ -328,3 +328,156 @@ fn built_modules_are_signed_by_the_target_directorys_key() {
         assert_eq!(m.size, file.len() as u64);
     }
 }
+
+/// The export signatures of the module set (ABI.md "Export signatures"), in their canonical
+/// form: every export has one, read from the `.ko` with `kmod-calls`, in a section that is
+/// not SHF_ALLOC.
+#[test]
+fn every_export_has_its_call_signature() {
+    let expected: &[(&str, &[&str])] = &[
+        (
+            "crc32",
+            &[
+                "adler32_compute(in[@1], u64) -> u32",
+                "crc32_compute(in[@1], u64) -> u32",
+                "crc32_update(u32, in[@2], u64) -> u32",
+            ],
+        ),
+        (
+            "cstats",
+            &["cstats_summarize(in[@1*4], u64, out[24]) -> i32"],
+        ),
+        (
+            "kvstore",
+            &[
+                "kvstore_count() -> u64",
+                "kvstore_delete(in[@1], u64) -> i32",
+                "kvstore_get(in[@1], u64, out[@3], u64, outlen[@2]) -> i32",
+                "kvstore_put(in[@1], u64, in[@3], u64) -> i32",
+            ],
+        ),
+        (
+            "ramblk",
+            &[
+                "ramblk_block_count() -> u64",
+                "ramblk_block_size() -> u32",
+                "ramblk_read(u64, out[@2], u64) -> i32",
+                "ramblk_write(u64, in[@2], u64) -> i32",
+            ],
+        ),
+    ];
+    for m in &built().modules {
+        let data = std::fs::read(&m.path).unwrap();
+        let table = kmod_calls::ExportTable::from_module(&data).unwrap();
+        let mut got: Vec<String> = table.iter().map(|e| e.to_string()).collect();
+        got.sort();
+        let want = expected
+            .iter()
+            .find(|(name, _)| *name == m.name)
+            .map_or(&[][..], |(_, sigs)| *sigs);
+        assert_eq!(got, want, "{}", m.name);
+        table
+            .check_exports(m.exports.iter().map(String::as_str))
+            .unwrap();
+        let file = ElfFile64::<Endianness>::parse(data.as_slice()).unwrap();
+        if let Some(s) = file.section_by_name(kmod_calls::SECTION) {
+            let flags = s.elf_section_header().sh_flags(file.endian()).0;
+            assert_eq!(flags, 0, "{}", m.name);
+        }
+    }
+}
+
+/// What the monolithic kernel loads does not depend on the signature section: each module
+/// loads (validate, layout, resolve, copy, relocate) to byte-identical regions with the
+/// same placements, exports and `.modinfo` as the same file without the section.
+#[test]
+fn the_monolithic_loader_ignores_the_signature_section() {
+    use kmod_loader::{ExportTable, ProviderId, RegionMemory, Regions};
+    let scratch = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("module-pipeline/stripped");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let mut with_section = 0;
+    for m in &built().modules {
+        let data = std::fs::read(&m.path).unwrap();
+        if kmod_calls::find_section(&data).unwrap().is_none() {
+            continue;
+        }
+        with_section += 1;
+        let stripped = scratch.join(format!("{}.ko", m.name));
+        let status = std::process::Command::new("objcopy")
+            .args(["--remove-section", kmod_calls::SECTION])
+            .arg(&m.path)
+            .arg(&stripped)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let without = std::fs::read(&stripped).unwrap();
+        assert!(kmod_calls::find_section(&without).unwrap().is_none());
+        // Without its signatures the module would not build: its exports are undeclared.
+        let module = kmod_tools::ModuleFile::open(&stripped).unwrap();
+        let first = module.exports.iter().next().unwrap();
+        let err = kmodlab_build::modules::check_signatures(&stripped, &module)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with(&format!(
+                "{}: export `{first}` has no call signature, so no other module's server can \
+                 call it; declare it with kmod_api::export! (Rust) or EXPORT_SYMBOL_SIG (C), \
+                 see modules/ABI.md \"Export signatures\"",
+                stripped.display()
+            )),
+            "{err}"
+        );
+        kmodlab_build::modules::check_signatures(
+            &m.path,
+            &kmod_tools::ModuleFile::open(&m.path).unwrap(),
+        )
+        .unwrap();
+        let module = kmod_loader::validate(&data).unwrap();
+        let sig = module
+            .sections()
+            .iter()
+            .find(|s| s.name == kmod_calls::SECTION)
+            .unwrap();
+        assert_eq!(
+            sig.disposition,
+            kmod_loader::validate::Disposition::NotLoaded,
+            "{}",
+            m.name
+        );
+        // Monolithic (top 2 GiB) and microkernel server (low 2 GiB) bases; every import at
+        // an address near them.
+        for base in [0xffff_ffff_a000_0000u64, 0x4000_0000] {
+            let load = |bytes: &[u8]| {
+                let mut provider = ExportTable::new();
+                for (i, import) in m.imports.iter().enumerate() {
+                    provider
+                        .insert(import, base + 0x80_0000 + 16 * i as u64, ProviderId(1))
+                        .unwrap();
+                }
+                let prepared = kmod_loader::prepare(bytes, &provider).unwrap();
+                let mut core = vec![0u8; prepared.layout.core.size as usize];
+                let mut init = vec![0u8; prepared.layout.init.size as usize];
+                let loaded = prepared
+                    .finish(Regions {
+                        core: RegionMemory {
+                            base,
+                            bytes: &mut core,
+                        },
+                        init: RegionMemory {
+                            base: base + 0x40_0000,
+                            bytes: &mut init,
+                        },
+                    })
+                    .unwrap();
+                let placed: Vec<_> = loaded
+                    .sections
+                    .iter()
+                    .map(|s| (s.name.clone(), s.placement, s.address))
+                    .collect();
+                (core, init, placed, loaded.exports, loaded.modinfo)
+            };
+            assert!(load(&data) == load(&without), "{} at {base:#x}", m.name);
+        }
+    }
+    assert_eq!(with_section, 4);
+}

@@ -58,7 +58,9 @@ int32_t cstats_summarize(const uint32_t *v, size_t n, struct cstats_summary *out
     out->mean_x100 = n ? sum * 100 / n : 0;
     return 0;
 }
-EXPORT_SYMBOL(cstats_summarize);
+/* v: n elements of 4 bytes in; out: one 24-byte struct (u32 x3, padding, u64) out. */
+_Static_assert(sizeof(struct cstats_summary) == 24, "the signature below says out[24]");
+EXPORT_SYMBOL_SIG(cstats_summarize, "(in[@1*4], u64, out[24]) -> i32");
 
 static int32_t cstats_service(void *ctx, uint32_t op, const void *req, size_t req_len,
                               void *reply, size_t reply_cap, size_t *reply_len)

@@ -92,7 +92,7 @@ kmod_api::export! {
     ///
     /// # Safety
     /// `buf` must be valid for `len` bytes.
-    pub unsafe extern "C" fn crc32_compute(buf: *const u8, len: usize) -> u32 {
+    pub unsafe extern "C" fn crc32_compute(#[in(len)] buf: *const u8, len: usize) -> u32 {
         // SAFETY: forwarded from this function's contract.
         update(0, unsafe { bytes(buf, len) })
     }
@@ -101,7 +101,7 @@ kmod_api::export! {
     ///
     /// # Safety
     /// `buf` must be valid for `len` bytes.
-    pub unsafe extern "C" fn crc32_update(crc: u32, buf: *const u8, len: usize) -> u32 {
+    pub unsafe extern "C" fn crc32_update(crc: u32, #[in(len)] buf: *const u8, len: usize) -> u32 {
         // SAFETY: forwarded from this function's contract.
         update(crc, unsafe { bytes(buf, len) })
     }
@@ -110,7 +110,7 @@ kmod_api::export! {
     ///
     /// # Safety
     /// `buf` must be valid for `len` bytes.
-    pub unsafe extern "C" fn adler32_compute(buf: *const u8, len: usize) -> u32 {
+    pub unsafe extern "C" fn adler32_compute(#[in(len)] buf: *const u8, len: usize) -> u32 {
         // SAFETY: forwarded from this function's contract.
         adler32(unsafe { bytes(buf, len) })
     }

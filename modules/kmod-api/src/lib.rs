@@ -5,7 +5,8 @@
 //! `modules/ABI.md`). This crate gives it:
 //!
 //! - [`module!`]: init/exit entry points, `.modinfo`, typed parameters;
-//! - [`export!`]: symbols for other modules (`__ksymtab_X`);
+//! - [`export!`]: functions for other modules (`__ksymtab_X`) and their call signatures
+//!   (`.kmod_exportsig`, see [`sig`]);
 //! - the kernel API ([`for_each_kernel_api!`], raw declarations in [`raw`]) and safe
 //!   wrappers: [`println!`], [`mem::KBuffer`], [`service`], [`cycles`], [`request_module`];
 //! - [`sync::SpinLock`] for module-global state.
@@ -41,6 +42,7 @@ mod macros;
 pub mod mem;
 pub mod print;
 pub mod service;
+pub mod sig;
 pub mod sync;
 
 pub use abi::Errno;

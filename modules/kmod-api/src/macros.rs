@@ -1,4 +1,5 @@
-//! The declarations a module makes: [`module!`](crate::module) and [`export!`](crate::export).
+//! The declarations a module makes: [`module!`](crate::module) and [`export!`](crate::export)
+//! (with its call signatures, see [`sig`](crate::sig)).
 
 /// Declares a module: its `.modinfo`, parameters, and init/exit entry points (ABI.md).
 ///
@@ -146,19 +147,46 @@ macro_rules! __kmod_param {
     };
 }
 
-/// Exports symbols to other modules, like Linux's `EXPORT_SYMBOL`: for each `X` a global
-/// `__ksymtab_X` in section `__ksymtab` (`{ value: &X, name: "X" }`, ABI.md "Exports").
+/// Exports functions to other modules, like Linux's `EXPORT_SYMBOL`, with their call
+/// signatures (ABI.md, "Exports" and "Export signatures").
 ///
-/// Either wrap the definitions (they get `#[no_mangle]`):
+/// Wrap the definitions (they get `#[no_mangle]`); pointer arguments carry an annotation
+/// that says what they point at, integer arguments and the return type need none:
 ///
 /// ```ignore
 /// kmod_api::export! {
 ///     /// CRC-32 of `len` bytes at `buf`.
-///     pub unsafe extern "C" fn crc32_compute(buf: *const u8, len: usize) -> u32 { ... }
+///     pub unsafe extern "C" fn crc32_compute(#[in(len)] buf: *const u8, len: usize) -> u32 { ... }
+///
+///     /// Copies the value of `key` into `buf`, its length into `*len`.
+///     pub unsafe extern "C" fn kvstore_get(
+///         #[in(klen)] key: *const u8,
+///         klen: usize,
+///         #[out(cap)] buf: *mut u8,
+///         cap: usize,
+///         #[outlen(buf)] len: *mut usize,
+///     ) -> i32 { ... }
 /// }
 /// ```
 ///
-/// or name `#[no_mangle]` items defined elsewhere: `export!(fn a, fn b, static TABLE);`.
+/// | annotation | argument | the callee... |
+/// |---|---|---|
+/// | none | `u8`..`u64`, `i8`..`i64`, `usize`, `isize` | gets the value |
+/// | `#[in(n)]` | `*const T` | reads `n` elements of `T` (`n`: an integer argument) |
+/// | `#[out(n)]` | `*mut T` | writes `n` elements of `T` |
+/// | `#[inout(n)]` | `*mut T` | reads and writes `n` elements of `T` |
+/// | `#[in]`, `#[out]`, `#[inout]` | `*const T` / `*mut T` | reads/writes one `T` |
+/// | `#[outlen(buf)]` | `*mut usize` | stores how many elements of `#[out]` buffer `buf` it filled |
+///
+/// For each function `X` it emits the `__ksymtab_X` entry (`{ value: &X, name: "X" }`) and
+/// one record `X(ARGS) -> RET` in the non-loaded section `.kmod_exportsig`, written from the
+/// types: `crc32_compute(in[@1], usize) -> u32`. A pointer without an annotation, a type that
+/// is not one of the integers above (an alias such as `c_int` included), an annotation on
+/// the wrong kind of pointer or naming a missing argument are compile errors.
+///
+/// `export!(fn a, fn b, static TABLE);` names `#[no_mangle]` items defined elsewhere and
+/// exports them **without** a signature: they load in the monolithic kernel, and the
+/// microkernel's module manager refuses the module (no other server could call them).
 #[macro_export]
 macro_rules! export {
     () => {};
@@ -170,25 +198,259 @@ macro_rules! export {
     };
     (
         $(#[$meta:meta])*
-        pub extern "C" fn $name:ident ($($args:tt)*) $(-> $ret:ty)? $body:block
+        pub extern "C" fn $name:ident ($($params:tt)*) $(-> $ret:ty)? $body:block
         $($rest:tt)*
     ) => {
-        $(#[$meta])*
-        #[unsafe(no_mangle)]
-        pub extern "C" fn $name($($args)*) $(-> $ret)? $body
-        $crate::__ksymtab!($name, $name as *const ());
+        $crate::__kmod_export_fn!(@names [$(#[$meta])*] [] $name [$($ret)?] $body; $($params)*);
         $crate::export!($($rest)*);
     };
     (
         $(#[$meta:meta])*
-        pub unsafe extern "C" fn $name:ident ($($args:tt)*) $(-> $ret:ty)? $body:block
+        pub unsafe extern "C" fn $name:ident ($($params:tt)*) $(-> $ret:ty)? $body:block
         $($rest:tt)*
     ) => {
-        $(#[$meta])*
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name($($args)*) $(-> $ret)? $body
-        $crate::__ksymtab!($name, $name as *const ());
+        $crate::__kmod_export_fn!(@names [$(#[$meta])*] [unsafe] $name [$($ret)?] $body; $($params)*);
         $crate::export!($($rest)*);
+    };
+}
+
+/// One exported function: the definition, its `__ksymtab` entry, the compile-time checks of
+/// its signature and its `.kmod_exportsig` record. In two steps, because the record's
+/// argument positions need the list of all argument names inside the per-argument
+/// repetition.
+///
+/// The record is one `global_asm!` block (so that nothing can interleave with it) that
+/// switches to the section, writes the text with `.ascii` and ends it with a NUL; numbers
+/// (argument positions, element sizes) are `const` operands, which rustc substitutes as
+/// decimal text. Every argument uses exactly three operands, so the template and operand
+/// lists line up whatever the kinds; unused ones sit in an `.if 0` block.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __kmod_export_fn {
+    (@names [$($meta:tt)*] [$($unsafety:tt)?] $name:ident [$($ret:ty)?] $body:block;
+        $( $(#[$ann:ident $(($r:ident))?])? $arg:ident : $ty:ty ),* $(,)?
+    ) => {
+        $crate::__kmod_export_fn!(@emit [$($meta)*] [$($unsafety)?] $name [$($ret)?] $body
+            [$(stringify!($arg)),*];
+            $( $(#[$ann $(($r))?])? $arg : $ty ),*
+        );
+    };
+    (@emit [$($meta:tt)*] [$($unsafety:tt)?] $name:ident [$($ret:ty)?] $body:block $names:tt;
+        $(
+            $(#[$ann0:ident $(($r0:ident))?])? $arg0:ident : $ty0:ty
+            $(, $(#[$ann:ident $(($r:ident))?])? $arg:ident : $ty:ty)*
+        )?
+    ) => {
+        $($meta)*
+        #[unsafe(no_mangle)]
+        pub $($unsafety)? extern "C" fn $name($($arg0: $ty0 $(, $arg: $ty)*)?) $(-> $ret)? $body
+
+        $crate::__ksymtab!($name, $name as *const ());
+
+        const _: () = $crate::sig::check(&[$(
+            $crate::__kmod_sig_desc!([$($ann0 $(($r0))?)?] $ty0; $names)
+            $(, $crate::__kmod_sig_desc!([$($ann $(($r))?)?] $ty; $names))*
+        )?]);
+
+        ::core::arch::global_asm!(
+            ".pushsection .kmod_exportsig,\"\",@progbits",
+            concat!(".ascii \"", stringify!($name), "(\""),
+            $(
+                $crate::__kmod_sig_tmpl!([$($ann0 $(($r0))?)?] $ty0),
+                $(concat!(".ascii \", \"\n", $crate::__kmod_sig_tmpl!([$($ann $(($r))?)?] $ty)),)*
+            )?
+            $crate::__kmod_sig_ret_tmpl!([$($ret)?]),
+            ".byte 0",
+            ".popsection",
+            $(
+                const $crate::__kmod_sig_op!(0; [$($ann0 $(($r0))?)?] $ty0; $names),
+                const $crate::__kmod_sig_op!(1; [$($ann0 $(($r0))?)?] $ty0; $names),
+                const $crate::__kmod_sig_op!(2; [$($ann0 $(($r0))?)?] $ty0; $names),
+                $(
+                    const $crate::__kmod_sig_op!(0; [$($ann $(($r))?)?] $ty; $names),
+                    const $crate::__kmod_sig_op!(1; [$($ann $(($r))?)?] $ty; $names),
+                    const $crate::__kmod_sig_op!(2; [$($ann $(($r))?)?] $ty; $names),
+                )*
+            )?
+            const $crate::__kmod_sig_ret_op!([$($ret)?]),
+        );
+    };
+}
+
+/// The record text of one argument (three `{}`: see `__kmod_export_fn`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __kmod_sig_tmpl {
+    ([] $ty:ty) => {
+        concat!(
+            ".ascii \"",
+            stringify!($ty),
+            "\"\n.if 0\n.ascii \"{}{}{}\"\n.endif"
+        )
+    };
+    ([outlen ($r:ident)] $($ty:ty)?) => {
+        ".ascii \"outlen[@{}]\"\n.if 0\n.ascii \"{}{}\"\n.endif"
+    };
+    ([$dir:ident ($r:ident)] $($ty:ty)?) => {
+        concat!(
+            ".ascii \"",
+            $crate::__kmod_sig_dir!($dir),
+            "[@{}\"\n",
+            ".if {} - 1\n.ascii \"*{}\"\n.endif\n.ascii \"]\""
+        )
+    };
+    ([outlen] $($ty:ty)?) => {
+        compile_error!("export!: #[outlen] names its buffer: #[outlen(buf)]")
+    };
+    ([$dir:ident] $($ty:ty)?) => {
+        concat!(
+            ".ascii \"",
+            $crate::__kmod_sig_dir!($dir),
+            "[{}]\"\n",
+            ".if 0\n.ascii \"{}{}\"\n.endif"
+        )
+    };
+}
+
+/// An annotation's keyword in the record; anything else is a compile error.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __kmod_sig_dir {
+    (in) => {
+        "in"
+    };
+    (out) => {
+        "out"
+    };
+    (inout) => {
+        "inout"
+    };
+    (outlen) => {
+        "outlen"
+    };
+    ($other:ident) => {
+        compile_error!(concat!(
+            "export!: unknown annotation #[",
+            stringify!($other),
+            "]; pointer arguments take \
+             #[in(len)], #[out(len)], #[inout(len)], #[in], #[out], #[inout] or #[outlen(buf)]"
+        ))
+    };
+}
+
+/// Operand `N` (0, 1, 2) of one argument: checks its type, and gives the numbers its text
+/// needs.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __kmod_sig_op {
+    (0; [] $ty:ty; $names:tt) => {
+        $crate::sig::int::<$ty>(stringify!($ty))
+    };
+    (0; [outlen ($r:ident)] $ty:ty; $names:tt) => {
+        $crate::sig::outlen::<$ty>($crate::sig::position(&$names, stringify!($r)))
+    };
+    (0; [$dir:ident ($r:ident)] $ty:ty; $names:tt) => {
+        $crate::sig::position(&$names, stringify!($r))
+    };
+    (0; [in] $ty:ty; $names:tt) => {
+        $crate::sig::in_elem::<$ty>()
+    };
+    (0; [$dir:ident] $ty:ty; $names:tt) => {
+        $crate::sig::mut_elem::<$ty>()
+    };
+    (1; [in ($r:ident)] $ty:ty; $names:tt) => {
+        $crate::sig::in_elem::<$ty>()
+    };
+    (1; [outlen ($r:ident)] $ty:ty; $names:tt) => {
+        0
+    };
+    (1; [$dir:ident ($r:ident)] $ty:ty; $names:tt) => {
+        $crate::sig::mut_elem::<$ty>()
+    };
+    (2; [in ($r:ident)] $ty:ty; $names:tt) => {
+        $crate::sig::in_elem::<$ty>()
+    };
+    (2; [outlen ($r:ident)] $ty:ty; $names:tt) => {
+        0
+    };
+    (2; [$dir:ident ($r:ident)] $ty:ty; $names:tt) => {
+        $crate::sig::mut_elem::<$ty>()
+    };
+    ($n:literal; [$($ann:tt)*] $ty:ty; $names:tt) => {
+        0
+    };
+}
+
+/// What [`sig::check`](crate::sig::check) needs to know of one argument.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __kmod_sig_desc {
+    ([] $ty:ty; $names:tt) => {
+        $crate::sig::ArgDesc::int()
+    };
+    ([outlen ($r:ident)] $ty:ty; $names:tt) => {
+        $crate::sig::ArgDesc::outlen($crate::sig::position(&$names, stringify!($r)))
+    };
+    ([in ($r:ident)] $ty:ty; $names:tt) => {
+        $crate::sig::ArgDesc::counted(
+            $crate::sig::dir::IN,
+            $crate::sig::position(&$names, stringify!($r)),
+            $crate::sig::in_elem::<$ty>(),
+        )
+    };
+    ([out ($r:ident)] $ty:ty; $names:tt) => {
+        $crate::sig::ArgDesc::counted(
+            $crate::sig::dir::OUT,
+            $crate::sig::position(&$names, stringify!($r)),
+            $crate::sig::mut_elem::<$ty>(),
+        )
+    };
+    ([inout ($r:ident)] $ty:ty; $names:tt) => {
+        $crate::sig::ArgDesc::counted(
+            $crate::sig::dir::INOUT,
+            $crate::sig::position(&$names, stringify!($r)),
+            $crate::sig::mut_elem::<$ty>(),
+        )
+    };
+    ([in] $ty:ty; $names:tt) => {
+        $crate::sig::ArgDesc::fixed($crate::sig::dir::IN, $crate::sig::in_elem::<$ty>())
+    };
+    ([out] $ty:ty; $names:tt) => {
+        $crate::sig::ArgDesc::fixed($crate::sig::dir::OUT, $crate::sig::mut_elem::<$ty>())
+    };
+    ([inout] $ty:ty; $names:tt) => {
+        $crate::sig::ArgDesc::fixed($crate::sig::dir::INOUT, $crate::sig::mut_elem::<$ty>())
+    };
+    ([$($other:tt)*] $ty:ty; $names:tt) => {
+        $crate::sig::ArgDesc::int()
+    };
+}
+
+/// The record's end: `) -> RET` (one `{}`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __kmod_sig_ret_tmpl {
+    ([]) => {
+        ".ascii \") -> void\"\n.if 0\n.ascii \"{}\"\n.endif"
+    };
+    ([$ret:ty]) => {
+        concat!(
+            ".ascii \") -> ",
+            stringify!($ret),
+            "\"\n.if 0\n.ascii \"{}\"\n.endif"
+        )
+    };
+}
+
+/// The return type's operand: checks it is an integer written by name.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __kmod_sig_ret_op {
+    ([]) => {
+        0
+    };
+    ([$ret:ty]) => {
+        $crate::sig::int::<$ret>(stringify!($ret))
     };
 }
 

@@ -207,7 +207,12 @@ kmod_api::export! {
     ///
     /// # Safety
     /// `key`/`value` must be valid for `klen`/`vlen` bytes.
-    pub unsafe extern "C" fn kvstore_put(key: *const u8, klen: usize, value: *const u8, vlen: usize) -> i32 {
+    pub unsafe extern "C" fn kvstore_put(
+        #[in(klen)] key: *const u8,
+        klen: usize,
+        #[in(vlen)] value: *const u8,
+        vlen: usize,
+    ) -> i32 {
         // SAFETY: per this function's contract.
         let (key, value) = unsafe { (slice(key, klen), slice(value, vlen)) };
         status(with_store(|s| s.put(key, value)))
@@ -218,7 +223,13 @@ kmod_api::export! {
     ///
     /// # Safety
     /// `key` valid for `klen` bytes, `buf` for `cap` writable bytes, `len` writable.
-    pub unsafe extern "C" fn kvstore_get(key: *const u8, klen: usize, buf: *mut u8, cap: usize, len: *mut usize) -> i32 {
+    pub unsafe extern "C" fn kvstore_get(
+        #[in(klen)] key: *const u8,
+        klen: usize,
+        #[out(cap)] buf: *mut u8,
+        cap: usize,
+        #[outlen(buf)] len: *mut usize,
+    ) -> i32 {
         // SAFETY: per this function's contract.
         let key = unsafe { slice(key, klen) };
         let out: &mut [u8] = if cap == 0 || buf.is_null() {
@@ -243,7 +254,7 @@ kmod_api::export! {
     ///
     /// # Safety
     /// `key` must be valid for `klen` bytes.
-    pub unsafe extern "C" fn kvstore_delete(key: *const u8, klen: usize) -> i32 {
+    pub unsafe extern "C" fn kvstore_delete(#[in(klen)] key: *const u8, klen: usize) -> i32 {
         // SAFETY: per this function's contract.
         let key = unsafe { slice(key, klen) };
         status(with_store(|s| s.delete(key)))

@@ -100,7 +100,7 @@ kmod_api::export! {
     ///
     /// # Safety
     /// `buf` must be valid for `len` writable bytes.
-    pub unsafe extern "C" fn ramblk_read(block: u64, buf: *mut u8, len: usize) -> i32 {
+    pub unsafe extern "C" fn ramblk_read(block: u64, #[out(len)] buf: *mut u8, len: usize) -> i32 {
         if buf.is_null() {
             return Errno::EFAULT.to_ret();
         }
@@ -114,7 +114,7 @@ kmod_api::export! {
     ///
     /// # Safety
     /// `buf` must be valid for `len` bytes.
-    pub unsafe extern "C" fn ramblk_write(block: u64, buf: *const u8, len: usize) -> i32 {
+    pub unsafe extern "C" fn ramblk_write(block: u64, #[in(len)] buf: *const u8, len: usize) -> i32 {
         if buf.is_null() {
             return Errno::EFAULT.to_ret();
         }
