@@ -114,6 +114,15 @@ pub enum ModError {
         /// The module exporting it.
         provider: String,
     },
+    /// Microkernel: the module's export signatures (`.kmod_exportsig`) are unreadable or do
+    /// not cover its exports, so no other module's server could call them (it loads in the
+    /// monolithic kernel, where a call is a plain function call).
+    ExportSignatures {
+        /// The module.
+        module: String,
+        /// What is wrong (kmod_calls' explanation).
+        reason: String,
+    },
     /// Microkernel: the module's server died running its init or exit.
     ServerDied {
         /// The module.
@@ -145,7 +154,9 @@ impl ModError {
                 kmod_loader::ErrorKind::OutOfMemory => errno::ENOMEM,
                 _ => errno::ENOEXEC,
             },
-            ModError::NoName | ModError::NoSignature { .. } => errno::ENOEXEC,
+            ModError::NoName | ModError::NoSignature { .. } | ModError::ExportSignatures { .. } => {
+                errno::ENOEXEC
+            }
             ModError::BadImage => errno::EFAULT,
             ModError::AlreadyLoaded(_) => errno::EEXIST,
             ModError::Busy { .. }
@@ -243,6 +254,9 @@ impl fmt::Display for ModError {
                 "module `{module}`: `{symbol}` (exported by {provider}) has no declared signature, \
                  so a module server cannot call it; declare it with its export (modules/ABI.md)"
             ),
+            ModError::ExportSignatures { module, reason } => {
+                write!(f, "module `{module}`: {reason}")
+            }
             ModError::ServerDied { module, fault } => {
                 let what = match fault.during {
                     FaultPhase::Init => "init_module",

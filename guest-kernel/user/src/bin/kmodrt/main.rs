@@ -167,7 +167,7 @@ fn serve() -> ! {
         let answer = if msg.op == srv::op::SERVICE_CALL {
             services::serve_call(&msg, &request[..len], &mut reply)
         } else if let Some(index) = server::export_index(msg.op) {
-            imports::serve_export(index, &msg, &mut reply)
+            imports::serve_export(index, &msg, &request[..len])
         } else {
             Answer::status(-(guest_rt::errno::ENOSYS as i64))
         };

@@ -108,6 +108,9 @@ pub struct Server {
     pub tsc_init: u64,
     /// Restart policy state, if the module may be restarted.
     pub restart: Option<Box<Restart>>,
+    /// Cycles of relocating its module, and of doing it again over the touched pages (the
+    /// monolithic kernel's measurement, logged when the module is LIVE).
+    pub relocation: (u64, u64),
 }
 
 /// A `request_module` in progress: the modules still to load, in order.
