@@ -95,6 +95,7 @@ extern "C" fn kmain(tsc_entry: u64) -> ! {
         info.ram_size >> 20
     );
     arch::init_traps();
+    crate::task::sched::init_watchdog(info.cmdline_str().unwrap_or(""), info.tsc_khz);
     mm::init(&info);
     #[cfg(feature = "monolithic")]
     crate::module::signature::configure(info.cmdline_str().unwrap_or(""));

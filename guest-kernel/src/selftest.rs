@@ -83,6 +83,7 @@ pub fn run(params: SelfTestParams) -> SelfTestReport {
             syscall_cycles = r.unwrap_or_default();
             check_user_faults(&mut checks, image);
             ipc_cycles = check_ipc(&mut checks, image, n.into());
+            check_preemption(&mut checks, image);
             isolation = check_isolation(&mut checks, image);
         }
     }
@@ -233,6 +234,61 @@ fn check_ipc(checks: &mut Checks, image: &[u8], iterations: u64) -> Vec<u64> {
         format!("{r:?}"),
     );
     cycles
+}
+
+/// Iterations of the preemption check's computation: long enough (tens of milliseconds) to
+/// span several of the VMM's time slices.
+const CHURN_ITERATIONS: u64 = 60_000_000;
+/// The watchdog budget of the self-test's looping task, in milliseconds.
+const SPIN_BUDGET_MS: u64 = 30;
+
+/// Preemption: a program that computes without system calls is interrupted by the VMM's
+/// time slices and resumed with every register intact (its result equals the same
+/// computation in supervisor mode); a watched program that loops forever is stopped by the
+/// watchdog. Both need the VMM's time slices; without them, the checks say so.
+fn check_preemption(checks: &mut Checks, image: &[u8]) {
+    use crate::task::{State, sched, with_tasks};
+    if !sched::preemption_enabled() {
+        checks.add(
+            "preemption is off (the VMM was started without time slices)",
+            true,
+            String::new(),
+        );
+        return;
+    }
+    let before = sched::preemptions();
+    let r = run_init(image, [mode::CHURN, CHURN_ITERATIONS, 0]);
+    let preempted = sched::preemptions() - before;
+    let expected = guest_rt::register_churn(CHURN_ITERATIONS);
+    checks.add(
+        "a computing program is preempted and resumes with its registers intact",
+        r == Ok(alloc::vec![expected]) && preempted > 0,
+        format!("{r:x?}, expected [{expected:#x}], {preempted} preemptions"),
+    );
+    let spun = user::spawn(
+        image,
+        "spin",
+        [mode::SPIN_FOREVER, 0, 0],
+        user::Session::new(),
+    )
+    .map_err(|e| format!("{e}"))
+    .and_then(|id| {
+        let khz = crate::boot::state().info.tsc_khz;
+        with_tasks(|t| {
+            if let Some(task) = t.get_mut(id) {
+                task.watchdog = Some(SPIN_BUDGET_MS * khz);
+            }
+        });
+        let _ = sched::run_until(|| with_tasks(|t| t.get(id).is_none_or(|x| x.state.ended())));
+        let state = with_tasks(|t| t.get(id).map(|x| x.state.clone()));
+        crate::task::destroy(id);
+        Ok(state)
+    });
+    checks.add(
+        "a program that loops forever is stopped by the watchdog",
+        matches!(&spun, Ok(Some(State::Faulted(f))) if f.vector == kmodlab_ipc::task::WATCHDOG_VECTOR),
+        format!("{spun:?}"),
+    );
 }
 
 fn check_user_faults(checks: &mut Checks, image: &[u8]) {

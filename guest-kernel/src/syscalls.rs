@@ -74,11 +74,18 @@ fn copy_out(id: TaskId, data: &[u8], buf: u64, cap: u64) -> Result<u64, u64> {
 pub fn handle(id: TaskId, ctx: &UserContext) {
     let n = ctx.rax;
     let a = [ctx.rdi, ctx.rsi, ctx.rdx, ctx.r10, ctx.r8, ctx.r9];
-    with_tasks(|t| {
+    let over = with_tasks(|t| {
         if let Some(task) = t.get_mut(id) {
             task.counters.syscalls += 1;
         }
+        sched::over_budget(t, id)
     });
+    if over {
+        // A server that keeps making system calls without ever blocking hogs the CPU as
+        // surely as a loop does.
+        sched::fault(id, sched::watchdog_fault(ctx));
+        return;
+    }
     let result = dispatch(id, n, a);
     if let Some(value) = result {
         with_tasks(|t| {
@@ -200,6 +207,7 @@ fn module_op<T>(id: TaskId, op: impl FnOnce() -> Result<T, Failure>) -> Result<u
     with_tasks(|t| {
         if let Some(task) = t.get_mut(id) {
             task.state = State::InKernel;
+            task.running_since = None;
         }
     });
     let r = op();

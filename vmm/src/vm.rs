@@ -44,16 +44,26 @@ pub struct VmConfig {
     pub deadline: Duration,
     /// Kernel command line.
     pub cmdline: String,
+    /// How long a guest user program may run without entering the kernel before the VMM
+    /// takes the CPU back with [`kmodlab_abi::status::PREEMPT_VECTOR`] (the kernel's
+    /// watchdog then decides whether it goes on); `None` never interrupts the guest.
+    pub timeslice: Option<Duration>,
 }
 
+/// The default time slice: long enough that no system-call-making program is ever
+/// interrupted (its entries into the kernel reset the slice), short enough that a looping one
+/// is stopped soon after the watchdog's budget.
+pub const DEFAULT_TIMESLICE: Duration = Duration::from_millis(10);
+
 impl VmConfig {
-    /// 256 MiB, 60 s deadline, empty command line.
+    /// 256 MiB, 60 s deadline, empty command line, [`DEFAULT_TIMESLICE`].
     pub fn new(config: KernelConfig) -> VmConfig {
         VmConfig {
             config,
             ram_bytes: 256 << 20,
             deadline: Duration::from_secs(60),
             cmdline: String::new(),
+            timeslice: Some(DEFAULT_TIMESLICE),
         }
     }
 }
@@ -460,7 +470,11 @@ fn build_machine(
         start: usable_start,
         end: cfg.ram_bytes,
     });
-    if !info.set_cmdline(cfg.cmdline.as_bytes()) {
+    let cmdline = match cfg.timeslice {
+        Some(_) => format!("{} {}", cfg.cmdline, kmodlab_abi::status::PREEMPT_WORD),
+        None => cfg.cmdline.clone(),
+    };
+    if !info.set_cmdline(cmdline.trim_start().as_bytes()) {
         return Err(VmError::CmdlineTooLong);
     }
     mem.write_slice(&info.encode(), GuestAddress(layout::BOOT_INFO_GPA))
@@ -523,6 +537,9 @@ pub fn run_with_input<C: Controller>(
     timings.vcpu_ready_ms = t0.elapsed().as_secs_f64() * 1e3;
     let deadline = cfg.deadline;
     let thread_stop = Arc::clone(&stop);
+    let tick = Arc::new(AtomicBool::new(false));
+    let thread_tick = Arc::clone(&tick);
+    let status_mem = mem.clone();
     let handle = thread::Builder::new()
         .name("kmodlab-vcpu0".into())
         .spawn(move || {
@@ -536,6 +553,9 @@ pub fn run_with_input<C: Controller>(
                 timings,
                 t0,
                 deadline,
+                flavour,
+                tick: thread_tick,
+                window_requested: false,
             };
             let end = vcpu_run.run_loop();
             // The receiver may be gone if the caller gave up; nothing to do then.
@@ -544,7 +564,13 @@ pub fn run_with_input<C: Controller>(
         })
         .map_err(|e| VmError::Thread(format!("could not be started: {e}")))?;
 
-    if let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(deadline) {
+    let timed_out = wait_with_time_slices(cfg.timeslice, deadline, &done_rx, &status_mem, || {
+        // A signal that lands outside KVM_RUN is lost; the flag is not, and the vCPU loop
+        // checks it before every entry.
+        tick.store(true, Ordering::SeqCst);
+        let _ = handle.kill(kick_signal());
+    });
+    if timed_out {
         stop.store(true, Ordering::SeqCst);
         // The signal interrupts KVM_RUN; resend until the thread notices, since a signal
         // that lands while the thread is outside KVM_RUN is lost (it then sees `stop`).
@@ -573,6 +599,46 @@ pub fn run_with_input<C: Controller>(
     })
 }
 
+/// Reads a word of the guest's status page ([`kmodlab_abi::status`]); 0 if unreadable.
+fn status_word(mem: &GuestMemoryMmap, offset: u64) -> u64 {
+    mem.read_obj::<u64>(GuestAddress(layout::STATUS_GPA + offset))
+        .unwrap_or(0)
+}
+
+/// Waits for the vCPU thread to finish, at most `deadline`; returns whether it timed out.
+/// Every `timeslice`, if the guest has been in the same run of user code since the last look
+/// (in user mode, no entry into user mode since), calls `kick` to have the vCPU thread take
+/// the CPU back (see `VcpuRun::preempt`). Reading the status page costs the guest nothing.
+fn wait_with_time_slices(
+    timeslice: Option<Duration>,
+    deadline: Duration,
+    done: &mpsc::Receiver<()>,
+    mem: &GuestMemoryMmap,
+    mut kick: impl FnMut(),
+) -> bool {
+    use kmodlab_abi::status::{IN_USER, USER_ENTRIES};
+    let started = Instant::now();
+    let mut last_entries = u64::MAX;
+    loop {
+        let left = deadline.saturating_sub(started.elapsed());
+        let wait = timeslice.map_or(left, |t| t.min(left));
+        match done.recv_timeout(wait) {
+            Err(mpsc::RecvTimeoutError::Timeout) if started.elapsed() >= deadline => return true,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let entries = status_word(mem, USER_ENTRIES);
+                if status_word(mem, IN_USER) == 1 && entries == last_entries {
+                    kick();
+                }
+                last_entries = entries;
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// First address above the guest's user half: a RIP below it is user code.
+const GUEST_USER_END: u64 = 0x0000_8000_0000_0000;
+
 /// The vCPU thread's state.
 struct VcpuRun<C> {
     vcpu: VcpuFd,
@@ -584,10 +650,16 @@ struct VcpuRun<C> {
     timings: BootTimings,
     t0: Instant,
     deadline: Duration,
+    flavour: KvmFlavour,
+    /// Set by the waiting thread when a user program's time slice ended.
+    tick: Arc<AtomicBool>,
+    /// Whether an interrupt window was requested for a time-slice interrupt.
+    window_requested: bool,
 }
 
 /// What to do after an exit, decided while the exit's data borrows the vCPU.
 enum Next {
+    Window,
     Continue,
     Doorbell(u32),
     Progress(u8),
@@ -607,6 +679,11 @@ impl<C: Controller> VcpuRun<C> {
             if self.stop.load(Ordering::SeqCst) {
                 return self.hung();
             }
+            if self.tick.swap(false, Ordering::SeqCst)
+                && let Err(e) = self.preempt()
+            {
+                return RunEnd::KvmFailure(e.to_string());
+            }
             let next = match self.vcpu.run() {
                 Ok(exit) => Self::classify(exit, &mut self.console),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
@@ -615,6 +692,7 @@ impl<C: Controller> VcpuRun<C> {
                 Err(e) => Next::End(RunEnd::KvmFailure(format!("KVM_RUN: {e}"))),
             };
             let reason = match &next {
+                Next::Window => "irq_window_open",
                 Next::Continue => "io",
                 Next::Doorbell(_) => "io_doorbell",
                 Next::Progress(_) => "io_boot_progress",
@@ -628,6 +706,15 @@ impl<C: Controller> VcpuRun<C> {
             self.count(reason);
             match next {
                 Next::Continue | Next::Interrupted => {}
+                Next::Window => {
+                    if self.window_requested {
+                        self.window_requested = false;
+                        self.vcpu.get_kvm_run().request_interrupt_window = 0;
+                        if let Err(e) = self.inject_preempt() {
+                            return RunEnd::KvmFailure(e.to_string());
+                        }
+                    }
+                }
                 Next::Progress(stage) => self.progress(stage),
                 Next::Doorbell(value) => {
                     if let Some(end) = self.doorbell(value) {
@@ -645,6 +732,54 @@ impl<C: Controller> VcpuRun<C> {
                     return RunEnd::Halted { rip };
                 }
             }
+        }
+    }
+
+    /// A user program's time slice ended: inject [`kmodlab_abi::status::PREEMPT_VECTOR`] if
+    /// the guest is in user mode (the research behind this:
+    /// `results/pvm/2026-12-01-isolation-and-preemption.md`).
+    ///
+    /// The guest kernel runs with interrupts off and user mode with them on. On hardware KVM
+    /// `ready_for_interrupt_injection` is therefore set exactly in user mode, and otherwise an
+    /// interrupt window brings the vCPU back the moment it returns there. kvm_pvm never sets
+    /// it and never opens a window while the kernel's virtual IF is clear, and it delivers a
+    /// queued interrupt even into the kernel; so there the vCPU's RIP decides (the vCPU is
+    /// stopped, so the interrupt lands at exactly that RIP), and a kernel RIP waits for the
+    /// next slice.
+    fn preempt(&mut self) -> Result<(), VmError> {
+        if self.vcpu.get_kvm_run().ready_for_interrupt_injection != 0 {
+            return self.inject_preempt();
+        }
+        match self.flavour {
+            KvmFlavour::Pvm => {
+                let rip = self.vcpu.get_regs().map_err(kvm_err("KVM_GET_REGS"))?.rip;
+                if rip < GUEST_USER_END {
+                    self.inject_preempt()
+                } else {
+                    self.count("preempt_deferred");
+                    Ok(())
+                }
+            }
+            KvmFlavour::Hardware => {
+                self.vcpu.get_kvm_run().request_interrupt_window = 1;
+                self.window_requested = true;
+                Ok(())
+            }
+        }
+    }
+
+    fn inject_preempt(&mut self) -> Result<(), VmError> {
+        match crate::kvm::inject_interrupt(&self.vcpu, kmodlab_abi::status::PREEMPT_VECTOR) {
+            Ok(()) => {
+                self.count("preempt_injected");
+                Ok(())
+            }
+            // One is still queued from the last slice: nothing to add.
+            Err(e) if e.errno() == libc::EEXIST => Ok(()),
+            Err(e) => Err(VmError::Kvm {
+                op: "KVM_INTERRUPT",
+                source: e,
+            }),
         }
     }
 
@@ -686,6 +821,7 @@ impl<C: Controller> VcpuRun<C> {
             }
             VcpuExit::MmioRead(gpa, _) => Next::End(RunEnd::UnbackedMemory { gpa, write: false }),
             VcpuExit::MmioWrite(gpa, _) => Next::End(RunEnd::UnbackedMemory { gpa, write: true }),
+            VcpuExit::IrqWindowOpen => Next::Window,
             VcpuExit::Hlt => Next::Halted,
             VcpuExit::Shutdown => Next::Shutdown,
             VcpuExit::Intr => Next::Interrupted,

@@ -25,6 +25,7 @@ pub mod modinfo;
 pub mod modules_dep;
 pub mod params;
 pub mod ports;
+pub mod status;
 
 use serde::{Deserialize, Serialize};
 

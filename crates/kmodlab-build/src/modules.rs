@@ -407,10 +407,13 @@ fn build_big(dir: &Path, include: &Path, work: &Path, script: &Path, ko: &Path) 
             .args(["--strip-symbol", "_GLOBAL_OFFSET_TABLE_"])
             .arg(ko),
     )?;
-    let relocs = kmod_tools::objstat::ObjStat::open(ko)
-        .map_err(|e| BuildError::Invalid(e.to_string()))?
-        .relocations
-        .total;
+    let relocs = kmod_tools::ko::read_module_bytes(ko)
+        .and_then(|data| {
+            Ok(kmod_tools::objstat::ObjStat::parse(ko, &data)?
+                .relocations
+                .total)
+        })
+        .map_err(|e| BuildError::Invalid(e.to_string()))?;
     if relocs < stats.relocations as u64 {
         return Err(BuildError::Invalid(format!(
             "{}: {relocs} relocations, but the generator emitted {}",
@@ -437,8 +440,9 @@ fn check_and_depmod(
                 module.modinfo_value("name")
             )));
         }
-        for export in &module.exports {
-            if !module.defined_globals.contains(export) {
+        let defined: std::collections::HashSet<&str> = module.defined_globals().collect();
+        for export in module.exports() {
+            if !defined.contains(export) {
                 return Err(BuildError::Invalid(format!(
                     "{}: exports `{export}` (__ksymtab_{export}) but defines no global `{export}` \
                      (missing #[no_mangle]?)",
@@ -468,13 +472,13 @@ fn check_and_depmod(
                 name,
                 size,
                 source,
-                exports: entry.module.exports.iter().cloned().collect(),
-                imports: entry
-                    .module
-                    .imports
-                    .iter()
-                    .map(|s| s.name.clone())
-                    .collect(),
+                exports: {
+                    let mut exports: Vec<String> =
+                        entry.module.exports().map(str::to_owned).collect();
+                    exports.sort();
+                    exports
+                },
+                imports: entry.module.imports().map(|s| s.name.to_owned()).collect(),
                 depends: graph.all[i]
                     .iter()
                     .map(|&d| graph.modules[d].trim_end_matches(".ko").to_owned())
@@ -497,8 +501,9 @@ pub fn check_signatures(path: &Path, module: &ModuleFile) -> Result<()> {
     let problem =
         |e: &dyn std::fmt::Display| BuildError::Invalid(format!("{}: {e}", path.display()));
     let table = kmod_calls::ExportTable::from_module(&bytes).map_err(|e| problem(&e))?;
+    let exports: Vec<&str> = module.exports().collect();
     table
-        .check_exports(module.exports.iter().map(String::as_str))
+        .check_exports(exports.iter().copied())
         .map_err(|e| problem(&e))
 }
 
@@ -507,12 +512,12 @@ pub fn check_signatures(path: &Path, module: &ModuleFile) -> Result<()> {
 pub fn check_undefined(entries: &[depmod::Entry]) -> Result<()> {
     let mut problems = Vec::new();
     for (i, e) in entries.iter().enumerate() {
-        for import in &e.module.imports {
-            let from_kernel = kmod_api::KERNEL_API_SYMBOLS.contains(&import.name.as_str());
+        for import in e.module.imports() {
+            let from_kernel = kmod_api::KERNEL_API_SYMBOLS.contains(&import.name);
             let from_module = entries
                 .iter()
                 .enumerate()
-                .any(|(j, other)| j != i && other.module.exports.contains(&import.name));
+                .any(|(j, other)| j != i && other.module.exports_symbol(import.name));
             if !from_kernel && !from_module {
                 problems.push(format!(
                     "  {}: undefined symbol `{}` is neither a kernel API function \

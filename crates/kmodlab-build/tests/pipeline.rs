@@ -414,7 +414,7 @@ fn the_monolithic_loader_ignores_the_signature_section() {
         assert!(kmod_calls::find_section(&without).unwrap().is_none());
         // Without its signatures the module would not build: its exports are undeclared.
         let module = kmod_tools::ModuleFile::open(&stripped).unwrap();
-        let first = module.exports.iter().next().unwrap();
+        let first = module.exports().next().unwrap();
         let err = kmodlab_build::modules::check_signatures(&stripped, &module)
             .unwrap_err()
             .to_string();
@@ -435,7 +435,6 @@ fn the_monolithic_loader_ignores_the_signature_section() {
         let module = kmod_loader::validate(&data).unwrap();
         let sig = module
             .sections()
-            .iter()
             .find(|s| s.name == kmod_calls::SECTION)
             .unwrap();
         assert_eq!(

@@ -42,6 +42,36 @@ pub fn timed_loop(iterations: u32) -> u64 {
     rdtsc_ordered() - start
 }
 
+/// Runs `iterations` rounds of a register-only mix that keeps its state in RCX and R11 (the
+/// registers `sysretq` overwrites) and returns it: a program resumed after an interrupt with
+/// any register lost computes a different value, so the kernel can check preemption against
+/// the same function run in supervisor mode.
+#[inline(never)]
+pub fn register_churn(iterations: u64) -> u64 {
+    let out: u64;
+    // SAFETY: the loop only computes in the registers it declares; it touches no memory.
+    unsafe {
+        asm!(
+            "mov rcx, 0x9e3779b97f4a7c15",
+            "mov r11, 0x2545f4914f6cdd1d",
+            "2:",
+            "xor rcx, r11",
+            "rol rcx, 13",
+            "add r11, rcx",
+            "dec {n}",
+            "jnz 2b",
+            "mov {out}, rcx",
+            "xor {out}, r11",
+            n = inout(reg) iterations.max(1) => _,
+            out = out(reg) out,
+            out("rcx") _,
+            out("r11") _,
+            options(nomem, nostack),
+        );
+    }
+    out
+}
+
 /// Recurses, using 4 KiB of stack per level, until the stack's guard page stops it: the
 /// stack-overflow fault both privilege levels' tests cause. Never returns normally.
 #[allow(unconditional_recursion)] // it ends at the stack's guard page, on purpose
@@ -201,6 +231,10 @@ pub mod mode {
     /// Call the endpoint in capability slot [`super::ipc_test::PEER_SLOT`] as
     /// [`super::ipc_test`]`::CLIENT_*` `rsi` says, with `rdx` as its parameter; report.
     pub const IPC_CLIENT: u64 = 6;
+    /// Report [`super::register_churn`] of `rsi` iterations (long enough to be preempted).
+    pub const CHURN: u64 = 7;
+    /// Loop forever without a system call.
+    pub const SPIN_FOREVER: u64 = 8;
 }
 
 /// The IPC self-test's protocol between the kernel and `init` in the IPC modes.
