@@ -72,6 +72,8 @@ fn write_seed_frames() {
         pages: 4,
         relocations: 77,
         load_cycles: LoadCycles::default(),
+        footprint: Footprint::default(),
+        fault: None,
     };
     let fault = FaultReport {
         vector: 14,
