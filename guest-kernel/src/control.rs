@@ -185,6 +185,19 @@ fn execute(cmd: Command) -> Reply {
                 Err(e) => module_error(e),
             }
         }
+        Command::ServiceCall {
+            service,
+            op,
+            request,
+            reply_cap,
+        } => {
+            // The reply has to fit the channel anyway; never allocate more for it.
+            let cap = (reply_cap as usize).min(channel::MAX_PAYLOAD);
+            match backend().service_call(&service, op, &request, cap) {
+                Ok(reply) => Reply::ServiceReply(reply),
+                Err(e) => module_error(e),
+            }
+        }
         Command::MemoryStats => {
             let heap = crate::mm::heap_stats();
             let (frames_total, frames_free) = crate::mm::frame_stats();

@@ -633,6 +633,8 @@ fn lease_write(t: &Tasks, mem: LeaseMem, at: u64, data: &[u8]) -> Result<(), u64
 pub fn notify_endpoint(t: &mut Tasks, s: TaskId, slot: u64, bits: u64) -> u64 {
     let target = match t.get(s).and_then(|x| x.cap(slot)) {
         Some(Cap::Endpoint { owner, rights, .. }) if rights & rights::NOTIFY != 0 => owner,
+        // A supervisor notifies its child through the task capability (e.g. EXIT_REQUESTED).
+        Some(Cap::Task(owner)) => owner,
         Some(_) => return err(errno::EACCES),
         None => return err(errno::EBADF),
     };

@@ -66,6 +66,8 @@ impl HostChannel {
 }
 
 /// What the guest told the VMM, for a [`Controller`] to answer.
+// One event at a time, handed straight to the controller: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Event {
     /// The kernel is ready for its first command.

@@ -26,7 +26,8 @@ struct Cli {
 enum Config {
     /// Modules load into the kernel (Linux's design).
     Monolithic,
-    /// Modules run as user-space servers.
+    /// Each module runs in a user-space server of its own, built by a user-space module
+    /// manager; a module that faults stops only its server.
     Microkernel,
 }
 
@@ -66,8 +67,8 @@ struct VmArgs {
     quiet: bool,
     /// Refuse modules without a valid signature by the build's key (kernel command line
     /// `module.sig_enforce=1`, Linux's CONFIG_MODULE_SIG_FORCE); without it they load with a
-    /// warning in the kernel log. Checked by the monolithic kernel; the microkernel's module
-    /// manager does not verify signatures yet.
+    /// warning in the kernel log. Checked by the monolithic kernel, and by the microkernel's
+    /// module manager.
     #[arg(long)]
     sig_enforce: bool,
 }

@@ -10,15 +10,6 @@ use std::process::{Command, Output};
 
 use common::kvm_usable;
 
-/// Whether the microkernel configuration loads modules yet. **Flip to `true` when its
-/// module manager lands**: the tests below then expect the user's modules to load there as
-/// they do in the monolithic kernel; until then they expect the guest's own refusal.
-const MICROKERNEL_LOADS_MODULES: bool = false;
-
-/// What the guest shell prints when the microkernel refuses the load (with the guest's own
-/// error after it: today "the module manager is not running").
-const MICROKERNEL_REFUSAL: &str = "insmod: ERROR: could not insert module mymod.ko";
-
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -213,32 +204,25 @@ fn the_readme_examples_build_load_and_are_measured() {
             script,
         ]);
         let console = text(&out.stdout).replace('\r', "");
-        let loads = config == "monolithic" || MICROKERNEL_LOADS_MODULES;
-        if loads {
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "{config}: {console}{}",
-                text(&out.stderr)
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{config}: {console}{}",
+            text(&out.stderr)
+        );
+        for line in [
+            "mymod: greeting 1\n",
+            "mymod: greeting 2\n",
+            "myrmod: greeting 2\n",
+            "mymod: goodbye\n",
+            "myrmod: goodbye\n",
+        ] {
+            assert!(
+                console.contains(line),
+                "{config}: no {line:?} in:\n{console}"
             );
-            for line in [
-                "mymod: greeting 1\n",
-                "mymod: greeting 2\n",
-                "myrmod: greeting 2\n",
-                "mymod: goodbye\n",
-                "myrmod: goodbye\n",
-            ] {
-                assert!(
-                    console.contains(line),
-                    "{config}: no {line:?} in:\n{console}"
-                );
-            }
-            assert!(!console.contains("mymod: greeting 3"), "{console}");
-        } else {
-            // MICROKERNEL (until its module manager lands): the guest's own refusal.
-            assert_eq!(out.status.code(), Some(1), "{config}: {console}");
-            assert!(console.contains(MICROKERNEL_REFUSAL), "{config}: {console}");
         }
+        assert!(!console.contains("mymod: greeting 3"), "{console}");
     }
 
     // compare measures them like the built-in modules.
@@ -263,25 +247,15 @@ fn the_readme_examples_build_load_and_are_measured() {
         for name in ["mymod", "myrmod"] {
             let row = cr.loads.iter().find(|l| l.name == name).unwrap();
             assert_eq!(row.source, "user");
-            if config == "monolithic" || MICROKERNEL_LOADS_MODULES {
-                let m = row
-                    .outcome
-                    .measured()
-                    .unwrap_or_else(|| panic!("{config} {name}: {:?}", row.outcome));
-                assert_eq!(m.load.n, report.parameters.load_iterations as usize);
-                assert!(m.load.median > 0.0);
-                let (module, f) = &m.footprint[0];
-                assert_eq!(module, name);
-                assert!(f.section_pages >= 1 && f.metadata_bytes > 0, "{f:?}");
-            } else {
-                // MICROKERNEL (until its module manager lands).
-                match &row.outcome {
-                    kmodlab::compare::report::Outcome::Unsupported { errno, message } => {
-                        assert!(*errno > 0 && !message.is_empty(), "{message}");
-                    }
-                    other => panic!("{config} {name}: {other:?}"),
-                }
-            }
+            let m = row
+                .outcome
+                .measured()
+                .unwrap_or_else(|| panic!("{config} {name}: {:?}", row.outcome));
+            assert_eq!(m.load.n, report.parameters.load_iterations as usize);
+            assert!(m.load.median > 0.0);
+            let (module, f) = &m.footprint[0];
+            assert_eq!(module, name);
+            assert!(f.section_pages >= 1 && f.metadata_bytes > 0, "{f:?}");
         }
     }
     let md = std::fs::read_to_string(results.join("REPORT.md")).unwrap();

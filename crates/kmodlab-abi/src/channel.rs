@@ -293,6 +293,19 @@ pub enum Command {
     /// [`Reply::Bench`], or [`Reply::ModuleError`] with the module backend's own error when
     /// an operation it times fails (e.g. a configuration that cannot load modules yet).
     Bench(BenchRequest),
+    /// Call service `service` with `op` and `request`, as a module would (`kmod_service_call`;
+    /// in the microkernel the kernel calls the service's server over IPC); replies
+    /// [`Reply::ServiceReply`] with at most `reply_cap` bytes, or [`Reply::ModuleError`].
+    ServiceCall {
+        /// Service name.
+        service: String,
+        /// The service's op.
+        op: u32,
+        /// The request.
+        request: Vec<u8>,
+        /// Largest reply accepted.
+        reply_cap: u32,
+    },
 }
 
 /// What [`Command::Bench`] measures. The guest times each operation with the TSC around the
@@ -466,6 +479,14 @@ pub struct LoadCycles {
     /// Checking the module's signature (`module_sig_check`: SHA-256 of the module and one
     /// ECDSA verification), between `copy` and `validate`.
     pub verify: u64,
+    /// Microkernel only: creating the module server's address space (the task, and mapping
+    /// its runtime, module regions, stubs, heap and stack).
+    pub aspace: u64,
+    /// Microkernel only: copying the runtime and the relocated module from the manager into
+    /// the server (`task_write`).
+    pub transfer: u64,
+    /// Microkernel only: starting the server, until its runtime asked for its configuration.
+    pub start: u64,
 }
 
 /// What the kernel knows about one loaded module: its accounting.
@@ -499,6 +520,9 @@ pub struct ModuleRecord {
     pub load_cycles: LoadCycles,
     /// Memory the module costs, by kind.
     pub footprint: Footprint,
+    /// Why the module stopped running, if it did (microkernel: its server died; the record
+    /// keeps the state it had then, as Linux keeps a module whose code oopsed).
+    pub fault: Option<ModuleFault>,
 }
 
 /// What one loaded module costs in memory, by kind. Each configuration fills what applies to
@@ -527,6 +551,9 @@ pub struct Footprint {
     /// Heap bytes of the kernel's bookkeeping about it (symbols, exports, modinfo,
     /// parameters).
     pub metadata_bytes: u64,
+    /// Microkernel only: bytes of the server's own copy of the server runtime (its code and
+    /// data), its call stubs and its `charp` parameter strings.
+    pub runtime_bytes: u64,
 }
 
 impl Footprint {
@@ -539,8 +566,44 @@ impl Footprint {
             + self.ipc_buffer_bytes
             + self.heap_bytes
             + self.metadata_bytes
+            + self.runtime_bytes
     }
 }
+
+/// What a module's code was running when its server died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultPhase {
+    /// `init_module` (the module stays "Loading", as Linux leaves a module whose init oopsed).
+    Init,
+    /// A call into it (a service or an export; the module stays "Live", as in Linux).
+    Call,
+    /// `cleanup_module` (the module stays "Unloading").
+    Exit,
+}
+
+/// How a module's server died (microkernel configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleFault {
+    /// What it was running.
+    pub during: FaultPhase,
+    /// Exception vector; [`WATCHDOG_VECTOR`] if the kernel's watchdog stopped it;
+    /// [`EXITED_VECTOR`] if the server runtime gave up (exited) instead of faulting.
+    pub vector: u8,
+    /// Instruction pointer of the fault.
+    pub rip: u64,
+    /// CR2 (the faulting address of a page fault).
+    pub cr2: u64,
+    /// Error code pushed by the CPU.
+    pub error_code: u64,
+    /// Offset of `rip` in the module's region that holds it, if it is in the module.
+    pub offset: Option<u64>,
+}
+
+/// [`ModuleFault::vector`] of a server stopped by the kernel's watchdog (not an exception).
+pub const WATCHDOG_VECTOR: u8 = 0xff;
+/// [`ModuleFault::vector`] of a server whose runtime exited (a broken invariant, or a bug of
+/// the runtime), rather than faulting.
+pub const EXITED_VECTOR: u8 = 0xfe;
 
 /// Why a module operation failed: the errno a system call would return, and the kernel's
 /// explanation (what Linux prints to the kernel log).
@@ -637,6 +700,9 @@ pub enum FaultKind {
 }
 
 /// A message from the guest kernel to the VMM.
+// One message exists at a time, briefly, on each side: its size does not matter, and boxing
+// the module record would change every match on it.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum GuestMsg<'a> {
     /// The kernel is up and waits for its first command.
@@ -690,6 +756,8 @@ pub struct KernelImageInfo {
 }
 
 /// The result of one [`Command`].
+// As for GuestMsg: replies are short-lived, one at a time.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
     /// Result of [`Command::SelfTest`].
@@ -714,6 +782,8 @@ pub enum Reply {
     Error(String),
     /// Result of [`Command::Bench`].
     Bench(BenchReply),
+    /// Result of [`Command::ServiceCall`]: the service's reply.
+    ServiceReply(Vec<u8>),
 }
 
 /// Measurements and checks of [`Command::SelfTest`]. Cycle counts are TSC cycles, one entry
@@ -923,6 +993,7 @@ mod tests {
                 metadata_bytes: 684,
                 ..Default::default()
             },
+            fault: None,
         };
         let reply = Reply::Bench(BenchReply::Load(LoadBenchReport {
             samples: vec![LoadSample {
@@ -975,8 +1046,12 @@ mod tests {
             ipc_buffer_bytes: 4096,
             heap_bytes: 100,
             metadata_bytes: 700,
+            runtime_bytes: 9000,
         };
-        assert_eq!(f.total_bytes(), 3 * 4096 + 16384 + 60 + 4096 + 100 + 700);
+        assert_eq!(
+            f.total_bytes(),
+            3 * 4096 + 16384 + 60 + 4096 + 100 + 700 + 9000
+        );
     }
 
     #[test]

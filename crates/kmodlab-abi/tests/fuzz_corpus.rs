@@ -73,6 +73,7 @@ fn write_seed_frames() {
         relocations: 77,
         load_cycles: LoadCycles::default(),
         footprint: Footprint::default(),
+        fault: None,
     };
     let fault = FaultReport {
         vector: 14,

@@ -187,7 +187,11 @@ impl Registry {
                 ipc_buffer_bytes: 0,
                 heap_bytes: kapi::bytes_owned_by(m.id),
                 metadata_bytes: m.metadata_bytes(),
+                // The module runs the kernel's own code around it: no runtime of its own.
+                runtime_bytes: 0,
             },
+            // A fault in module code is a kernel fault here: no record outlives one.
+            fault: None,
         }
     }
 }

@@ -218,6 +218,8 @@ struct ProcModule {
     size: u64,
     refcount: u64,
     users: Vec<String>,
+    /// The module's code stopped running (its server died: the `D` flag).
+    faulted: bool,
 }
 
 fn proc_modules() -> Result<Vec<ProcModule>, String> {
@@ -240,12 +242,17 @@ fn proc_modules() -> Result<Vec<ProcModule>, String> {
                 size: f.get(1)?.parse().ok()?,
                 refcount: f.get(2)?.parse().ok()?,
                 users,
+                faulted: f
+                    .get(6)
+                    .is_some_and(|flags| flags.starts_with('(') && flags.contains('D')),
             })
         })
         .collect())
 }
 
-/// `lsmod` as kmod prints it: `%-19s %8lu  %d` plus the users.
+/// `lsmod` as kmod prints it: `%-19s %8lu  %d` plus the users; a module whose code stopped
+/// running (microkernel: its server died) is marked `[faulted]`, as old lsmod marked
+/// `[permanent]` modules.
 fn lsmod(words: &[&str]) -> Result<(), String> {
     if words.get(1) == Some(&"-v") {
         let text = kmodlab_user::read_proc("modules-verbose")
@@ -264,6 +271,9 @@ fn lsmod(words: &[&str]) -> Result<(), String> {
         if !m.users.is_empty() {
             out.push(' ');
             out.push_str(&m.users.join(","));
+        }
+        if m.faulted {
+            out.push_str(" [faulted]");
         }
         out.push('\n');
     }
