@@ -314,6 +314,7 @@ pub struct RelocationSection<'data> {
     /// Index of the section it patches.
     pub target: u32,
     entries: &'data [elf::Rela64<LE>],
+    kinds: KindSet,
 }
 
 impl<'data> RelocationSection<'data> {
@@ -325,6 +326,11 @@ impl<'data> RelocationSection<'data> {
     /// The raw entries.
     pub(crate) fn entries(&self) -> &'data [elf::Rela64<LE>] {
         self.entries
+    }
+
+    /// The kinds its entries have (validation saw each of them).
+    pub(crate) fn kinds(&self) -> KindSet {
+        self.kinds
     }
 
     /// Number of entries.
@@ -354,6 +360,29 @@ pub(crate) struct RelocationSectionEntry {
     index: u32,
     target: u32,
     entries: Span,
+    kinds: KindSet,
+}
+
+/// A set of relocation kinds: bit [`RelocationKind::ordinal`] for each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct KindSet(u16);
+
+impl KindSet {
+    /// The set of `kinds`.
+    pub(crate) const fn of(kinds: &[RelocationKind]) -> Self {
+        let mut bits = 0u16;
+        let mut rest = kinds;
+        while let [kind, tail @ ..] = rest {
+            bits |= 1 << *kind as u8;
+            rest = tail;
+        }
+        Self(bits)
+    }
+
+    /// Whether every kind of `self` is in `other`.
+    pub(crate) fn is_subset(self, other: Self) -> bool {
+        self.0 & !other.0 == 0
+    }
 }
 
 /// An export: `__ksymtab_NAME` is defined, and so is `NAME` (symbol index `symbol`).
@@ -384,6 +413,8 @@ pub struct ModuleTables {
     section_limits: Vec<(u64, u8)>,
     /// Defined non-local symbols (indices), for the name index.
     global_candidates: Vec<u32>,
+    /// Defined symbols whose name starts with [`KSYMTAB_PREFIX`] (indices), in table order.
+    export_candidates: Vec<u32>,
     /// Flags of each symbol (`USES_GOT`, …).
     symbol_flags: Vec<u8>,
     relocation_sections: Vec<RelocationSectionEntry>,
@@ -400,6 +431,7 @@ impl ModuleTables {
         self.sections.clear();
         self.section_limits.clear();
         self.global_candidates.clear();
+        self.export_candidates.clear();
         self.symbol_flags.clear();
         self.relocation_sections.clear();
         self.undefined.clear();
@@ -578,6 +610,7 @@ impl<'data> Module<'data> {
                 target: r.target,
                 // Validation proved the span holds whole entries.
                 entries: pod::slice_from_all_bytes(r.entries.of(data)).unwrap_or(&[]),
+                kinds: r.kinds,
             }
         })
     }
@@ -631,6 +664,32 @@ fn modinfo_pairs(modinfo: &str) -> impl Iterator<Item = (&str, &str)> {
         .split('\0')
         .filter(|entry| !entry.is_empty())
         .map(|entry| entry.split_once('=').unwrap_or((entry, "")))
+}
+
+/// Counts `.modinfo`'s entries and finds the value of its first `name` entry (what
+/// [`modinfo_pairs`] would give, one NUL search per entry instead of a `char` search).
+fn scan_modinfo(modinfo: &str) -> (usize, &str) {
+    let bytes = modinfo.as_bytes();
+    let mut entries = 0usize;
+    let mut name = None;
+    let mut start = 0usize;
+    for end in memchr::memchr_iter(0, bytes).chain(core::iter::once(bytes.len())) {
+        if end > start {
+            entries = entries.saturating_add(1);
+            if name.is_none() {
+                let entry = bytes.get(start..end).unwrap_or(&[]);
+                // The key is what precedes the first `=`; an entry without one is all key.
+                if entry == b"name" {
+                    name = Some("");
+                } else if entry.starts_with(b"name=") {
+                    // Both ends are ASCII bytes (`=`, NUL or the end): char boundaries.
+                    name = modinfo.get(start.saturating_add(5)..end);
+                }
+            }
+        }
+        start = end.saturating_add(1);
+    }
+    (entries, name.unwrap_or(""))
 }
 
 /// `data[offset..offset + size]`, or `None` when out of bounds or overflowing.
@@ -761,15 +820,8 @@ fn index<'data>(data: &'data [u8], tables: &mut ModuleTables) -> Result<Found<'d
     let exports = find_exports(symtab.entries, symtab.strtab, tables)?;
     counts.exports = exports.len();
     let modinfo = read_modinfo(data, &tables.sections)?;
-    // One pass: count the entries and keep the first `name=`.
-    let mut name = None;
-    for (key, value) in modinfo_pairs(modinfo) {
-        counts.modinfo_entries = counts.modinfo_entries.saturating_add(1);
-        if name.is_none() && key == "name" {
-            name = Some(value);
-        }
-    }
-    let name = name.unwrap_or("");
+    let (entries, name) = scan_modinfo(modinfo);
+    counts.modinfo_entries = entries;
     Ok(Found {
         symtab: symtab.entries,
         strtab: symtab.strtab,
@@ -1178,7 +1230,7 @@ fn read_symbols<'data>(
     // A name is NUL-terminated inside the table exactly when it starts at or before the
     // table's last NUL: one comparison per symbol instead of a scan.
     let names_end = memchr::memrchr(0, strtab).map_or(0, |last| last.saturating_add(1));
-    if !scan_symbols(entries, names_end, tables) {
+    if !scan_symbols(entries, strtab, names_end, tables) {
         return Err(symbol_fault(
             data,
             &tables.sections,
@@ -1195,15 +1247,27 @@ fn read_symbols<'data>(
 }
 
 /// Checks every symbol and records what later steps need (flags, undefined symbols, defined
-/// non-local ones): the per-symbol loop of validation, without a branch per symbol kind
-/// (faults are ORed, lists grow by a computed 0 or 1). Returns `false` when some symbol is
-/// wrong; [`symbol_fault`] then finds the first fault.
+/// non-local ones, defined ones named like an export): the per-symbol loop of validation,
+/// with one branch per symbol kind, which the table's order (locals, then globals, most
+/// undefined ones together) makes predictable. Faults are ORed, not branched on: returns
+/// `false` when some symbol is wrong, and [`symbol_fault`] then finds the first fault.
 #[inline(never)]
-fn scan_symbols(entries: &[elf::Sym64<LE>], names_end: usize, tables: &mut ModuleTables) -> bool {
+fn scan_symbols(
+    entries: &[elf::Sym64<LE>],
+    strtab: &[u8],
+    names_end: usize,
+    tables: &mut ModuleTables,
+) -> bool {
+    const PREFIX_LEN: usize = KSYMTAB_PREFIX.len();
+    let prefix: &[u8; PREFIX_LEN] = KSYMTAB_PREFIX
+        .as_bytes()
+        .first_chunk()
+        .unwrap_or(&[0; PREFIX_LEN]);
     let ModuleTables {
         sections,
         section_limits,
         global_candidates,
+        export_candidates,
         symbol_flags,
         undefined,
         ..
@@ -1219,35 +1283,36 @@ fn scan_symbols(entries: &[elf::Sym64<LE>], names_end: usize, tables: &mut Modul
     // Section indices a symbol may use: below the section count and below SHN_LORESERVE
     // (SHN_COMMON and the other reserved values are faults).
     let usable = sections.len().min(usize::from(elf::SHN_LORESERVE));
-    let count = entries.len();
-    symbol_flags.resize(count, 0);
-    undefined.resize(count, 0);
-    global_candidates.resize(count, 0);
-    let (mut undefined_len, mut candidates_len) = (0usize, 0usize);
+    symbol_flags.resize(entries.len(), 0);
     let mut bad = false;
     for ((i, sym), flags) in entries.iter().enumerate().zip(symbol_flags.iter_mut()) {
         let st_name = usize::try_from(sym.st_name.get(LE)).unwrap_or(usize::MAX);
         let shndx = usize::from(sym.st_shndx.get(LE).0);
         let value = sym.st_value.get(LE);
-        let is_undefined = shndx == usize::from(elf::SHN_UNDEF.0);
-        let in_section = !is_undefined && shndx != usize::from(elf::SHN_ABS.0);
+        let in_section =
+            shndx != usize::from(elf::SHN_UNDEF.0) && shndx != usize::from(elf::SHN_ABS.0);
         let (size, unloaded) = section_limits.get(shndx).copied().unwrap_or((0, 0));
         bad |= (st_name >= names_end) | (in_section & ((shndx >= usable) | (value > size)));
         *flags = if in_section { unloaded } else { 0 };
         let index = index_u32(i);
-        if let Some(slot) = undefined.get_mut(undefined_len) {
-            *slot = index;
+        if shndx == usize::from(elf::SHN_UNDEF.0) {
+            if i != 0 {
+                undefined.push(index);
+            }
+            continue;
         }
-        undefined_len = undefined_len.wrapping_add(usize::from(is_undefined & (i != 0)));
-        let defined_global =
-            !is_undefined && sym.st_bind() != elf::STB_LOCAL && sym.st_type() != elf::STT_SECTION;
-        if let Some(slot) = global_candidates.get_mut(candidates_len) {
-            *slot = index;
+        if sym.st_bind() != elf::STB_LOCAL && sym.st_type() != elf::STT_SECTION {
+            global_candidates.push(index);
         }
-        candidates_len = candidates_len.wrapping_add(usize::from(defined_global));
+        // A fixed-size comparison: this runs for every defined symbol.
+        if strtab
+            .get(st_name..)
+            .and_then(|tail| tail.first_chunk::<PREFIX_LEN>())
+            == Some(prefix)
+        {
+            export_candidates.push(index);
+        }
     }
-    undefined.truncate(undefined_len);
-    global_candidates.truncate(candidates_len);
     !bad
 }
 
@@ -1376,12 +1441,14 @@ fn read_relocations(
                 entsize: RELA_SIZE,
             }
         })?;
+        let mut kinds = KindSet::default();
         if !scan_entries(
             entries,
             target.size,
             symbol_flags,
             got_symbols,
             &mut by_kind,
+            &mut kinds,
         ) {
             // Something in this section is wrong or needs more than the scan does: go over
             // it again, one entry at a time, in order.
@@ -1393,6 +1460,7 @@ fn read_relocations(
             index,
             target: target_index,
             entries: section.contents,
+            kinds,
         });
     }
     counts.relocation_sections = relocation_sections.len();
@@ -1540,6 +1608,7 @@ fn scan_entries(
     symbol_flags: &mut [u8],
     got_symbols: &mut Vec<u32>,
     by_kind: &mut [u64; RelocationKind::ALL.len()],
+    kinds: &mut KindSet,
 ) -> bool {
     let mut ok = true;
     let mut got = false;
@@ -1551,6 +1620,9 @@ fn scan_entries(
             let shift = COUNT_FIELD_BITS.saturating_mul(index_u32(field));
             let n = packed.checked_shr(shift).unwrap_or(0) & u128::from(COUNT_FIELD_MAX as u32);
             *count = count.wrapping_add(u64::try_from(n).unwrap_or(0));
+            if n != 0 {
+                kinds.0 |= 1u16.checked_shl(index_u32(field)).unwrap_or(0);
+            }
         }
     }
     if ok && got {
@@ -1734,23 +1806,15 @@ fn find_exports<'data>(
         .first_chunk()
         .unwrap_or(&[0; PREFIX_LEN]);
     let mut exports = Vec::new();
-    for (i, sym) in symbols.iter().map(decode_symbol).enumerate() {
-        // Undefined symbols export nothing: their names are not even read here.
-        if sym.definition == Definition::Undefined {
-            continue;
-        }
-        let Ok(start) = usize::try_from(sym.st_name) else {
+    // The symbol scan found the defined symbols named `__ksymtab_…`.
+    for &index in &tables.export_candidates {
+        let Some(sym) = usize::try_from(index)
+            .ok()
+            .and_then(|i| symbols.get(i))
+            .map(decode_symbol)
+        else {
             continue;
         };
-        // A fixed-size comparison, inlined: this runs for every defined symbol.
-        if strtab
-            .get(start..)
-            .and_then(|tail| tail.first_chunk::<PREFIX_LEN>())
-            != Some(prefix)
-        {
-            continue;
-        }
-        let index = index_u32(i);
         let exported_bytes = c_bytes(strtab, sym.st_name)
             .and_then(|name| name.get(prefix.len()..))
             .unwrap_or(&[]);
