@@ -1283,7 +1283,8 @@ fn scan_symbols(
     // Section indices a symbol may use: below the section count and below SHN_LORESERVE
     // (SHN_COMMON and the other reserved values are faults).
     let usable = sections.len().min(usize::from(elf::SHN_LORESERVE));
-    symbol_flags.resize(entries.len(), 0);
+    // One more: the relocation scan's sentinel for indices past the table.
+    symbol_flags.resize(entries.len().saturating_add(1), OUT_OF_RANGE | ALWAYS);
     let mut bad = false;
     for ((i, sym), flags) in entries.iter().enumerate().zip(symbol_flags.iter_mut()) {
         let st_name = usize::try_from(sym.st_name.get(LE)).unwrap_or(usize::MAX);
@@ -1293,7 +1294,7 @@ fn scan_symbols(
             shndx != usize::from(elf::SHN_UNDEF.0) && shndx != usize::from(elf::SHN_ABS.0);
         let (size, unloaded) = section_limits.get(shndx).copied().unwrap_or((0, 0));
         bad |= (st_name >= names_end) | (in_section & ((shndx >= usable) | (value > size)));
-        *flags = if in_section { unloaded } else { 0 };
+        *flags = ALWAYS | if in_section { unloaded } else { 0 };
         let index = index_u32(i);
         if shndx == usize::from(elf::SHN_UNDEF.0) {
             if i != 0 {
@@ -1442,17 +1443,11 @@ fn read_relocations(
             }
         })?;
         let mut kinds = KindSet::default();
-        if !scan_entries(
-            entries,
-            target.size,
-            symbol_flags,
-            got_symbols,
-            &mut by_kind,
-            &mut kinds,
-        ) {
+        if !scan_entries(entries, target.size, symbol_flags, &mut by_kind, &mut kinds) {
             // Something in this section is wrong or needs more than the scan does: go over
-            // it again, one entry at a time, in order.
-            check_entries(entries, target.size, symbol_flags, got_symbols).map_err(|fault| {
+            // it again, one entry at a time, in order (without the scan's sentinel).
+            let flags = symbol_flags.get_mut(..symbols.len()).unwrap_or_default();
+            check_entries(entries, target.size, flags, got_symbols).map_err(|fault| {
                 fault.into_error(data, sections, symbols, target_index, symbol_count)
             })?;
         }
@@ -1560,10 +1555,9 @@ struct EntryCheck {
     /// Bytes written.
     width: u64,
     /// Symbol flags (with [`ALWAYS`]) that make an entry of this type rare: `OUT_OF_RANGE` for
-    /// every type, `IN_UNLOADED_SECTION` for types that write, `ALWAYS` for unsupported types.
+    /// every type, `IN_UNLOADED_SECTION` for types that write, `ALWAYS` for unsupported types
+    /// and for the GOTPCREL family (whose symbols [`check_entries`] gives GOT slots).
     mask: u8,
-    /// 1 for the GOTPCREL family, whose symbols need GOT slots.
-    got: u8,
 }
 
 const fn entry_check(r_type: u32) -> EntryCheck {
@@ -1572,14 +1566,13 @@ const fn entry_check(r_type: u32) -> EntryCheck {
     if info.width != 0 {
         mask |= IN_UNLOADED_SECTION;
     }
-    if info.kind.is_none() {
+    if info.kind.is_none() || info.got {
         mask |= ALWAYS;
     }
     EntryCheck {
         unit: info.count_unit,
         width: info.width,
         mask,
-        got: info.got as u8,
     }
 }
 
@@ -1600,22 +1593,22 @@ const ENTRY_CHECKS: [EntryCheck; 44] = {
 
 /// Checks and counts one relocation section's entries, the hot loop of validation: returns
 /// `false` when some entry is wrong or rare (unsupported type, symbol out of range, field
-/// outside the section, a symbol without an address, a GOT kind), which
-/// [`check_entries`] then handles exactly.
+/// outside the section, a symbol without an address, a GOT kind), or the section is too small
+/// for the fast test of field ranges, which [`check_entries`] then handles exactly.
+///
+/// `symbol_flags` has one more element than there are symbols: `OUT_OF_RANGE`, which every
+/// index past the table reads.
 fn scan_entries(
     entries: &[elf::Rela64<LE>],
     target_size: u64,
-    symbol_flags: &mut [u8],
-    got_symbols: &mut Vec<u32>,
+    symbol_flags: &[u8],
     by_kind: &mut [u64; RelocationKind::ALL.len()],
     kinds: &mut KindSet,
 ) -> bool {
-    let mut ok = true;
-    let mut got = false;
+    let mut ok = target_size >= 8;
     for chunk in entries.chunks(COUNT_FIELD_MAX) {
-        let (chunk_ok, chunk_got, packed) = scan_chunk(chunk, target_size, symbol_flags);
+        let (chunk_ok, packed) = scan_chunk(chunk, target_size, symbol_flags);
         ok &= chunk_ok;
-        got |= chunk_got;
         for (field, count) in by_kind.iter_mut().enumerate() {
             let shift = COUNT_FIELD_BITS.saturating_mul(index_u32(field));
             let n = packed.checked_shr(shift).unwrap_or(0) & u128::from(COUNT_FIELD_MAX as u32);
@@ -1625,63 +1618,37 @@ fn scan_entries(
             }
         }
     }
-    if ok && got {
-        give_got_slots(entries, symbol_flags, got_symbols);
-    }
     ok
 }
 
-/// Notes, in order of first use, the symbols of the section's GOTPCREL-family entries, which
-/// the scan found valid.
-fn give_got_slots(
-    entries: &[elf::Rela64<LE>],
-    symbol_flags: &mut [u8],
-    got_symbols: &mut Vec<u32>,
-) {
-    for rela in entries {
-        if !type_info_of(rela.r_type(LE, false).0).got {
-            continue;
-        }
-        let symbol = rela.r_sym(LE, false);
-        if let Some(flags) = usize::try_from(symbol)
-            .ok()
-            .and_then(|i| symbol_flags.get_mut(i))
-            && *flags & USES_GOT == 0
-        {
-            *flags |= USES_GOT;
-            got_symbols.push(symbol);
-        }
-    }
-}
-
-/// [`scan_entries`] for at most [`COUNT_FIELD_MAX`] entries; returns whether none is rare,
-/// whether some is a GOT kind, and the packed kind counter. No branch per entry: faults are
+/// [`scan_entries`] for at most [`COUNT_FIELD_MAX`] entries of a section of at least 8 bytes;
+/// returns whether none is rare, and the packed kind counter. No branch per entry: faults are
 /// ORed, kinds are counted in 12-bit fields of one register.
 #[inline(never)]
-fn scan_chunk(
-    entries: &[elf::Rela64<LE>],
-    target_size: u64,
-    symbol_flags: &[u8],
-) -> (bool, bool, u128) {
+fn scan_chunk(entries: &[elf::Rela64<LE>], target_size: u64, symbol_flags: &[u8]) -> (bool, u128) {
     const LAST: usize = ENTRY_CHECKS.len() - 1;
     const NO_CHECK: EntryCheck = entry_check(u32::MAX);
+    // The sentinel: indices past the table are clamped to it (no branch, no bounds failure).
+    let sentinel = symbol_flags.len().saturating_sub(1);
     let mut rare = 0u8;
-    let mut got = 0u8;
     let mut packed = 0u128;
     for rela in entries {
         let offset = rela.r_offset.get(LE);
-        let r_type = usize::try_from(rela.r_type(LE, false).0).map_or(LAST, |t| t.min(LAST));
+        let info = rela.r_info.get(LE);
+        let r_type = usize::try_from(info as u32).map_or(LAST, |t| t.min(LAST));
         let check = ENTRY_CHECKS.get(r_type).unwrap_or(&NO_CHECK);
-        let symbol = usize::try_from(rela.r_sym(LE, false)).unwrap_or(usize::MAX);
-        let flags = symbol_flags.get(symbol).copied().unwrap_or(OUT_OF_RANGE) | ALWAYS;
-        // Loaded sections are at most MAX_REGION_SIZE: the saturated end of a field past it
-        // is past the section too.
-        let outside = offset.saturating_add(check.width) > target_size;
+        let symbol = usize::try_from(info >> 32).map_or(sentinel, |s| s.min(sentinel));
+        let flags = symbol_flags
+            .get(symbol)
+            .copied()
+            .unwrap_or(OUT_OF_RANGE | ALWAYS);
+        // The field `offset..offset + width` lies inside the section, without an overflowing
+        // sum: the section has at least 8 bytes, and widths are at most 8.
+        let outside = offset > target_size.wrapping_sub(check.width);
         rare |= (flags & check.mask) | u8::from(outside);
-        got |= check.got;
         packed = packed.wrapping_add(check.unit);
     }
-    (rare == 0, got != 0, packed)
+    (rare == 0, packed)
 }
 
 /// Checks one relocation section's entries in order, reporting the first fault, and gives
