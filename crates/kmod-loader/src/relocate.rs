@@ -593,30 +593,30 @@ impl SymbolAddresses {
         self.present.clear();
         // Each loaded section's final address, then each symbol's from its section's.
         self.section_bases.clear();
-        self.section_bases.extend(
-            layout
-                .placement_slice()
-                .iter()
-                .map(|placement| placement.and_then(|p| bases.get(p.region).checked_add(p.offset))),
-        );
+        self.section_bases
+            .extend(layout.placement_slice().iter().map(|placement| {
+                // No overflow: `Regions::check` proved each region's end addressable, and a
+                // placement lies inside its region.
+                placement.map(|p| bases.get(p.region).wrapping_add(p.offset))
+            }));
         let section_bases = &self.section_bases;
+        // SHN_UNDEF needs no test of its own: section 0 (SHT_NULL) is never loaded.
         let address_of = |sym: &elf::Sym64<LE>| {
             let shndx = sym.st_shndx.get(LE);
             let value = sym.st_value.get(LE);
-            if shndx == elf::SHN_UNDEF {
-                None
-            } else if shndx == elf::SHN_ABS {
+            if shndx == elf::SHN_ABS {
                 Some(value)
             } else {
+                // No overflow: validation proved `value` at most its section's size.
                 section_bases
                     .get(usize::from(shndx.0))
                     .copied()
                     .flatten()
-                    .and_then(|base| base.checked_add(value))
+                    .map(|base| base.wrapping_add(value))
             }
         };
         // Two passes over the (cached) symbol table, each a loop the compiler keeps free of
-        // per-element capacity checks.
+        // per-element capacity checks and branches.
         let symbols = module.symtab();
         self.addresses
             .extend(symbols.iter().map(|sym| address_of(sym).unwrap_or(0)));

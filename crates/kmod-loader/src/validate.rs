@@ -1251,18 +1251,12 @@ fn read_symbols<'data>(
 /// with one branch per symbol kind, which the table's order (locals, then globals, most
 /// undefined ones together) makes predictable. Faults are ORed, not branched on: returns
 /// `false` when some symbol is wrong, and [`symbol_fault`] then finds the first fault.
-#[inline(never)]
 fn scan_symbols(
     entries: &[elf::Sym64<LE>],
     strtab: &[u8],
     names_end: usize,
     tables: &mut ModuleTables,
 ) -> bool {
-    const PREFIX_LEN: usize = KSYMTAB_PREFIX.len();
-    let prefix: &[u8; PREFIX_LEN] = KSYMTAB_PREFIX
-        .as_bytes()
-        .first_chunk()
-        .unwrap_or(&[0; PREFIX_LEN]);
     let ModuleTables {
         sections,
         section_limits,
@@ -1280,11 +1274,55 @@ fn scan_symbols(
         };
         (s.size, flag)
     }));
-    // Section indices a symbol may use: below the section count and below SHN_LORESERVE
-    // (SHN_COMMON and the other reserved values are faults).
-    let usable = sections.len().min(usize::from(elf::SHN_LORESERVE));
     // One more: the relocation scan's sentinel for indices past the table.
     symbol_flags.resize(entries.len().saturating_add(1), OUT_OF_RANGE | ALWAYS);
+    let mut lists = SymbolLists {
+        undefined: core::mem::take(undefined),
+        globals: core::mem::take(global_candidates),
+        exports: core::mem::take(export_candidates),
+    };
+    let ok = scan_symbol_entries(
+        entries,
+        strtab,
+        names_end,
+        section_limits,
+        sections.len(),
+        symbol_flags,
+        &mut lists,
+    );
+    *undefined = lists.undefined;
+    *global_candidates = lists.globals;
+    *export_candidates = lists.exports;
+    ok
+}
+
+/// The lists [`scan_symbol_entries`] fills, moved out of the tables so that the loop keeps
+/// them in registers (through `tables` it would reload every field after each store).
+struct SymbolLists {
+    undefined: Vec<u32>,
+    globals: Vec<u32>,
+    exports: Vec<u32>,
+}
+
+/// The loop of [`scan_symbols`].
+#[inline(never)]
+fn scan_symbol_entries(
+    entries: &[elf::Sym64<LE>],
+    strtab: &[u8],
+    names_end: usize,
+    section_limits: &[(u64, u8)],
+    section_count: usize,
+    symbol_flags: &mut [u8],
+    lists: &mut SymbolLists,
+) -> bool {
+    const PREFIX_LEN: usize = KSYMTAB_PREFIX.len();
+    let prefix: &[u8; PREFIX_LEN] = KSYMTAB_PREFIX
+        .as_bytes()
+        .first_chunk()
+        .unwrap_or(&[0; PREFIX_LEN]);
+    // Section indices a symbol may use: below the section count and below SHN_LORESERVE
+    // (SHN_COMMON and the other reserved values are faults).
+    let usable = section_count.min(usize::from(elf::SHN_LORESERVE));
     let mut bad = false;
     for ((i, sym), flags) in entries.iter().enumerate().zip(symbol_flags.iter_mut()) {
         let st_name = usize::try_from(sym.st_name.get(LE)).unwrap_or(usize::MAX);
@@ -1298,12 +1336,12 @@ fn scan_symbols(
         let index = index_u32(i);
         if shndx == usize::from(elf::SHN_UNDEF.0) {
             if i != 0 {
-                undefined.push(index);
+                lists.undefined.push(index);
             }
             continue;
         }
         if sym.st_bind() != elf::STB_LOCAL && sym.st_type() != elf::STT_SECTION {
-            global_candidates.push(index);
+            lists.globals.push(index);
         }
         // A fixed-size comparison: this runs for every defined symbol.
         if strtab
@@ -1311,7 +1349,7 @@ fn scan_symbols(
             .and_then(|tail| tail.first_chunk::<PREFIX_LEN>())
             == Some(prefix)
         {
-            export_candidates.push(index);
+            lists.exports.push(index);
         }
     }
     !bad
