@@ -743,7 +743,7 @@ fn index_u32(index: usize) -> u32 {
 fn disposition(name_tail: &[u8], flags: u64) -> Disposition {
     let alloc = flags & elf::SHF_ALLOC.0 != 0;
     // Linux drops SHF_ALLOC from these two before layout: they are read, never loaded.
-    if !alloc || names_equal(name_tail, 0, b".modinfo") || names_equal(name_tail, 0, b"__versions")
+    if !alloc || name_is(name_tail, b".modinfo") || name_is(name_tail, b"__versions")
     {
         return Disposition::NotLoaded;
     }
@@ -1667,7 +1667,9 @@ fn scan_chunk(entries: &[elf::Rela64<LE>], target_size: u64, symbol_flags: &[u8]
     const LAST: usize = ENTRY_CHECKS.len() - 1;
     const NO_CHECK: EntryCheck = entry_check(u32::MAX);
     // The sentinel: indices past the table are clamped to it (no branch, no bounds failure).
-    let sentinel = symbol_flags.len().saturating_sub(1);
+    let Some(sentinel) = symbol_flags.len().checked_sub(1) else {
+        return (false, 0);
+    };
     let mut rare = 0u8;
     let mut packed = 0u128;
     for rela in entries {
@@ -1886,6 +1888,12 @@ fn find_exports<'data>(
     Ok(exports)
 }
 
+/// Whether the NUL-terminated string at the start of `tail` is exactly `name`: a comparison of
+/// fixed size, which compiles to a few integer compares instead of a call.
+fn name_is<const N: usize>(tail: &[u8], name: &[u8; N]) -> bool {
+    tail.first_chunk::<N>() == Some(name) && tail.get(N) == Some(&0)
+}
+
 /// Whether the string at `offset` of `strtab` is exactly `name`.
 fn names_equal(strtab: &[u8], offset: u32, name: &[u8]) -> bool {
     let Ok(start) = usize::try_from(offset) else {
@@ -1900,7 +1908,7 @@ fn names_equal(strtab: &[u8], offset: u32, name: &[u8]) -> bool {
 fn read_modinfo<'data>(data: &'data [u8], sections: &[SectionEntry]) -> Result<&'data str, Error> {
     let Some(section) = sections
         .iter()
-        .find(|s| names_equal(s.name_tail.of(data), 0, b".modinfo") && !s.is_nobits())
+        .find(|s| name_is(s.name_tail.of(data), b".modinfo") && !s.is_nobits())
     else {
         return Ok("");
     };
