@@ -1274,6 +1274,8 @@ fn scan_symbols(
         };
         (s.size, flag)
     }));
+    // What every index past the sections reads (such an index is a fault).
+    section_limits.push((0, 0));
     // One more: the relocation scan's sentinel for indices past the table.
     symbol_flags.resize(entries.len().saturating_add(1), OUT_OF_RANGE | ALWAYS);
     let mut lists = SymbolLists {
@@ -1323,6 +1325,10 @@ fn scan_symbol_entries(
     // Section indices a symbol may use: below the section count and below SHN_LORESERVE
     // (SHN_COMMON and the other reserved values are faults).
     let usable = section_count.min(usize::from(elf::SHN_LORESERVE));
+    // Indices past the sections read the sentinel; they are faults (`shndx >= usable`).
+    let Some(last_limit) = section_limits.len().checked_sub(1) else {
+        return false;
+    };
     let mut bad = false;
     for ((i, sym), flags) in entries.iter().enumerate().zip(symbol_flags.iter_mut()) {
         let st_name = usize::try_from(sym.st_name.get(LE)).unwrap_or(usize::MAX);
@@ -1330,7 +1336,10 @@ fn scan_symbol_entries(
         let value = sym.st_value.get(LE);
         let in_section =
             shndx != usize::from(elf::SHN_UNDEF.0) && shndx != usize::from(elf::SHN_ABS.0);
-        let (size, unloaded) = section_limits.get(shndx).copied().unwrap_or((0, 0));
+        let (size, unloaded) = section_limits
+            .get(shndx.min(last_limit))
+            .copied()
+            .unwrap_or((0, 0));
         bad |= (st_name >= names_end) | (in_section & ((shndx >= usable) | (value > size)));
         *flags = ALWAYS | if in_section { unloaded } else { 0 };
         let index = index_u32(i);
