@@ -747,8 +747,10 @@ pub(crate) fn relocate_with(
         let kinds = section.kinds();
         if check_addresses {
             apply::<true>(entries, memory, place_base, addresses, &got)
+        } else if kinds.is_subset(PC_RELATIVE_32) {
+            apply_signed_32::<true>(entries, memory, place_base, &addresses.addresses)
         } else if kinds.is_subset(SIGNED_32) {
-            apply_signed_32(entries, memory, place_base, &addresses.addresses)
+            apply_signed_32::<false>(entries, memory, place_base, &addresses.addresses)
         } else if kinds.is_subset(ABSOLUTE_64) {
             apply_absolute_64(entries, memory, &addresses.addresses)
         } else {
@@ -928,6 +930,9 @@ const SIGNED_32: KindSet = KindSet::of(&[
     RelocationKind::Plt32,
     RelocationKind::Abs32S,
 ]);
+/// The kinds of [`SIGNED_32`] that are PC-relative (`S + A - P`): the ORC unwind tables,
+/// the exception tables and most other tables of 32-bit offsets are nothing else.
+const PC_RELATIVE_32: KindSet = KindSet::of(&[RelocationKind::Pc32, RelocationKind::Plt32]);
 /// The kind [`apply_absolute_64`] handles.
 const ABSOLUTE_64: KindSet = KindSet::of(&[RelocationKind::Abs64]);
 
@@ -942,9 +947,10 @@ const SIGNED_32_PLACE_MASK: [u64; 16] = {
 
 /// [`apply`] for a section whose entries are all of the [`SIGNED_32`] kinds (validation
 /// says which kinds a section has): most of a kernel module's relocations (code, ORC
-/// tables, exception tables), in a loop without a branch per kind.
+/// tables, exception tables), in a loop without a branch per kind. With `PC_ONLY`, all are
+/// of the [`PC_RELATIVE_32`] kinds.
 #[inline(never)]
-fn apply_signed_32(
+fn apply_signed_32<const PC_ONLY: bool>(
     entries: &[elf::Rela64<LE>],
     memory: &mut [u8],
     place_base: u64,
@@ -957,10 +963,14 @@ fn apply_signed_32(
         let Some(&address) = addresses.get(symbol as usize) else {
             return Err(ApplyFault::NoAddress { offset, symbol });
         };
-        let place_mask = SIGNED_32_PLACE_MASK
-            .get((info & 15) as usize)
-            .copied()
-            .unwrap_or(0);
+        let place_mask = if PC_ONLY {
+            u64::MAX
+        } else {
+            SIGNED_32_PLACE_MASK
+                .get((info & 15) as usize)
+                .copied()
+                .unwrap_or(0)
+        };
         let value = address
             .wrapping_add_signed(rela.r_addend.get(LE))
             .wrapping_sub(place_base.wrapping_add(offset) & place_mask);
