@@ -72,7 +72,6 @@ pub trait ModuleBackend: Sync {
     fn list(&self) -> Result<(Vec<ModuleRecord>, Transitions), Failure>;
     /// Calls service `service` with `op` and `request`, as a module would; returns the reply
     /// (at most `reply_cap` bytes).
-    #[allow(dead_code)] // for the in-guest benchmarks' control command
     fn service_call(
         &self,
         service: &str,
@@ -98,8 +97,29 @@ pub fn backend() -> &'static dyn ModuleBackend {
     &BACKEND
 }
 
-/// `/proc/modules`: `name size refcount users, state address` per module, newest first, as
-/// Linux prints it.
+/// The flags Linux's `/proc/modules` shows after the address, in parentheses when there are
+/// any (`module_flags`): taints, then `-` for a module being unloaded and `+` for one being
+/// loaded. kmodlab's one taint is `D` (Linux's "died" taint, set kernel-wide after an oops),
+/// on a module whose server died (microkernel).
+fn proc_flags(rec: &ModuleRecord) -> String {
+    let mut flags = String::new();
+    if rec.fault.is_some() {
+        flags.push('D');
+    }
+    match rec.state {
+        kmodlab_abi::channel::ModuleState::Going => flags.push('-'),
+        kmodlab_abi::channel::ModuleState::Coming => flags.push('+'),
+        kmodlab_abi::channel::ModuleState::Live => {}
+    }
+    if flags.is_empty() {
+        flags
+    } else {
+        format!(" ({flags})")
+    }
+}
+
+/// `/proc/modules`: `name size refcount users, state address [(flags)]` per module, newest
+/// first, as Linux prints it.
 pub fn proc_modules(records: &[ModuleRecord]) -> String {
     let mut out = String::new();
     for rec in records.iter().rev() {
@@ -112,13 +132,14 @@ pub fn proc_modules(records: &[ModuleRecord]) -> String {
             s
         };
         out.push_str(&format!(
-            "{} {} {} {} {} {:#x}\n",
+            "{} {} {} {} {} {:#x}{}\n",
             rec.name,
             size,
             rec.refcount,
             users,
             rec.state.name(),
-            rec.core_base
+            rec.core_base,
+            proc_flags(rec)
         ));
     }
     out
@@ -154,6 +175,48 @@ pub fn proc_modules_verbose(records: &[ModuleRecord], transitions: Transitions) 
             c.init,
             c.total
         ));
+        // What only a module server has: the steps of building it, and its memory by kind.
+        if c.aspace != 0 || c.transfer != 0 || c.start != 0 {
+            let f = &r.footprint;
+            out.push_str(&format!(
+                "  server steps: aspace {} transfer {} start {}\n  \
+                 server memory: sections {} pages, page tables {} pages, stack {} B, \
+                 kernel objects {} B, IPC buffers {} B, heap {} B, runtime {} B, \
+                 metadata {} B, total {} B\n",
+                c.aspace,
+                c.transfer,
+                c.start,
+                f.section_pages,
+                f.page_table_pages,
+                f.stack_bytes,
+                f.kernel_object_bytes,
+                f.ipc_buffer_bytes,
+                f.heap_bytes,
+                f.runtime_bytes,
+                f.metadata_bytes,
+                f.total_bytes()
+            ));
+        }
+        if let Some(fault) = &r.fault {
+            let during = match fault.during {
+                kmodlab_abi::channel::FaultPhase::Init => "init",
+                kmodlab_abi::channel::FaultPhase::Call => "a call",
+                kmodlab_abi::channel::FaultPhase::Exit => "exit",
+            };
+            let what = match fault.vector {
+                kmodlab_abi::channel::WATCHDOG_VECTOR => String::from("stopped by the watchdog"),
+                kmodlab_abi::channel::EXITED_VECTOR => String::from("its runtime exited"),
+                v => format!("{} (vector {v})", kmodlab_abi::channel::vector_name(v)),
+            };
+            let offset = fault
+                .offset
+                .map_or_else(String::new, |o| format!(", offset {o:#x} in the module"));
+            out.push_str(&format!(
+                "  faulted during {during}: {what} at rip {:#x}{offset}, cr2 {:#x}, error {:#x}; \
+                 the server is gone\n",
+                fault.rip, fault.cr2, fault.error_code
+            ));
+        }
     }
     out
 }

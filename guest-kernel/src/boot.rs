@@ -88,13 +88,19 @@ extern "C" fn kmain(tsc_entry: u64) -> ! {
         );
     }
     kprintln!(
-        "kmodlab kernel ({}) on {} KVM, TSC {} kHz, {} MiB RAM",
+        "kmodlab kernel ({}) on {} KVM{}, TSC {} kHz, {} MiB RAM",
         CONFIG.name(),
-        info.flavour.name(),
+        info.host_flavour.name(),
+        if info.hardware_setup_on_pvm() {
+            " with the hardware-KVM setup (supervisor code emulated, no system calls)"
+        } else {
+            ""
+        },
         info.tsc_khz,
         info.ram_size >> 20
     );
     arch::init_traps();
+    crate::task::sched::init_watchdog(info.cmdline_str().unwrap_or(""), info.tsc_khz);
     mm::init(&info);
     #[cfg(feature = "monolithic")]
     crate::module::signature::configure(info.cmdline_str().unwrap_or(""));

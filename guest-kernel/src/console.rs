@@ -5,6 +5,7 @@
 //! Everything printed is also kept in a ring buffer, the kernel log (`dmesg`).
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use kmodlab_abi::ports::COM1_BASE;
 use spin::Mutex;
@@ -174,11 +175,19 @@ const LSR_DATA_READY: u8 = 0x01;
 /// End of transmission: the VMM sends it when the user's input ends (Ctrl-D, closed stdin).
 const EOT: u8 = 0x04;
 
-/// Reads one input line from the UART (up to `max` bytes, the `\n` included); empty at the
-/// end of input. Polls the line status register: the VMM makes that read wait briefly when
-/// no input is queued, so the poll does not spin the host CPU.
+/// Set once the UART has delivered [`EOT`]: the VMM sends it once, when the user's input ends
+/// for good, so every later read is at the end of input too.
+static INPUT_ENDED: AtomicBool = AtomicBool::new(false);
+
+/// Reads one input line from the UART (up to `max` bytes, the `\n` included; the rest of a
+/// longer line stays in the UART for the next read); empty at the end of input. Polls the line
+/// status register: the VMM makes that read wait briefly when no input is queued, so the
+/// poll does not spin the host CPU.
 pub fn read_line(max: usize) -> alloc::vec::Vec<u8> {
     let mut line = alloc::vec::Vec::new();
+    if INPUT_ENDED.load(Ordering::Relaxed) {
+        return line;
+    }
     while line.len() < max {
         // SAFETY: reading the UART's line status and receive registers has no effect on
         // memory.
@@ -189,8 +198,12 @@ pub fn read_line(max: usize) -> alloc::vec::Vec<u8> {
             Uart::port(0).read()
         };
         match byte {
-            EOT if line.is_empty() => break,
-            EOT => break,
+            EOT => {
+                // A line cut short by the end of input is still a line; the next read is
+                // at the end.
+                INPUT_ENDED.store(true, Ordering::Relaxed);
+                break;
+            }
             b'\r' | b'\n' => {
                 line.push(b'\n');
                 break;

@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use kmodlab_abi::channel::{
     self, Command, GUEST_TO_HOST_OFFSET, GuestMsg, HALF_SIZE, HOST_TO_GUEST_OFFSET, HostMsg,
-    Misbehaviour, ReadyInfo, Reply,
+    MAX_PAYLOAD, Misbehaviour, ReadyInfo, Reply,
 };
 use kmodlab_abi::layout::{CONTROL_GPA, KERNEL_VIRT_OFFSET};
 use kmodlab_abi::ports::{DOORBELL, DOORBELL_MESSAGE};
@@ -34,23 +34,50 @@ fn ring_doorbell(value: u32) {
     unsafe { Port::<u32>::new(DOORBELL).write(value) };
 }
 
+/// Why an exchange failed, and whose fault that is.
+enum ExchangeError {
+    /// This kernel's message does not fit the channel (the guest's fault).
+    Send(channel::FrameError),
+    /// The VMM's answer does not decode (the VMM's fault).
+    Answer(channel::FrameError),
+}
+
+impl core::fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ExchangeError::Send(e) => write!(
+                f,
+                "this kernel's message does not fit the control channel ({MAX_PAYLOAD} bytes): {e}"
+            ),
+            ExchangeError::Answer(e) => write!(f, "the VMM's answer is unreadable: {e}"),
+        }
+    }
+}
+
 /// Sends `msg` and returns the VMM's answer.
-fn exchange(msg: &GuestMsg<'_>) -> Result<HostMsg, channel::FrameError> {
+fn exchange(msg: &GuestMsg<'_>) -> Result<HostMsg, ExchangeError> {
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
     // SAFETY: the guest-to-host half is HALF_SIZE bytes of the low area, mapped RW; only this
     // function and `report_fatal` write it, never at the same time (single CPU, and
     // `report_fatal` runs only once the kernel has stopped doing anything else).
     let out = unsafe { core::slice::from_raw_parts_mut(half(GUEST_TO_HOST_OFFSET), HALF_SIZE) };
-    channel::encode_frame(out, seq, msg)?;
+    channel::encode_frame(out, seq, msg).map_err(ExchangeError::Send)?;
     ring_doorbell(DOORBELL_MESSAGE);
     // SAFETY: the host-to-guest half is mapped and only the VMM writes it, and only while
     // this vCPU is stopped in the doorbell exit above.
     let answer = unsafe { core::slice::from_raw_parts(half(HOST_TO_GUEST_OFFSET), HALF_SIZE) };
-    let (answer_seq, msg) = channel::decode_owned_frame::<HostMsg>(answer)?;
+    let (answer_seq, msg) =
+        channel::decode_owned_frame::<HostMsg>(answer).map_err(ExchangeError::Answer)?;
     if answer_seq != seq {
         panic!("control channel: answer {answer_seq} to message {seq}");
     }
     Ok(msg)
+}
+
+/// Ends the run because the channel cannot be used any more.
+fn channel_failure(why: impl core::fmt::Display) -> ! {
+    kprintln!("control channel: {why}");
+    cpu::exit(EXIT_CHANNEL_ERROR)
 }
 
 /// Reports a fatal event (fault or panic). The VMM ends the run on it; if it does not answer
@@ -69,13 +96,60 @@ pub fn serve(ready: ReadyInfo) -> ! {
     let mut msg = GuestMsg::Ready(ready);
     loop {
         match exchange(&msg) {
-            Ok(HostMsg::Command(cmd)) => msg = GuestMsg::Reply(execute(cmd)),
-            Ok(HostMsg::Shutdown { status }) => cpu::exit(status),
-            Err(e) => {
-                kprintln!("control channel: the VMM's answer is unreadable: {e}");
-                cpu::exit(EXIT_CHANNEL_ERROR)
+            Ok(HostMsg::Command(cmd)) => {
+                // A reply too large for the channel is this kernel's limit, not the VMM's:
+                // the VMM gets an error that says so, and the kernel carries on.
+                let reply = channel::fit_reply(execute(cmd)).unwrap_or_else(|why| {
+                    kprintln!("control channel: {why}");
+                    Reply::Error(why)
+                });
+                msg = GuestMsg::Reply(reply);
             }
+            Ok(HostMsg::Shutdown { status }) => cpu::exit(status),
+            Ok(HostMsg::Continue) => {
+                channel_failure("the VMM answered Continue, but no output was being sent")
+            }
+            Err(e) => channel_failure(e),
         }
+    }
+}
+
+/// A script's output on its way to the VMM: each write is sent as it happens (one exchange,
+/// more for a write larger than a frame), so neither the kernel nor the channel has to hold
+/// a whole run's output, and the VMM shows it in order with the kernel log.
+pub struct OutputStream {
+    bytes: u64,
+}
+
+impl OutputStream {
+    /// A stream that has sent nothing yet.
+    pub fn new() -> OutputStream {
+        OutputStream { bytes: 0 }
+    }
+
+    /// Sends `text`, split at character boundaries into pieces that fit a frame.
+    pub fn write(&mut self, mut text: &str) {
+        while !text.is_empty() {
+            let mut end = text.len().min(channel::MAX_OUTPUT_CHUNK);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let (piece, rest) = text.split_at(end);
+            match exchange(&GuestMsg::Output(piece)) {
+                Ok(HostMsg::Continue) => {}
+                Ok(other) => channel_failure(alloc::format!(
+                    "the VMM answered output with {other:?} instead of Continue"
+                )),
+                Err(e) => channel_failure(e),
+            }
+            self.bytes += piece.len() as u64;
+            text = rest;
+        }
+    }
+
+    /// Bytes sent so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 }
 
@@ -111,6 +185,19 @@ fn execute(cmd: Command) -> Reply {
                 Err(e) => module_error(e),
             }
         }
+        Command::ServiceCall {
+            service,
+            op,
+            request,
+            reply_cap,
+        } => {
+            // The reply has to fit the channel anyway; never allocate more for it.
+            let cap = (reply_cap as usize).min(channel::MAX_PAYLOAD);
+            match backend().service_call(&service, op, &request, cap) {
+                Ok(reply) => Reply::ServiceReply(reply),
+                Err(e) => module_error(e),
+            }
+        }
         Command::MemoryStats => {
             let heap = crate::mm::heap_stats();
             let (frames_total, frames_free) = crate::mm::frame_stats();
@@ -121,6 +208,7 @@ fn execute(cmd: Command) -> Reply {
                 frames_total,
             })
         }
+        Command::Bench(request) => crate::bench::run(request),
     }
 }
 
@@ -147,15 +235,17 @@ fn shell(script: Option<alloc::string::String>) -> Reply {
     let mut session = Session::new();
     let interactive = script.is_none();
     session.input = match script {
-        Some(s) => Input::Script(s.lines().map(alloc::string::String::from).collect()),
+        Some(s) => Input::Script(kmodlab_abi::input::ScriptInput::new(s)),
         None => Input::Console,
     };
-    // An interactive session can run for hours: its output goes to the console only.
-    session.capture = (!interactive).then(alloc::string::String::new);
+    // A script's output is streamed to the VMM; an interactive session's goes to the serial
+    // console, byte by byte, so that prompts and echoes appear as they are written.
+    session.capture = (!interactive).then(OutputStream::new);
     match crate::user::run_in(image, [u64::from(interactive), 0, 0], &mut session) {
         Ok(outcome) => match outcome.exit {
             crate::user::Exit::Status(_) => Reply::Shell(channel::ShellOutput {
-                output: session.capture.unwrap_or_default(),
+                output: alloc::string::String::new(),
+                output_bytes: session.capture.as_ref().map_or(0, OutputStream::bytes),
                 lines: outcome.reports.first().copied().unwrap_or(0) as u32,
                 failed: outcome.reports.get(1).copied().unwrap_or(0) as u32,
             }),

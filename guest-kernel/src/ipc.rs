@@ -201,6 +201,7 @@ fn deliver(t: &mut Tasks, from: Caller, to: TaskId) -> Result<(), u64> {
     rx.aspace
         .write(buf.addr, &d.payload, true)
         .map_err(|_| errno::EFAULT)?;
+    crate::stats::count_ipc_message(d.payload.len());
     let mut area = rx.utcb_load();
     d.received.encode(&mut area);
     rx.utcb_store(&area);
@@ -418,6 +419,7 @@ pub fn reply(t: &mut Tasks, s: TaskId, token: u64, status: u64) -> u64 {
     if let Some(server) = t.get_mut(s) {
         server.counters.ipc_sent += 1;
     }
+    crate::stats::count_ipc_message(payload.len());
     let token = TaskId(token);
     if token == KERNEL_CALLER {
         let mut k = KCALL.lock();
@@ -631,6 +633,8 @@ fn lease_write(t: &Tasks, mem: LeaseMem, at: u64, data: &[u8]) -> Result<(), u64
 pub fn notify_endpoint(t: &mut Tasks, s: TaskId, slot: u64, bits: u64) -> u64 {
     let target = match t.get(s).and_then(|x| x.cap(slot)) {
         Some(Cap::Endpoint { owner, rights, .. }) if rights & rights::NOTIFY != 0 => owner,
+        // A supervisor notifies its child through the task capability (e.g. EXIT_REQUESTED).
+        Some(Cap::Task(owner)) => owner,
         Some(_) => return err(errno::EACCES),
         None => return err(errno::EBADF),
     };

@@ -108,7 +108,13 @@ fn manager_flags() -> u64 {
     for word in cmdline.split_whitespace() {
         match word {
             "module.unload=0" => flags &= !mgr::flags::UNLOAD,
-            "module.sig_enforce=1" => flags |= mgr::flags::SIG_ENFORCE,
+            // Linux's spellings of a true bool parameter, as the monolithic kernel reads it.
+            "module.sig_enforce"
+            | "module.sig_enforce=1"
+            | "module.sig_enforce=y"
+            | "module.sig_enforce=Y"
+            | "module.sig_enforce=on"
+            | "module.sig_enforce=true" => flags |= mgr::flags::SIG_ENFORCE,
             _ => {}
         }
     }
@@ -122,8 +128,15 @@ impl ModuleBackend for Microkernel {
             .find(MANAGER_PATH)
             .ok_or_else(|| format!("{MANAGER_PATH} is not in the module archive"))?
             .data;
-        let id = user::spawn(image, "modmgr", [manager_flags(), 0, 0], Session::none())
-            .map_err(|e| format!("{MANAGER_PATH}: {e}"))?;
+        // rsi: the TSC frequency, so that the manager can report recovery times in time units.
+        let tsc_khz = crate::boot::state().info.tsc_khz;
+        let id = user::spawn(
+            image,
+            "modmgr",
+            [manager_flags(), tsc_khz, 0],
+            Session::none(),
+        )
+        .map_err(|e| format!("{MANAGER_PATH}: {e}"))?;
         with_tasks(|t| {
             if let Some(task) = t.get_mut(id) {
                 task.caps[cap::FACTORY as usize] = Some(Cap::Factory);
@@ -222,14 +235,15 @@ impl ModuleBackend for Microkernel {
         let at: mgr::ServiceAddress =
             self.call::<_, mgr::ServiceLookupReply>(op::SERVICE_LOOKUP, &lookup, &[])??;
         // The kernel calls the server itself: the manager never waits for a server.
+        let reply_cap = reply_cap.min(REPLY_CAP);
         let reply = kernel_call(
             at.task,
             KernelRequest {
                 op: kmodlab_ipc::srv::op::SERVICE_CALL,
-                words: [at.index, u64::from(op_), 0, 0, 0, 0],
+                words: [at.index, u64::from(op_), reply_cap as u64, 0, 0, 0],
                 payload: request,
                 leases: &[],
-                reply_cap: reply_cap.min(REPLY_CAP),
+                reply_cap,
             },
         )
         .map_err(|e| Failure {

@@ -74,11 +74,18 @@ fn copy_out(id: TaskId, data: &[u8], buf: u64, cap: u64) -> Result<u64, u64> {
 pub fn handle(id: TaskId, ctx: &UserContext) {
     let n = ctx.rax;
     let a = [ctx.rdi, ctx.rsi, ctx.rdx, ctx.r10, ctx.r8, ctx.r9];
-    with_tasks(|t| {
+    let over = with_tasks(|t| {
         if let Some(task) = t.get_mut(id) {
             task.counters.syscalls += 1;
         }
+        sched::over_budget(t, id)
     });
+    if over {
+        // A server that keeps making system calls without ever blocking hogs the CPU as
+        // surely as a loop does.
+        sched::fault(id, sched::watchdog_fault(ctx));
+        return;
+    }
     let result = dispatch(id, n, a);
     if let Some(value) = result {
         with_tasks(|t| {
@@ -177,12 +184,21 @@ fn write(id: TaskId, ptr: u64, len: u64, log: bool) -> Result<u64, u64> {
     if log {
         kprint!("{text}");
     } else {
-        crate::console::print_user(&text);
-        with_tasks(|t| {
-            if let Some(c) = t.get_mut(id).and_then(|x| x.session.capture.as_mut()) {
-                c.push_str(&text);
-            }
-        });
+        // A script's output streams to the VMM (which shows it on the console); anything
+        // else goes to the UART.
+        let streamed =
+            with_tasks(
+                |t| match t.get_mut(id).and_then(|x| x.session.capture.as_mut()) {
+                    Some(stream) => {
+                        stream.write(&text);
+                        true
+                    }
+                    None => false,
+                },
+            );
+        if !streamed {
+            crate::console::print_user(&text);
+        }
     }
     Ok(len)
 }
@@ -200,6 +216,7 @@ fn module_op<T>(id: TaskId, op: impl FnOnce() -> Result<T, Failure>) -> Result<u
     with_tasks(|t| {
         if let Some(task) = t.get_mut(id) {
             task.state = State::InKernel;
+            task.running_since = None;
         }
     });
     let r = op();
@@ -295,7 +312,17 @@ fn read_proc(id: TaskId, a: [u64; 6]) -> Result<u64, u64> {
     copy_out(id, &text, a[2], a[3])
 }
 
+/// Most bytes one `read_input` hands out (a longer line takes several reads).
+const MAX_INPUT_READ: u64 = 64 * 1024;
+
+/// `read_input`: at most `cap` bytes and never more than one line, like `read(2)` on a
+/// terminal; the rest of a longer line stays queued for the next read, so nothing is lost.
 fn read_input(id: TaskId, buf: u64, cap: u64) -> Result<u64, u64> {
+    if cap == 0 {
+        // An empty read would look like the end of input.
+        return Err(errno::EINVAL);
+    }
+    let cap = cap.min(MAX_INPUT_READ);
     with_tasks(|t| {
         t.get(id)
             .ok_or(errno::ESRCH)?
@@ -311,13 +338,7 @@ fn read_input(id: TaskId, buf: u64, cap: u64) -> Result<u64, u64> {
         crate::console::read_line(cap as usize)
     } else {
         with_tasks(|t| match t.get_mut(id).map(|x| &mut x.session.input) {
-            Some(Input::Script(lines)) => match lines.pop_front() {
-                Some(mut l) => {
-                    l.push('\n');
-                    l.into_bytes()
-                }
-                None => Vec::new(),
-            },
+            Some(Input::Script(script)) => script.read(cap as usize).to_vec(),
             _ => Vec::new(),
         })
     };

@@ -4,7 +4,6 @@
 //! Module servers are not started here: the module manager builds them (microkernel
 //! configuration) with the task system calls.
 
-use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -182,8 +181,8 @@ pub struct Outcome {
 pub enum Input {
     /// Nowhere: `read_input` returns end of input.
     None,
-    /// These lines, then end of input.
-    Script(VecDeque<String>),
+    /// This script, then end of input.
+    Script(kmodlab_abi::input::ScriptInput),
     /// The serial console (interactive), until the user sends end of input (Ctrl-D).
     Console,
 }
@@ -194,8 +193,9 @@ pub struct Session {
     pub caps: u64,
     /// Its input.
     pub input: Input,
-    /// Everything it writes, if the caller wants it (besides the console).
-    pub capture: Option<String>,
+    /// Where its output goes instead of the serial console, if the caller wants it
+    /// (a script's output streams to the VMM).
+    pub capture: Option<crate::control::OutputStream>,
     /// The kernel's explanation of its last failed module operation.
     pub last_error: String,
 }

@@ -66,6 +66,8 @@ impl HostChannel {
 }
 
 /// What the guest told the VMM, for a [`Controller`] to answer.
+// One event at a time, handed straight to the controller: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Event {
     /// The kernel is ready for its first command.
@@ -74,21 +76,64 @@ pub enum Event {
     Reply(Reply),
 }
 
+/// What the VMM set up for a run, as a [`Controller`] learns it before the guest starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunFacts {
+    /// The KVM flavour.
+    pub flavour: kmodlab_abi::KvmFlavour,
+    /// The guest's TSC frequency in kHz (to turn guest cycles into time).
+    pub tsc_khz: u64,
+}
+
 /// Decides what the guest does next. Runs on the vCPU thread, inside a VM exit.
 pub trait Controller: Send + 'static {
     /// The answer to `event`: a command, or shutdown.
     fn next(&mut self, event: Event) -> HostMsg;
+
+    /// Called once, before the guest's first instruction.
+    fn started(&mut self, _facts: &RunFacts) {}
+
+    /// Called at every doorbell just before [`Controller::next`], with the VM exits counted
+    /// so far (this doorbell's included), so that a controller can attribute exits to the
+    /// command that caused them.
+    fn exits(&mut self, _exits: &std::collections::BTreeMap<&'static str, u64>) {}
+
+    /// Output the running command streamed ([`kmodlab_abi::channel::GuestMsg::Output`]),
+    /// already shown on the console; the VMM answers the guest itself, so a controller can
+    /// only keep it or not.
+    fn output(&mut self, _text: &str) {}
 }
+
+/// The longest script a [`Command::Shell`] can carry: the channel's payload less the
+/// command's own encoding (variant tags, and a 3-byte length prefix at this size).
+pub fn max_script_bytes() -> usize {
+    let empty = HostMsg::Command(Command::Shell {
+        script: Some(String::new()),
+    });
+    // `encoded_len` of a message this small cannot fail; 1 byte of it is the empty length.
+    let overhead = channel::encoded_len(&empty).unwrap_or(MAX_PAYLOAD) - 1;
+    MAX_PAYLOAD.saturating_sub(overhead + 3)
+}
+
+/// Most shell output a [`Script`] keeps per command; beyond it, output is counted in
+/// [`Script::output_dropped`] but not kept (the console shows it all the same). A script's
+/// output is bounded by the run's deadline only, which is no bound on memory.
+pub const SCRIPT_OUTPUT_LIMIT: usize = 64 << 20;
 
 /// Runs a fixed list of commands, keeps their replies, then shuts the guest down with
 /// status 0.
 #[derive(Debug, Default)]
 pub struct Script {
     commands: VecDeque<Command>,
-    /// Replies, in command order.
+    /// Replies, in command order. A [`Reply::Shell`]'s `output` holds what the command
+    /// streamed (up to [`SCRIPT_OUTPUT_LIMIT`]).
     pub replies: Vec<Reply>,
     /// The guest's ready message.
     pub ready: Option<ReadyInfo>,
+    /// Output streamed since the last reply.
+    streamed: String,
+    /// Bytes of streamed output not kept, over the whole run.
+    pub output_dropped: u64,
 }
 
 impl Script {
@@ -105,11 +150,30 @@ impl Controller for Script {
     fn next(&mut self, event: Event) -> HostMsg {
         match event {
             Event::Ready(info) => self.ready = Some(info),
+            Event::Reply(Reply::Shell(mut shell)) => {
+                let streamed = std::mem::take(&mut self.streamed);
+                shell.output = streamed + &shell.output;
+                self.replies.push(Reply::Shell(shell));
+            }
             Event::Reply(reply) => self.replies.push(reply),
         }
         match self.commands.pop_front() {
             Some(cmd) => HostMsg::Command(cmd),
             None => HostMsg::Shutdown { status: 0 },
+        }
+    }
+
+    fn output(&mut self, text: &str) {
+        let room = SCRIPT_OUTPUT_LIMIT.saturating_sub(self.streamed.len());
+        if text.len() <= room {
+            self.streamed.push_str(text);
+        } else {
+            let mut keep = room;
+            while !text.is_char_boundary(keep) {
+                keep -= 1;
+            }
+            self.streamed.push_str(&text[..keep]);
+            self.output_dropped += (text.len() - keep) as u64;
         }
     }
 }
@@ -198,5 +262,47 @@ mod tests {
         let second = s.next(Event::Reply(Reply::Echo(vec![1])));
         assert_eq!(second, HostMsg::Shutdown { status: 0 });
         assert_eq!(s.replies, vec![Reply::Echo(vec![1])]);
+    }
+
+    #[test]
+    fn the_longest_script_fits_the_channel_and_one_byte_more_does_not() {
+        let fits = |len: usize| {
+            let msg = HostMsg::Command(Command::Shell {
+                script: Some("x".repeat(len)),
+            });
+            channel::encoded_len(&msg).unwrap() <= MAX_PAYLOAD
+        };
+        let max = max_script_bytes();
+        assert!(max > MAX_PAYLOAD - 16, "{max}");
+        assert!(fits(max));
+        assert!(!fits(max + 1));
+    }
+
+    #[test]
+    fn script_joins_streamed_output_to_the_shell_reply_within_its_limit() {
+        let mut s = Script::new([]);
+        s.output("one\n");
+        s.output("two\n");
+        let shell = |output: &str| {
+            Reply::Shell(kmodlab_abi::channel::ShellOutput {
+                output: output.into(),
+                output_bytes: 8,
+                lines: 2,
+                failed: 0,
+            })
+        };
+        s.next(Event::Reply(shell("")));
+        assert_eq!(s.replies, vec![shell("one\ntwo\n")]);
+        // The next command's output starts afresh.
+        s.output("three\n");
+        s.next(Event::Reply(shell("")));
+        assert_eq!(s.replies[1], shell("three\n"));
+
+        // Past the limit output is counted, not kept, and never split inside a character.
+        let mut s = Script::new([]);
+        s.output(&"x".repeat(SCRIPT_OUTPUT_LIMIT - 1));
+        s.output("é and more");
+        assert_eq!(s.streamed.len(), SCRIPT_OUTPUT_LIMIT - 1);
+        assert_eq!(s.output_dropped, "é and more".len() as u64);
     }
 }

@@ -8,10 +8,13 @@
 //! - [`vm`]: one run of the guest, with a deadline.
 //! - [`selftest`]: the `boot` command's self-test and its report.
 //! - [`artifacts`]: the embedded guest kernel, user programs and modules.
+//! - [`compare`]: `kmodlab compare`, `report` and `check`: both configurations measured side
+//!   by side, and the CI regression gate.
 //! - [`image`]: what a kernel image's privileged code is made of.
 
 pub mod arch;
 pub mod artifacts;
+pub mod compare;
 pub mod control;
 pub mod devices;
 pub mod host;

@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kmodlab_abi::boot_info::{BootInfo, PhysRange};
-use kmodlab_abi::channel::{FaultReport, FrameError, GuestMsg};
+use kmodlab_abi::channel::{FaultReport, FrameError, GuestMsg, HostMsg};
 use kmodlab_abi::layout::{
     self, INITRD_GPA, KERNEL_PHYS_END, KERNEL_PHYS_START, KVM_TSS_GPA, MAX_RAM, MIN_RAM,
     VIF_PAGE_GPA,
@@ -44,16 +44,35 @@ pub struct VmConfig {
     pub deadline: Duration,
     /// Kernel command line.
     pub cmdline: String,
+    /// How long a guest user program may run without entering the kernel before the VMM
+    /// takes the CPU back with [`kmodlab_abi::status::PREEMPT_VECTOR`] (the kernel's
+    /// watchdog then decides whether it goes on); `None` never interrupts the guest.
+    pub timeslice: Option<Duration>,
+    /// Debug: boot with the guest setup of hardware KVM (no VIF page, kernel page-table
+    /// entries without U/S) even on a kvm_pvm host, so that the hardware paging, boot and
+    /// fault paths run on machines that have only kvm_pvm. Supervisor code is then emulated
+    /// (thousands of cycles per instruction), and a user `syscall` does not reach supervisor
+    /// mode, so user programs that make system calls cannot run (the self-test says which
+    /// checks it could not run; the shell is unusable). No effect on hardware KVM.
+    pub hardware_setup: bool,
 }
 
+/// The default time slice: long enough that no system-call-making program is ever
+/// interrupted (its entries into the kernel reset the slice), short enough that a looping one
+/// is stopped soon after the watchdog's budget.
+pub const DEFAULT_TIMESLICE: Duration = Duration::from_millis(10);
+
 impl VmConfig {
-    /// 256 MiB, 60 s deadline, empty command line.
+    /// 256 MiB, 60 s deadline, empty command line, [`DEFAULT_TIMESLICE`], the setup of the
+    /// host's KVM.
     pub fn new(config: KernelConfig) -> VmConfig {
         VmConfig {
             config,
             ram_bytes: 256 << 20,
             deadline: Duration::from_secs(60),
             cmdline: String::new(),
+            timeslice: Some(DEFAULT_TIMESLICE),
+            hardware_setup: false,
         }
     }
 }
@@ -256,6 +275,9 @@ pub struct RunReport<C> {
     pub controller: C,
     /// The KVM flavour the run used.
     pub flavour: KvmFlavour,
+    /// The guest setup it booted with: `flavour`, or [`KvmFlavour::Hardware`] under
+    /// [`VmConfig::hardware_setup`].
+    pub guest_setup: KvmFlavour,
     /// Whether the VIF page was registered (PVM only).
     pub vif_registered: bool,
     /// kvm_pvm's feature mask, if on PVM.
@@ -282,6 +304,14 @@ impl<C> RunReport<C> {
     /// Everything the guest printed (the last MiB of it).
     pub fn console_text(&self) -> String {
         self.console.lock().map(|c| c.text()).unwrap_or_default()
+    }
+
+    /// Why the console could not be shown live (e.g. stdout was a full disk), if so.
+    pub fn console_echo_error(&self) -> Option<String> {
+        self.console
+            .lock()
+            .ok()
+            .and_then(|c| c.echo_error().map(str::to_owned))
     }
 }
 
@@ -354,6 +384,7 @@ struct Machine {
     vcpu: VcpuFd,
     mem: GuestMemoryMmap,
     flavour: KvmFlavour,
+    guest_setup: KvmFlavour,
     vif_registered: bool,
     pvm_features: Option<u64>,
     tsc_khz: u64,
@@ -423,8 +454,15 @@ fn build_machine(
     } else {
         KvmFlavour::Hardware
     };
+    // What the guest is set up for: everything below (page-table flags, the VIF page, the
+    // boot information) follows the setup, not the host.
+    let guest_setup = if cfg.hardware_setup {
+        KvmFlavour::Hardware
+    } else {
+        flavour
+    };
     gdt::write(&mem).map_err(mem_err)?;
-    let cr3 = paging::write(&mem, paging::kernel_entry_flags(flavour)).map_err(mem_err)?;
+    let cr3 = paging::write(&mem, paging::kernel_entry_flags(guest_setup)).map_err(mem_err)?;
     let cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
@@ -435,7 +473,7 @@ fn build_machine(
     vcpu.set_regs(&regs::boot_regs(entry))
         .map_err(kvm_err("KVM_SET_REGS"))?;
     let tsc_khz = u64::from(vcpu.get_tsc_khz().map_err(kvm_err("KVM_GET_TSC_KHZ"))?);
-    let (vif_registered, pvm_features) = match flavour {
+    let (vif_registered, pvm_features) = match guest_setup {
         KvmFlavour::Pvm => {
             // The VIF page is in the zeroed low area; registering it lets supervisor code run
             // natively instead of being emulated instruction by instruction.
@@ -443,10 +481,12 @@ fn build_machine(
                 .map_err(kvm_err("registering the PVM VIF page"))?;
             (true, msr::pvm_features(&vcpu))
         }
+        KvmFlavour::Hardware if flavour == KvmFlavour::Pvm => (false, msr::pvm_features(&vcpu)),
         KvmFlavour::Hardware => (false, None),
     };
 
-    let mut info = BootInfo::new(tsc_khz, flavour, cfg.config, cfg.ram_bytes);
+    let mut info = BootInfo::new(tsc_khz, guest_setup, cfg.config, cfg.ram_bytes);
+    info.host_flavour = flavour;
     info.initrd = PhysRange {
         start: INITRD_GPA,
         end: initrd_end,
@@ -460,7 +500,11 @@ fn build_machine(
         start: usable_start,
         end: cfg.ram_bytes,
     });
-    if !info.set_cmdline(cfg.cmdline.as_bytes()) {
+    let cmdline = match cfg.timeslice {
+        Some(_) => format!("{} {}", cfg.cmdline, kmodlab_abi::status::PREEMPT_WORD),
+        None => cfg.cmdline.clone(),
+    };
+    if !info.set_cmdline(cmdline.trim_start().as_bytes()) {
         return Err(VmError::CmdlineTooLong);
     }
     mem.write_slice(&info.encode(), GuestAddress(layout::BOOT_INFO_GPA))
@@ -471,6 +515,7 @@ fn build_machine(
         vcpu,
         mem,
         flavour,
+        guest_setup,
         vif_registered,
         pvm_features,
         tsc_khz,
@@ -516,13 +561,19 @@ pub fn run_with_input<C: Controller>(
         vcpu,
         mem,
         flavour,
+        guest_setup,
         vif_registered,
         pvm_features,
         tsc_khz,
     } = machine;
     timings.vcpu_ready_ms = t0.elapsed().as_secs_f64() * 1e3;
     let deadline = cfg.deadline;
+    let mut controller = controller;
+    controller.started(&crate::control::RunFacts { flavour, tsc_khz });
     let thread_stop = Arc::clone(&stop);
+    let tick = Arc::new(AtomicBool::new(false));
+    let thread_tick = Arc::clone(&tick);
+    let status_mem = mem.clone();
     let handle = thread::Builder::new()
         .name("kmodlab-vcpu0".into())
         .spawn(move || {
@@ -536,15 +587,25 @@ pub fn run_with_input<C: Controller>(
                 timings,
                 t0,
                 deadline,
+                flavour,
+                tick: thread_tick,
+                window_requested: false,
             };
             let end = vcpu_run.run_loop();
+            vcpu_run.console.flush();
             // The receiver may be gone if the caller gave up; nothing to do then.
             let _ = done_tx.send(());
             (end, vcpu_run.controller, vcpu_run.exits, vcpu_run.timings)
         })
         .map_err(|e| VmError::Thread(format!("could not be started: {e}")))?;
 
-    if let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(deadline) {
+    let timed_out = wait_with_time_slices(cfg.timeslice, deadline, &done_rx, &status_mem, || {
+        // A signal that lands outside KVM_RUN is lost; the flag is not, and the vCPU loop
+        // checks it before every entry.
+        tick.store(true, Ordering::SeqCst);
+        let _ = handle.kill(kick_signal());
+    });
+    if timed_out {
         stop.store(true, Ordering::SeqCst);
         // The signal interrupts KVM_RUN; resend until the thread notices, since a signal
         // that lands while the thread is outside KVM_RUN is lost (it then sees `stop`).
@@ -564,6 +625,7 @@ pub fn run_with_input<C: Controller>(
         end,
         controller,
         flavour,
+        guest_setup,
         vif_registered,
         pvm_features,
         tsc_khz,
@@ -572,6 +634,46 @@ pub fn run_with_input<C: Controller>(
         console: console_log,
     })
 }
+
+/// Reads a word of the guest's status page ([`kmodlab_abi::status`]); 0 if unreadable.
+fn status_word(mem: &GuestMemoryMmap, offset: u64) -> u64 {
+    mem.read_obj::<u64>(GuestAddress(layout::STATUS_GPA + offset))
+        .unwrap_or(0)
+}
+
+/// Waits for the vCPU thread to finish, at most `deadline`; returns whether it timed out.
+/// Every `timeslice`, if the guest has been in the same run of user code since the last look
+/// (in user mode, no entry into user mode since), calls `kick` to have the vCPU thread take
+/// the CPU back (see `VcpuRun::preempt`). Reading the status page costs the guest nothing.
+fn wait_with_time_slices(
+    timeslice: Option<Duration>,
+    deadline: Duration,
+    done: &mpsc::Receiver<()>,
+    mem: &GuestMemoryMmap,
+    mut kick: impl FnMut(),
+) -> bool {
+    use kmodlab_abi::status::{IN_USER, USER_ENTRIES};
+    let started = Instant::now();
+    let mut last_entries = u64::MAX;
+    loop {
+        let left = deadline.saturating_sub(started.elapsed());
+        let wait = timeslice.map_or(left, |t| t.min(left));
+        match done.recv_timeout(wait) {
+            Err(mpsc::RecvTimeoutError::Timeout) if started.elapsed() >= deadline => return true,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let entries = status_word(mem, USER_ENTRIES);
+                if status_word(mem, IN_USER) == 1 && entries == last_entries {
+                    kick();
+                }
+                last_entries = entries;
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// First address above the guest's user half: a RIP below it is user code.
+const GUEST_USER_END: u64 = 0x0000_8000_0000_0000;
 
 /// The vCPU thread's state.
 struct VcpuRun<C> {
@@ -584,10 +686,16 @@ struct VcpuRun<C> {
     timings: BootTimings,
     t0: Instant,
     deadline: Duration,
+    flavour: KvmFlavour,
+    /// Set by the waiting thread when a user program's time slice ended.
+    tick: Arc<AtomicBool>,
+    /// Whether an interrupt window was requested for a time-slice interrupt.
+    window_requested: bool,
 }
 
 /// What to do after an exit, decided while the exit's data borrows the vCPU.
 enum Next {
+    Window,
     Continue,
     Doorbell(u32),
     Progress(u8),
@@ -607,6 +715,11 @@ impl<C: Controller> VcpuRun<C> {
             if self.stop.load(Ordering::SeqCst) {
                 return self.hung();
             }
+            if self.tick.swap(false, Ordering::SeqCst)
+                && let Err(e) = self.preempt()
+            {
+                return RunEnd::KvmFailure(e.to_string());
+            }
             let next = match self.vcpu.run() {
                 Ok(exit) => Self::classify(exit, &mut self.console),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
@@ -615,6 +728,7 @@ impl<C: Controller> VcpuRun<C> {
                 Err(e) => Next::End(RunEnd::KvmFailure(format!("KVM_RUN: {e}"))),
             };
             let reason = match &next {
+                Next::Window => "irq_window_open",
                 Next::Continue => "io",
                 Next::Doorbell(_) => "io_doorbell",
                 Next::Progress(_) => "io_boot_progress",
@@ -628,6 +742,15 @@ impl<C: Controller> VcpuRun<C> {
             self.count(reason);
             match next {
                 Next::Continue | Next::Interrupted => {}
+                Next::Window => {
+                    if self.window_requested {
+                        self.window_requested = false;
+                        self.vcpu.get_kvm_run().request_interrupt_window = 0;
+                        if let Err(e) = self.inject_preempt() {
+                            return RunEnd::KvmFailure(e.to_string());
+                        }
+                    }
+                }
                 Next::Progress(stage) => self.progress(stage),
                 Next::Doorbell(value) => {
                     if let Some(end) = self.doorbell(value) {
@@ -645,6 +768,54 @@ impl<C: Controller> VcpuRun<C> {
                     return RunEnd::Halted { rip };
                 }
             }
+        }
+    }
+
+    /// A user program's time slice ended: inject [`kmodlab_abi::status::PREEMPT_VECTOR`] if
+    /// the guest is in user mode (the research behind this:
+    /// `results/pvm/2026-12-01-isolation-and-preemption.md`).
+    ///
+    /// The guest kernel runs with interrupts off and user mode with them on. On hardware KVM
+    /// `ready_for_interrupt_injection` is therefore set exactly in user mode, and otherwise an
+    /// interrupt window brings the vCPU back the moment it returns there. kvm_pvm never sets
+    /// it and never opens a window while the kernel's virtual IF is clear, and it delivers a
+    /// queued interrupt even into the kernel; so there the vCPU's RIP decides (the vCPU is
+    /// stopped, so the interrupt lands at exactly that RIP), and a kernel RIP waits for the
+    /// next slice.
+    fn preempt(&mut self) -> Result<(), VmError> {
+        if self.vcpu.get_kvm_run().ready_for_interrupt_injection != 0 {
+            return self.inject_preempt();
+        }
+        match self.flavour {
+            KvmFlavour::Pvm => {
+                let rip = self.vcpu.get_regs().map_err(kvm_err("KVM_GET_REGS"))?.rip;
+                if rip < GUEST_USER_END {
+                    self.inject_preempt()
+                } else {
+                    self.count("preempt_deferred");
+                    Ok(())
+                }
+            }
+            KvmFlavour::Hardware => {
+                self.vcpu.get_kvm_run().request_interrupt_window = 1;
+                self.window_requested = true;
+                Ok(())
+            }
+        }
+    }
+
+    fn inject_preempt(&mut self) -> Result<(), VmError> {
+        match crate::kvm::inject_interrupt(&self.vcpu, kmodlab_abi::status::PREEMPT_VECTOR) {
+            Ok(()) => {
+                self.count("preempt_injected");
+                Ok(())
+            }
+            // One is still queued from the last slice: nothing to add.
+            Err(e) if e.errno() == libc::EEXIST => Ok(()),
+            Err(e) => Err(VmError::Kvm {
+                op: "KVM_INTERRUPT",
+                source: e,
+            }),
         }
     }
 
@@ -686,6 +857,7 @@ impl<C: Controller> VcpuRun<C> {
             }
             VcpuExit::MmioRead(gpa, _) => Next::End(RunEnd::UnbackedMemory { gpa, write: false }),
             VcpuExit::MmioWrite(gpa, _) => Next::End(RunEnd::UnbackedMemory { gpa, write: true }),
+            VcpuExit::IrqWindowOpen => Next::Window,
             VcpuExit::Hlt => Next::Halted,
             VcpuExit::Shutdown => Next::Shutdown,
             VcpuExit::Intr => Next::Interrupted,
@@ -739,9 +911,21 @@ impl<C: Controller> VcpuRun<C> {
                     location: format!("{}:{}", p.file, p.line),
                 });
             }
+            GuestMsg::Output(text) => {
+                // In order with the serial output around it: both arrive on this thread.
+                self.console.write_output(text.as_bytes());
+                self.controller.output(text);
+                return self.answer(seq, &HostMsg::Continue);
+            }
         };
+        self.controller.exits(&self.exits);
         let answer = self.controller.next(event);
-        match self.channel.write_host_msg(seq, &answer) {
+        self.answer(seq, &answer)
+    }
+
+    /// Writes `answer` to message `seq`; `Some` ends the run.
+    fn answer(&mut self, seq: u32, answer: &HostMsg) -> Option<RunEnd> {
+        match self.channel.write_host_msg(seq, answer) {
             Ok(()) => None,
             Err(ControlError::Frame(e)) => Some(RunEnd::AnswerTooLarge(e.to_string())),
             Err(e) => Some(RunEnd::KvmFailure(format!("answering the guest: {e}"))),

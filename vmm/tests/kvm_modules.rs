@@ -24,6 +24,8 @@ use kmodlab_abi::channel::{
 };
 use kmodlab_abi::initramfs::Archive;
 use kmodlab_abi::modules_dep::{ModulesDep, module_name};
+// The one errno table (kmod_api::errno), as the kernel and the modules use it.
+use kmod_api::Errno;
 
 // ---- harness ------------------------------------------------------------------------------
 
@@ -37,9 +39,9 @@ const MODULE_AREA: std::ops::Range<u64> = 0xffff_ffff_c000_0000..0xffff_ffff_e00
 
 /// Every module of the archive that is meant to load (all of them; `faulty` with its default
 /// `mode=none`), in an order that loads providers first, so plain `insmod` works.
-const LOADABLE: [&str; 10] = [
+const LOADABLE: [&str; 11] = [
     "hello", "params", "crc32", "ramblk", "kvstore", "kvclient", "cstats", "big", "faulty",
-    "autoload",
+    "autoload", "rival",
 ];
 
 /// The kvclient chain in dependency order (providers first).
@@ -523,6 +525,7 @@ fn init_and_exit_lines(name: &str) -> (&'static str, &'static str) {
             "autoload: request_module(kvclient): ok\nrequest_module autoload: module autoload is busy (Loading)\nautoload: request_module(self) while COMING: EBUSY, as expected",
             "autoload: request_module(self) while GOING: EBUSY, as expected",
         ),
+        "rival" => ("rival: loaded, exporting rival_token", "rival: exit ran"),
         other => panic!("no expectations for module {other}"),
     }
 }
@@ -583,7 +586,7 @@ fn every_module_loads_shows_in_lsmod_and_unloads() {
     assert_eq!(set(&get("kvstore").used_by), ["kvclient"].into());
     assert_eq!(set(&get("kvclient").uses), ["kvstore"].into());
     assert_eq!(set(&get("cstats").uses), ["crc32"].into());
-    for independent in ["hello", "params", "big", "faulty", "autoload"] {
+    for independent in ["hello", "params", "big", "faulty", "autoload", "rival"] {
         let r = get(independent);
         assert!(r.uses.is_empty() && r.used_by.is_empty(), "{r:#?}");
     }
@@ -706,19 +709,19 @@ fn module_parameters_take_effect_and_bad_ones_are_refused() {
     );
 
     let e = run.module_error(1);
-    assert_eq!(e.errno, libc::EINVAL, "{e:?}");
+    assert_eq!(e.errno, Errno::EINVAL.get(), "{e:?}");
     assert_eq!(e.message, "params: init_module failed with -22");
     let e = run.module_error(2);
-    assert_eq!(e.errno, libc::ENOENT, "{e:?}");
+    assert_eq!(e.errno, Errno::ENOENT.get(), "{e:?}");
     assert_eq!(e.message, "params: unknown parameter 'bogus'");
     let e = run.module_error(3);
-    assert_eq!(e.errno, libc::EINVAL, "{e:?}");
+    assert_eq!(e.errno, Errno::EINVAL.get(), "{e:?}");
     assert_eq!(
         e.message,
         "params: invalid value for parameter 'count': not an integer in the i64 range"
     );
     let e = run.module_error(4);
-    assert_eq!(e.errno, libc::EINVAL, "{e:?}");
+    assert_eq!(e.errno, Errno::EINVAL.get(), "{e:?}");
     assert_contains(&console, "params: greeting is 0 bytes", "empty greeting");
     assert!(run.modules(5).is_empty(), "{:#?}", run.modules(5));
 
@@ -899,7 +902,7 @@ fn modprobe_loads_the_chain_in_order_and_modprobe_r_removes_it() {
         "rmmod: ERROR: Module crc32 is in use by: kvstore\n"
     );
     let e = run.module_error(3);
-    assert_eq!(e.errno, libc::EBUSY, "{e:?}");
+    assert_eq!(e.errno, Errno::EBUSY.get(), "{e:?}");
     assert_eq!(e.message, "Module ramblk is in use by: kvstore");
     assert_eq!(run.modules(4), records, "a refused rmmod changed something");
 
@@ -936,7 +939,7 @@ fn modprobe_loads_the_chain_in_order_and_modprobe_r_removes_it() {
     assert_eq!(set(&record(records, "crc32").used_by), ["cstats"].into());
 
     let e = run.module_error(9);
-    assert_eq!(e.errno, libc::ENOENT, "{e:?}");
+    assert_eq!(e.errno, Errno::ENOENT.get(), "{e:?}");
     assert_contains(
         &e.message,
         "module `kvstore`: unknown symbol `ramblk_",
@@ -1055,7 +1058,7 @@ fn each_error_is_its_own_and_the_kernel_keeps_working() {
 
     // Unknown symbol: ENOENT, naming a symbol of one of the missing providers.
     let e = run.module_error(unknown_symbol);
-    assert_eq!(e.errno, libc::ENOENT, "{e:?}");
+    assert_eq!(e.errno, Errno::ENOENT.get(), "{e:?}");
     let symbol = e
         .message
         .strip_prefix("module `kvstore`: unknown symbol `")
@@ -1069,16 +1072,16 @@ fn each_error_is_its_own_and_the_kernel_keeps_working() {
 
     // Malformed: ENOEXEC, with the loader's own explanation.
     let e = run.module_error(malformed_at);
-    assert_eq!(e.errno, libc::ENOEXEC, "{malformed_file}: {e:?}");
+    assert_eq!(e.errno, Errno::ENOEXEC.get(), "{malformed_file}: {e:?}");
     assert_eq!(e.message, loader_says, "{malformed_file}");
     let e = run.module_error(not_elf);
-    assert_eq!(e.errno, libc::ENOEXEC, "{e:?}");
+    assert_eq!(e.errno, Errno::ENOEXEC.get(), "{e:?}");
     assert_contains(&e.message, "bad ELF magic", "a shell script as a module");
 
     // Duplicate: EEXIST.
     let loaded = run.module(first);
     let e = run.module_error(duplicate);
-    assert_eq!(e.errno, libc::EEXIST, "{e:?}");
+    assert_eq!(e.errno, Errno::EEXIST.get(), "{e:?}");
     assert_eq!(e.message, "module hello is already loaded");
     assert_eq!(run.modules(after_duplicate), std::slice::from_ref(loaded));
     run.done(unload_first);
@@ -1121,7 +1124,7 @@ fn each_error_is_its_own_and_the_kernel_keeps_working() {
 
     // Not loaded: ENOENT.
     let e = run.module_error(not_loaded);
-    assert_eq!(e.errno, libc::ENOENT, "{e:?}");
+    assert_eq!(e.errno, Errno::ENOENT.get(), "{e:?}");
     assert_eq!(e.message, "Module nosuch is not currently loaded");
     let out = run.shell(not_loaded_sh);
     assert_eq!((out.lines, out.failed), (2, 2), "{}", out.output);
@@ -1135,7 +1138,7 @@ fn each_error_is_its_own_and_the_kernel_keeps_working() {
         "rmmod: ERROR: Module hello is not currently loaded\n"
     );
     let e = run.module_error(not_in_archive);
-    assert_eq!(e.errno, libc::ENOENT, "{e:?}");
+    assert_eq!(e.errno, Errno::ENOENT.get(), "{e:?}");
     assert_eq!(e.message, "module nosuch is not in the module archive");
 
     assert!(run.modules(last).is_empty(), "{:#?}", run.modules(last));
@@ -1146,9 +1149,9 @@ fn each_error_is_its_own_and_the_kernel_keeps_working() {
 /// anything wrong with the file ENOEXEC).
 fn loader_errno(kind: kmod_loader::ErrorKind) -> i32 {
     match kind {
-        kmod_loader::ErrorKind::UnknownSymbol => libc::ENOENT,
-        kmod_loader::ErrorKind::OutOfMemory => libc::ENOMEM,
-        _ => libc::ENOEXEC,
+        kmod_loader::ErrorKind::UnknownSymbol => Errno::ENOENT.get(),
+        kmod_loader::ErrorKind::OutOfMemory => Errno::ENOMEM.get(),
+        _ => Errno::ENOEXEC.get(),
     }
 }
 
@@ -1191,10 +1194,10 @@ fn every_malformed_module_of_the_corpus_is_refused_with_the_loaders_error() {
                 past_layout += 1;
                 if m.kind == "UnknownSymbol" || m.base.starts_with("linux/") {
                     // Linux modules need symbols kmodlab's kernel does not export.
-                    assert_eq!(e.errno, libc::ENOENT, "{file}: {e:?}");
+                    assert_eq!(e.errno, Errno::ENOENT.get(), "{file}: {e:?}");
                     assert_contains(&e.message, "unknown symbol `", file);
                 } else {
-                    assert_eq!(e.errno, libc::ENOEXEC, "{file} ({}): {e:?}", m.kind);
+                    assert_eq!(e.errno, Errno::ENOEXEC.get(), "{file} ({}): {e:?}", m.kind);
                     let says = match m.kind.as_str() {
                         "RelocationOverflow" => "does not fit",
                         "UnresolvedSymbolReferenced" => "which has no address",
@@ -1255,7 +1258,7 @@ fn failing_init_undoes_everything() {
     let console = run.console();
 
     let e = run.module_error(count_11);
-    assert_eq!(e.errno, libc::EINVAL, "{e:?}");
+    assert_eq!(e.errno, Errno::EINVAL.get(), "{e:?}");
     assert_eq!(e.message, "params: init_module failed with -22");
     // It got as far as init, and was announced going.
     assert_contains(
@@ -1285,8 +1288,8 @@ fn failing_init_undoes_everything() {
         "a failed init leaked kernel memory"
     );
 
-    assert_eq!(run.module_error(bogus).errno, libc::ENOENT);
-    assert_eq!(run.module_error(unknown_symbol).errno, libc::ENOENT);
+    assert_eq!(run.module_error(bogus).errno, Errno::ENOENT.get());
+    assert_eq!(run.module_error(unknown_symbol).errno, Errno::ENOENT.get());
     assert_eq!(
         run.memory(after_others),
         run.memory(before),
@@ -1439,7 +1442,7 @@ fn request_module_loads_missing_providers_on_demand() {
     let out = run.shell(5);
     assert_eq!((out.lines, out.failed), (3, 0), "{}", out.output);
     let e = run.module_error(6);
-    assert_eq!(e.errno, libc::ENOENT, "{e:?}");
+    assert_eq!(e.errno, Errno::ENOENT.get(), "{e:?}");
     assert_eq!(e.message, "autoload: init_module failed with -2");
     assert_contains(
         third,
@@ -1468,7 +1471,7 @@ fn kernel_without_module_unload_refuses_rmmod() {
     let e = run.module_error(1);
     assert_eq!(
         e.errno,
-        libc::ENOSYS,
+        Errno::ENOSYS.get(),
         "{e:?}: not 'Function not implemented'"
     );
     let not_supported = "module unloading is not supported (kernel built without module-unload)";

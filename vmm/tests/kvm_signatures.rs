@@ -15,8 +15,9 @@ use kmodlab::vm::{self, RunEnd, RunReport, VmConfig};
 use kmodlab_abi::channel::{Command, ModuleError, ModuleRecord, Reply};
 use kmodlab_abi::initramfs::Archive;
 
-const EKEYREJECTED: i32 = 129;
-const EBADMSG: i32 = 74;
+// From the one errno table (kmod_api::errno), as the kernel uses it.
+const EKEYREJECTED: i32 = kmod_api::Errno::EKEYREJECTED.get();
+const EBADMSG: i32 = kmod_api::Errno::EBADMSG.get();
 
 /// Linux's notice for a module loaded without a valid signature (printed once per boot).
 const UNSIGNED_NOTICE: &str =

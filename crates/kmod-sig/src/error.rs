@@ -69,19 +69,21 @@ pub enum VerifyError {
     Rejected,
 }
 
-/// Linux's errno values for signature failures.
+/// Linux's errno values for signature failures, from the one errno table (`kmod_api::errno`).
 pub mod errno {
+    use kmod_api::Errno;
+
     /// No data available: the module is unsigned.
-    pub const ENODATA: i32 = 61;
+    pub const ENODATA: i32 = Errno::ENODATA.get();
     /// Package not installed: unsupported crypto.
-    pub const ENOPKG: i32 = 65;
+    pub const ENOPKG: i32 = Errno::ENOPKG.get();
     /// Bad message: a malformed trailer or PKCS#7 message.
-    pub const EBADMSG: i32 = 74;
+    pub const EBADMSG: i32 = Errno::EBADMSG.get();
     /// Required key not available.
-    pub const ENOKEY: i32 = 126;
+    pub const ENOKEY: i32 = Errno::ENOKEY.get();
     /// Key was rejected by service: a signature that does not match, or any module that is
     /// not validly signed while signatures are enforced.
-    pub const EKEYREJECTED: i32 = 129;
+    pub const EKEYREJECTED: i32 = Errno::EKEYREJECTED.get();
 }
 
 impl VerifyError {

@@ -1,5 +1,6 @@
-//! The kernel API block of `modules/include/kmod.h`, generated from kmod-api's list so that
-//! the C header and [`kmod_api::KERNEL_API`] cannot drift apart (a test compares them).
+//! The generated blocks of `modules/include/kmod.h`: the kernel API, from kmod-api's list,
+//! and the error numbers, from [`kmod_api::errno::TABLE`], so that the C header cannot drift
+//! apart from [`kmod_api::KERNEL_API`] or the errno table (a test compares them).
 
 use kmod_api::ApiFunction;
 
@@ -79,17 +80,63 @@ pub fn kernel_api_block() -> Result<String, String> {
     Ok(out)
 }
 
-/// `header` with its generated block replaced by `block`, or `None` if the markers are
-/// missing.
-pub fn replace_block(header: &str, block: &str) -> Option<String> {
-    let start = header.find(BEGIN_MARKER)?;
-    let end = header[start..].find(END_MARKER)? + start + END_MARKER.len();
-    Some(format!("{}{}{}", &header[..start], block, &header[end..]))
+/// First line of the generated errno block in kmod.h.
+pub const ERRNO_BEGIN_MARKER: &str =
+    "/* BEGIN ERRNO (generated from kmod_api::errno; do not edit by hand) */";
+/// Last line of the generated errno block in kmod.h.
+pub const ERRNO_END_MARKER: &str = "/* END ERRNO */";
+
+/// The errno block, markers included: one `#define` per row of the table, with its text.
+pub fn errno_block() -> String {
+    let mut out = String::from(ERRNO_BEGIN_MARKER);
+    out.push('\n');
+    for e in kmod_api::errno::TABLE {
+        out.push_str(&format!(
+            "#define {} {} /* {} */\n",
+            e.name, e.number, e.text
+        ));
+    }
+    out.push_str(ERRNO_END_MARKER);
+    out
 }
 
-/// The generated block currently in `header`.
+/// Byte range of the block from `begin` to `end` (markers included) in `header`.
+fn block_range(header: &str, begin: &str, end: &str) -> Option<core::ops::Range<usize>> {
+    let start = header.find(begin)?;
+    let stop = header[start..].find(end)? + start + end.len();
+    Some(start..stop)
+}
+
+/// `header` with its generated kernel API block replaced by `block`, or `None` if the markers
+/// are missing.
+pub fn replace_block(header: &str, block: &str) -> Option<String> {
+    let r = block_range(header, BEGIN_MARKER, END_MARKER)?;
+    Some(format!(
+        "{}{}{}",
+        &header[..r.start],
+        block,
+        &header[r.end..]
+    ))
+}
+
+/// The generated kernel API block currently in `header`.
 pub fn current_block(header: &str) -> Option<&str> {
-    let start = header.find(BEGIN_MARKER)?;
-    let end = header[start..].find(END_MARKER)? + start + END_MARKER.len();
-    Some(&header[start..end])
+    block_range(header, BEGIN_MARKER, END_MARKER).map(|r| &header[r])
+}
+
+/// `header` with its generated errno block replaced by `block`, or `None` if the markers are
+/// missing.
+pub fn replace_errno_block(header: &str, block: &str) -> Option<String> {
+    let r = block_range(header, ERRNO_BEGIN_MARKER, ERRNO_END_MARKER)?;
+    Some(format!(
+        "{}{}{}",
+        &header[..r.start],
+        block,
+        &header[r.end..]
+    ))
+}
+
+/// The generated errno block currently in `header`.
+pub fn current_errno_block(header: &str) -> Option<&str> {
+    block_range(header, ERRNO_BEGIN_MARKER, ERRNO_END_MARKER).map(|r| &header[r])
 }

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use crate::depmod::{self, KernelExports};
 pub use crate::error::ToolError;
-use crate::ko::ModuleFile;
 use crate::objstat::ObjStat;
 
 /// `kmodlab modinfo`.
@@ -93,14 +92,34 @@ pub struct SignArgs {
     pub new_key: Option<PathBuf>,
 }
 
+fn stdout_error(source: std::io::Error) -> ToolError {
+    ToolError::Io {
+        path: PathBuf::from("<stdout>"),
+        source,
+    }
+}
+
 fn write_stdout(text: &str) -> Result<(), ToolError> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|source| ToolError::Io {
-            path: PathBuf::from("<stdout>"),
-            source,
+        .map_err(stdout_error)
+}
+
+/// Adapts an `io::Write` to `fmt::Write`, keeping the I/O error that `fmt::Error` cannot
+/// carry.
+struct FmtToIo<W: Write> {
+    inner: W,
+    error: Option<std::io::Error>,
+}
+
+impl<W: Write> std::fmt::Write for FmtToIo<W> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.inner.write_all(s.as_bytes()).map_err(|e| {
+            self.error = Some(e);
+            std::fmt::Error
         })
+    }
 }
 
 /// Runs `modinfo`. Like Linux's, a file that cannot be read is reported and the others are
@@ -122,10 +141,16 @@ pub fn modinfo(args: &ModinfoArgs) -> Result<ExitCode, ToolError> {
     let separator = if args.null { '\0' } else { '\n' };
     let mut code = ExitCode::SUCCESS;
     for file in &args.files {
-        match ModuleFile::open(file) {
-            Ok(module) => {
+        match crate::ko::read_modinfo(file) {
+            Ok(view) => {
                 let name = crate::modinfo::display_filename(file);
-                write_stdout(&crate::modinfo::render(&module, &name, field, separator))?;
+                write_stdout(&crate::modinfo::render(
+                    &view.modinfo,
+                    view.signature.as_ref(),
+                    &name,
+                    field,
+                    separator,
+                ))?;
             }
             Err(e) => {
                 eprintln!("kmodlab modinfo: {e}");
@@ -165,15 +190,17 @@ pub fn sign(args: &SignArgs) -> Result<ExitCode, ToolError> {
 }
 
 fn read_text(path: &Path) -> Result<String, ToolError> {
-    std::fs::read_to_string(path).map_err(|source| ToolError::Io {
-        path: path.to_owned(),
-        source,
-    })
+    crate::input::read_list(path)
 }
 
 /// Runs `depmod`: writes modules.dep, warns about symbols exported twice, and reports
 /// symbols found nowhere (exit code failure when there are any, modules.dep still written).
 /// A dependency cycle is an error and nothing is written.
+///
+/// As kmod's depmod, a module that cannot be parsed, a duplicate module name or an
+/// unusable directory entry is a warning on stderr, and modules.dep is still written (the
+/// unparsable module listed without dependencies). modules.dep is replaced by renaming a
+/// temporary file over it, so a symbolic link there is replaced, never written through.
 pub fn depmod(args: &DepmodArgs) -> Result<ExitCode, ToolError> {
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     let kernel = if let Some(path) = &args.system_map {
@@ -187,8 +214,11 @@ pub fn depmod(args: &DepmodArgs) -> Result<ExitCode, ToolError> {
     } else {
         KernelExports::Default
     };
-    let entries = depmod::load_dir(&dir)?;
-    let graph = depmod::compute(&entries, &kernel)?;
+    let scan = depmod::load_dir(&dir)?;
+    for warning in &scan.warnings {
+        eprintln!("depmod: WARNING: {warning}");
+    }
+    let graph = depmod::compute(&scan.entries, &kernel)?;
     for (sym, used, ignored) in &graph.duplicates {
         eprintln!("depmod: WARNING: {sym} is exported by {used} and {ignored}; using {used}");
     }
@@ -200,7 +230,7 @@ pub fn depmod(args: &DepmodArgs) -> Result<ExitCode, ToolError> {
             .output
             .clone()
             .unwrap_or_else(|| dir.join("modules.dep"));
-        std::fs::write(&out, &text).map_err(|source| ToolError::Io { path: out, source })?;
+        depmod::write_replacing(&out, &text)?;
     }
     for (sym, needers) in &graph.missing {
         eprintln!(
@@ -216,13 +246,47 @@ pub fn depmod(args: &DepmodArgs) -> Result<ExitCode, ToolError> {
 }
 
 /// Runs `objstat`. A file that cannot be read is reported and the others are still
-/// printed; the exit code is then a failure.
+/// printed; the exit code is then a failure. Each file is read, reported and dropped before
+/// the next, and reports are written as they are produced (JSON: one array).
 pub fn objstat(args: &ObjstatArgs) -> Result<ExitCode, ToolError> {
+    objstat_to(args, std::io::stdout().lock())
+}
+
+/// [`objstat`] writing its reports to `out` (errors about files still go to stderr).
+pub fn objstat_to(args: &ObjstatArgs, out: impl Write) -> Result<ExitCode, ToolError> {
     let mut code = ExitCode::SUCCESS;
-    let mut stats = Vec::new();
+    let mut out = std::io::BufWriter::new(out);
+    let mut printed = 0usize;
+    if args.json {
+        out.write_all(b"[").map_err(stdout_error)?;
+    }
     for file in &args.files {
-        match ObjStat::open(file) {
-            Ok(s) => stats.push(s),
+        let stat = crate::ko::read_module_bytes(file).and_then(|data| {
+            let stat = ObjStat::parse(file, &data)?;
+            if args.json {
+                let separator: &[u8] = if printed == 0 { b"\n" } else { b",\n" };
+                out.write_all(separator).map_err(stdout_error)?;
+                serde_json::to_writer_pretty(&mut out, &stat)
+                    .map_err(|e| stdout_error(e.into()))?;
+            } else {
+                if printed > 0 {
+                    out.write_all(b"\n").map_err(stdout_error)?;
+                }
+                let mut adapter = FmtToIo {
+                    inner: &mut out,
+                    error: None,
+                };
+                if stat.write_report(&mut adapter).is_err() {
+                    return Err(stdout_error(adapter.error.take().unwrap_or_else(|| {
+                        std::io::Error::other("formatting the report failed")
+                    })));
+                }
+            }
+            Ok(())
+        });
+        match stat {
+            Ok(()) => printed += 1,
+            Err(e @ ToolError::Io { .. }) if is_stdout(&e) => return Err(e),
             Err(e) => {
                 eprintln!("kmodlab objstat: {e}");
                 code = ExitCode::FAILURE;
@@ -230,16 +294,15 @@ pub fn objstat(args: &ObjstatArgs) -> Result<ExitCode, ToolError> {
         }
     }
     if args.json {
-        let text = serde_json::to_string_pretty(&stats).map_err(|e| ToolError::Io {
-            path: PathBuf::from("<json>"),
-            source: e.into(),
-        })?;
-        write_stdout(&(text + "\n"))?;
-    } else {
-        let text: Vec<String> = stats.iter().map(ObjStat::render).collect();
-        write_stdout(&text.join("\n"))?;
+        let end: &[u8] = if printed == 0 { b"]\n" } else { b"\n]\n" };
+        out.write_all(end).map_err(stdout_error)?;
     }
+    out.flush().map_err(stdout_error)?;
     Ok(code)
+}
+
+fn is_stdout(e: &ToolError) -> bool {
+    matches!(e, ToolError::Io { path, .. } if path.as_os_str() == "<stdout>")
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, ToolError};
-use crate::ko::ModuleFile;
+use crate::ko::{ModuleFile, NameKey, WalkWarning};
 
 /// Symbols every Linux kernel provides without exporting them (kmod's "fake" symbols).
 const ALWAYS_PROVIDED: &[&str] = &["__this_module", "_GLOBAL_OFFSET_TABLE_"];
@@ -29,15 +29,16 @@ pub enum KernelExports {
 
 impl KernelExports {
     /// Whether `symbol`, needed by `module`, is provided by the kernel, or `None` when this
-    /// list does not judge that module.
-    fn provides(&self, module: &ModuleFile, symbol: &str) -> Option<bool> {
+    /// list does not judge that module. `longest` is the length of the list's longest name:
+    /// a longer symbol is not in it, and is not hashed to find that out.
+    fn provides(&self, module: &ModuleFile, symbol: &str, longest: usize) -> Option<bool> {
         if ALWAYS_PROVIDED.contains(&symbol) {
             return Some(true);
         }
         match self {
             KernelExports::Default if module.linux => None,
             KernelExports::Default => Some(kmod_api::KERNEL_API_SYMBOLS.contains(&symbol)),
-            KernelExports::List(set) => Some(set.contains(symbol)),
+            KernelExports::List(set) => Some(symbol.len() <= longest && set.contains(symbol)),
             KernelExports::Unchecked => None,
         }
     }
@@ -116,26 +117,26 @@ impl KernelExports {
 pub struct Entry {
     /// Path as written in `modules.dep` (relative to the module directory, `/`-separated).
     pub relpath: String,
-    /// The parsed module.
+    /// The parsed module ([`ModuleFile::unreadable`] for one that could not be parsed).
     pub module: ModuleFile,
 }
 
-/// The result of [`compute`].
+/// The result of [`compute`], borrowing names and paths from its entries.
 #[derive(Debug, Clone, Default)]
-pub struct DepGraph {
+pub struct DepGraph<'e> {
     /// Module paths, in output order.
-    pub modules: Vec<String>,
+    pub modules: Vec<&'e str>,
     /// For each module (same index), the indices of its direct dependencies.
     pub direct: Vec<Vec<usize>>,
     /// For each module, every module it needs, in `modules.dep` order (reverse load order).
     pub all: Vec<Vec<usize>>,
     /// Symbols found nowhere, with the modules that need them.
-    pub missing: BTreeMap<String, Vec<String>>,
+    pub missing: BTreeMap<&'e str, Vec<&'e str>>,
     /// Symbols exported by more than one module: (symbol, the module used, the one ignored).
-    pub duplicates: Vec<(String, String, String)>,
+    pub duplicates: Vec<(&'e str, &'e str, &'e str)>,
 }
 
-impl DepGraph {
+impl DepGraph<'_> {
     /// The `modules.dep` text.
     pub fn modules_dep(&self) -> String {
         let mut out = String::new();
@@ -144,7 +145,7 @@ impl DepGraph {
             out.push(':');
             for &d in &self.all[i] {
                 out.push(' ');
-                out.push_str(&self.modules[d]);
+                out.push_str(self.modules[d]);
             }
             out.push('\n');
         }
@@ -156,49 +157,54 @@ impl DepGraph {
         let mut order: Vec<&str> = self.all[index]
             .iter()
             .rev()
-            .map(|&d| self.modules[d].as_str())
+            .map(|&d| self.modules[d])
             .collect();
-        order.push(&self.modules[index]);
+        order.push(self.modules[index]);
         order
     }
 
     /// Index of the module whose path is `relpath`.
     pub fn index_of(&self, relpath: &str) -> Option<usize> {
-        self.modules.iter().position(|m| m == relpath)
+        self.modules.iter().position(|m| *m == relpath)
     }
 }
 
 /// Computes dependencies of `entries`, which must already be in output order (Linux: the
 /// order of `modules.order`; otherwise sorted by path). Fails with [`ToolError::Cycle`] if
 /// modules depend on each other in a circle.
-pub fn compute(entries: &[Entry], kernel: &KernelExports) -> Result<DepGraph> {
+///
+/// Symbol names are looked up by [`NameKey`], whose hash does not read a whole name, so a
+/// module with very long names costs time in proportion to its size.
+pub fn compute<'e>(entries: &'e [Entry], kernel: &KernelExports) -> Result<DepGraph<'e>> {
     let n = entries.len();
     // Symbol owner: the first module (in order) exporting it, as kmod keeps the first.
-    let mut owner: HashMap<&str, usize> = HashMap::new();
+    let mut owner: HashMap<NameKey<'e>, usize> = HashMap::new();
     let mut duplicates = Vec::new();
     for (i, e) in entries.iter().enumerate() {
-        for sym in &e.module.exports {
-            match owner.get(sym.as_str()) {
-                Some(&first) if first != i => duplicates.push((
-                    sym.clone(),
-                    entries[first].relpath.clone(),
-                    e.relpath.clone(),
-                )),
+        for sym in e.module.exports() {
+            match owner.get(&NameKey(sym)) {
+                Some(&first) if first != i => {
+                    duplicates.push((sym, entries[first].relpath.as_str(), e.relpath.as_str()))
+                }
                 Some(_) => {}
                 None => {
-                    owner.insert(sym, i);
+                    owner.insert(NameKey(sym), i);
                 }
             }
         }
     }
+    let longest_kernel_symbol = match kernel {
+        KernelExports::List(set) => set.iter().map(String::len).max().unwrap_or(0),
+        _ => usize::MAX,
+    };
 
     // Direct dependencies, in the order of the importing module's symbol table.
     let mut direct: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut users = vec![0usize; n];
-    let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut missing: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (i, e) in entries.iter().enumerate() {
-        for import in &e.module.imports {
-            match owner.get(import.name.as_str()) {
+        for import in e.module.imports() {
+            match owner.get(&NameKey(import.name)) {
                 Some(&dep) if dep != i => {
                     if !direct[i].contains(&dep) {
                         direct[i].push(dep);
@@ -207,11 +213,9 @@ pub fn compute(entries: &[Entry], kernel: &KernelExports) -> Result<DepGraph> {
                 }
                 Some(_) => {}
                 None => {
-                    if !import.weak && kernel.provides(&e.module, &import.name) == Some(false) {
-                        missing
-                            .entry(import.name.clone())
-                            .or_default()
-                            .push(e.relpath.clone());
+                    let provided = kernel.provides(&e.module, import.name, longest_kernel_symbol);
+                    if !import.weak && provided == Some(false) {
+                        missing.entry(import.name).or_default().push(&e.relpath);
                     }
                 }
             }
@@ -256,7 +260,7 @@ pub fn compute(entries: &[Entry], kernel: &KernelExports) -> Result<DepGraph> {
         .collect();
 
     Ok(DepGraph {
-        modules: entries.iter().map(|e| e.relpath.clone()).collect(),
+        modules: entries.iter().map(|e| e.relpath.as_str()).collect(),
         direct,
         all,
         missing,
@@ -298,34 +302,144 @@ fn find_cycle(direct: &[Vec<usize>], remaining: &[usize], entries: &[Entry]) -> 
     path.iter().map(|&i| entries[i].relpath.clone()).collect()
 }
 
+/// A problem met by [`load_dir`] that does not stop depmod: kmod's depmod reports these and
+/// writes `modules.dep` anyway.
+#[derive(Debug, thiserror::Error)]
+pub enum DepmodWarning {
+    /// Walking the directory met an entry it could not use.
+    #[error("{0}")]
+    Walk(#[from] WalkWarning),
+    /// A module file could not be parsed: it is listed without dependencies.
+    #[error("{error} (listed in modules.dep without dependencies)")]
+    Unreadable {
+        /// Why.
+        error: ToolError,
+    },
+    /// Two files have the same module name: only one can be loaded by that name.
+    #[error(
+        "module {name}: {ignored} ignored, {kept} takes precedence ({reason}); \
+         remove one of them"
+    )]
+    DuplicateModule {
+        /// The module name.
+        name: String,
+        /// The file kept (relative to the directory).
+        kept: String,
+        /// The file left out.
+        ignored: String,
+        /// Why `kept` wins.
+        reason: &'static str,
+    },
+    /// `modules.order` exists but could not be read: modules are in path order.
+    #[error("{error}; modules are ordered by path instead")]
+    ModulesOrder {
+        /// Why.
+        error: ToolError,
+    },
+}
+
+/// The modules of a directory, for [`compute`], and what [`load_dir`] warns about.
+#[derive(Debug)]
+pub struct DirScan {
+    /// The modules, in depmod's order.
+    pub entries: Vec<Entry>,
+    /// Problems that left a file out or unparsed.
+    pub warnings: Vec<DepmodWarning>,
+}
+
+/// Whether kmod's default search order (`search updates built-in`) prefers `relpath`
+/// because it is under `updates/`.
+fn in_updates(relpath: &str) -> bool {
+    relpath.starts_with("updates/")
+}
+
 /// Reads every module under `dir` into entries in Linux depmod's order: `modules.order`
 /// first (if `dir` has one), then the rest sorted by path.
-pub fn load_dir(dir: &Path) -> Result<Vec<Entry>> {
-    let files = crate::ko::find_modules(dir)?;
-    let mut entries = Vec::with_capacity(files.len());
+///
+/// As kmod's depmod: a module that cannot be parsed is listed with a warning (and no
+/// dependencies) instead of failing the run; of two files with the same module name the one
+/// under `updates/` wins, otherwise the first found (here: first by path), and the other is
+/// left out with a warning; symbolic links are followed.
+pub fn load_dir(dir: &Path) -> Result<DirScan> {
+    let (files, walk_warnings) = crate::ko::find_modules(dir)?;
+    let mut warnings: Vec<DepmodWarning> = walk_warnings.into_iter().map(Into::into).collect();
+
+    // Module name -> index in `chosen`.
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    let mut chosen: Vec<(String, PathBuf)> = Vec::new();
     for file in files {
-        let module = ModuleFile::open(&file)?;
-        entries.push(Entry {
-            relpath: relpath(dir, &file),
-            module,
-        });
+        let rel = relpath(dir, &file);
+        let name = crate::ko::module_name(&file).unwrap_or_else(|| rel.clone());
+        match by_name.get(&name) {
+            None => {
+                by_name.insert(name, chosen.len());
+                chosen.push((rel, file));
+            }
+            Some(&i) => {
+                let (kept, ignored, reason) = if in_updates(&rel) && !in_updates(&chosen[i].0) {
+                    let old = std::mem::replace(&mut chosen[i], (rel, file));
+                    (chosen[i].0.clone(), old.0, "updates/ comes first")
+                } else {
+                    (chosen[i].0.clone(), rel, "found first")
+                };
+                warnings.push(DepmodWarning::DuplicateModule {
+                    name,
+                    kept,
+                    ignored,
+                    reason,
+                });
+            }
+        }
     }
-    let order_file = dir.join("modules.order");
-    if let Ok(text) = std::fs::read_to_string(&order_file) {
-        let rank: HashMap<&str, usize> = text
-            .lines()
-            .enumerate()
-            .map(|(i, l)| (l.trim(), i))
-            .collect();
-        // Listed modules first in their listed order; a compressed module matches the
-        // `.ko` name modules.order gives.
-        let key = |e: &Entry| {
-            let plain = strip_compression(&e.relpath);
-            rank.get(plain).copied().unwrap_or(usize::MAX)
+
+    let mut entries = Vec::with_capacity(chosen.len());
+    for (relpath, file) in chosen {
+        let module = match ModuleFile::open(&file) {
+            Ok(module) => module,
+            Err(error) => {
+                warnings.push(DepmodWarning::Unreadable { error });
+                ModuleFile::unreadable(&file)
+            }
         };
-        entries.sort_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.relpath.cmp(&b.relpath)));
+        entries.push(Entry { relpath, module });
     }
-    Ok(entries)
+
+    let order_file = dir.join("modules.order");
+    let order = match crate::input::read_list(&order_file) {
+        Ok(text) => Some(text),
+        Err(ToolError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => {
+            warnings.push(DepmodWarning::ModulesOrder { error });
+            None
+        }
+    };
+    if let Some(text) = order {
+        order_by_modules_order(&mut entries, &text);
+    }
+    Ok(DirScan { entries, warnings })
+}
+
+/// Sorts `entries` as `modules.order` (`text`) lists them, the unlisted ones after, by
+/// path. A compressed module matches the `.ko` name modules.order gives; of a line listed
+/// twice the last counts, as in kmod.
+pub fn order_by_modules_order(entries: &mut [Entry], text: &str) {
+    let rank: HashMap<&str, usize> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (l.trim(), i))
+        .collect();
+    let key = |e: &Entry| {
+        let plain = strip_compression(&e.relpath);
+        rank.get(plain).copied().unwrap_or(usize::MAX)
+    };
+    entries.sort_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.relpath.cmp(&b.relpath)));
+}
+
+/// Writes `text` to `target` through [`crate::input::write_replacing`]: a temporary file
+/// renamed over `target`, so a symbolic link there is replaced (as kmod does), never written
+/// through.
+pub fn write_replacing(target: &Path, text: &str) -> Result<()> {
+    crate::input::write_replacing(target, text.as_bytes())
 }
 
 fn strip_compression(path: &str) -> &str {

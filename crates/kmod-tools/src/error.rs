@@ -21,6 +21,25 @@ pub enum ToolError {
         /// What went wrong.
         source: walkdir::Error,
     },
+    /// The file is not a regular file (a FIFO, device, socket or directory): refused before
+    /// reading, since reading one could block forever or never end.
+    #[error("{path}: {kind}, not a regular file")]
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead (`a FIFO`, `a character device`, ...).
+        kind: &'static str,
+    },
+    /// The file, or what it decompresses to, is larger than the tools read.
+    #[error("{path}: {what} is larger than {limit} bytes, the most the module tools read")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// `the file` or `the decompressed module`.
+        what: &'static str,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// The file is compressed and could not be decompressed.
     #[error("{path}: cannot decompress {format} data: {reason}")]
     Decompress {

@@ -1,13 +1,20 @@
 //! Reading one module file: decompression, ELF checks, `.modinfo`, exports and imports.
+//!
+//! Memory stays in proportion to the file: `modinfo` reads only the section table and the
+//! `.modinfo` section ([`read_modinfo`]); [`ModuleFile`] copies the symbol string table once
+//! and keeps every symbol name as a range into that copy, so a module whose thousands of
+//! symbols all point into one long string costs that string once, not once per symbol.
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use object::elf;
-use object::read::elf::{ElfFile64, FileHeader, Sym};
+use object::read::elf::{ElfFile64, ElfSection64, FileHeader, SectionHeader, Sym};
 use object::{Endianness, Object, ObjectSection};
 
 use crate::error::{Result, ToolError};
+pub use crate::input::{MAX_MODULE_SIZE, read_module_bytes};
 
 /// File name endings of module files, longest first.
 pub const MODULE_EXTENSIONS: &[&str] = &[".ko.xz", ".ko.zst", ".ko"];
@@ -25,43 +32,6 @@ pub fn file_stem(path: &Path) -> Option<&str> {
 /// The module name Linux derives from a file name: the stem with `-` turned into `_`.
 pub fn module_name(path: &Path) -> Option<String> {
     file_stem(path).map(|s| s.replace('-', "_"))
-}
-
-/// Reads a module file, decompressing `.ko.xz` and `.ko.zst`.
-pub fn read_module_bytes(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|source| ToolError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let name = path.to_string_lossy();
-    if name.ends_with(".xz") {
-        let mut out = Vec::new();
-        lzma_rs::xz_decompress(&mut raw.as_slice(), &mut out).map_err(|e| {
-            ToolError::Decompress {
-                path: path.to_owned(),
-                format: "xz",
-                reason: e.to_string(),
-            }
-        })?;
-        Ok(out)
-    } else if name.ends_with(".zst") {
-        use std::io::Read;
-        let decompress_error = |reason: String| ToolError::Decompress {
-            path: path.to_owned(),
-            format: "zstd",
-            reason,
-        };
-        let mut input = raw.as_slice();
-        let mut decoder = ruzstd::decoding::StreamingDecoder::new(&mut input)
-            .map_err(|e| decompress_error(e.to_string()))?;
-        let mut out = Vec::new();
-        decoder
-            .read_to_end(&mut out)
-            .map_err(|e| decompress_error(e.to_string()))?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
 }
 
 /// Parses `data` as an ELF64 x86-64 relocatable object, the only kind of module there is.
@@ -102,13 +72,125 @@ pub fn parse_elf<'d>(path: &Path, data: &'d [u8]) -> Result<ElfFile64<'d, Endian
     Ok(file)
 }
 
+/// The first section called `name`, as Linux's loader (`find_sec`) and kmod pick when a
+/// name occurs twice. Every lookup of a section by name goes through here.
+pub fn first_section<'d, 'f>(
+    path: &Path,
+    file: &'f ElfFile64<'d, Endianness>,
+    name: &str,
+) -> Result<Option<ElfSection64<'d, 'f, Endianness>>> {
+    for section in file.sections() {
+        let section_name = section.name_bytes().map_err(|source| ToolError::Elf {
+            path: path.to_owned(),
+            source,
+        })?;
+        if section_name == name.as_bytes() {
+            return Ok(Some(section));
+        }
+    }
+    Ok(None)
+}
+
+/// `.modinfo` entries in file order (`key`, `value`).
+pub type Modinfo = Vec<(String, String)>;
+
+/// The `.modinfo` of a parsed module (the first section of that name), or none.
+pub fn modinfo_of(path: &Path, file: &ElfFile64<'_, Endianness>) -> Result<Modinfo> {
+    let Some(section) = first_section(path, file, ".modinfo")? else {
+        return Ok(Vec::new());
+    };
+    let data = section.data().map_err(|source| ToolError::Elf {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(parse_modinfo(data))
+}
+
+/// What `modinfo` shows of a module: its `.modinfo` and its appended signature.
+#[derive(Debug, Clone)]
+pub struct ModinfoView {
+    /// `.modinfo` entries in file order, from the first `.modinfo` section.
+    pub modinfo: Modinfo,
+    /// Its appended signature, as kmod's modinfo shows it (not verified).
+    pub signature: Option<kmod_sig::SignatureInfo>,
+}
+
+/// Reads what `modinfo` shows of the module at `path`, and nothing else: no symbol is
+/// looked at.
+pub fn read_modinfo(path: &Path) -> Result<ModinfoView> {
+    let data = read_module_bytes(path)?;
+    let file = parse_elf(path, &data)?;
+    Ok(ModinfoView {
+        modinfo: modinfo_of(path, &file)?,
+        signature: kmod_sig::SignatureInfo::of(&data),
+    })
+}
+
 /// A symbol a module needs from outside.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Import {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Import<'a> {
     /// Symbol name.
-    pub name: String,
+    pub name: &'a str,
     /// A weak reference: the module loads without it.
     pub weak: bool,
+}
+
+/// A symbol name: a byte range of [`SymbolNames::strings`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+/// A module's symbol string table, copied once, and its names of interest as ranges of it.
+#[derive(Debug, Clone, Default)]
+struct SymbolNames {
+    /// The string table, bytes that are not UTF-8 replaced by `?` one for one (so offsets
+    /// stay those of the file); no recorded name covers a replaced byte.
+    strings: Box<str>,
+    exports: Vec<Span>,
+    imports: Vec<(Span, bool)>,
+    defined_globals: Vec<Span>,
+}
+
+impl SymbolNames {
+    fn get(&self, span: Span) -> &str {
+        // Spans are recorded only where they are valid char boundaries of `strings`.
+        self.strings
+            .get(span.start as usize..span.end as usize)
+            .unwrap_or("")
+    }
+}
+
+/// A name compared by content but hashed by its length and ends only, so that hashing costs
+/// the same for a name of 10 bytes and one of 10 MB (hostile modules have such).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NameKey<'a>(pub &'a str);
+
+impl Hash for NameKey<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let bytes = self.0.as_bytes();
+        const ENDS: usize = 16;
+        bytes.len().hash(state);
+        bytes[..bytes.len().min(ENDS)].hash(state);
+        bytes[bytes.len().saturating_sub(ENDS)..].hash(state);
+    }
+}
+
+/// `bytes` as a string of the same length, each byte of an invalid UTF-8 sequence replaced
+/// by `?`, and the replaced ranges.
+fn repair_utf8(bytes: &[u8]) -> (String, Vec<(usize, usize)>) {
+    let mut text = String::with_capacity(bytes.len());
+    let mut invalid = Vec::new();
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        if !chunk.invalid().is_empty() {
+            let start = text.len();
+            text.extend(std::iter::repeat_n('?', chunk.invalid().len()));
+            invalid.push((start, text.len()));
+        }
+    }
+    (text, invalid)
 }
 
 /// What the tools need to know about one module.
@@ -116,18 +198,13 @@ pub struct Import {
 pub struct ModuleFile {
     /// Where it was read from.
     pub path: PathBuf,
-    /// `.modinfo` entries in file order (`key`, `value`).
-    pub modinfo: Vec<(String, String)>,
-    /// Exported symbols: `X` for each defined symbol `__ksymtab_X` (ABI.md "Exports").
-    pub exports: BTreeSet<String>,
-    /// Undefined symbols in symbol-table order, each once.
-    pub imports: Vec<Import>,
-    /// Defined global (or weak) symbols.
-    pub defined_globals: BTreeSet<String>,
+    /// `.modinfo` entries in file order (`key`, `value`), from the first `.modinfo` section.
+    pub modinfo: Modinfo,
     /// Whether it is a Linux module (has `.gnu.linkonce.this_module`).
     pub linux: bool,
     /// Its appended signature, as kmod's modinfo shows it (not verified).
     pub signature: Option<kmod_sig::SignatureInfo>,
+    names: SymbolNames,
 }
 
 impl ModuleFile {
@@ -137,6 +214,19 @@ impl ModuleFile {
         ModuleFile::parse(path, &data)
     }
 
+    /// A module known only by its path: no `.modinfo`, no symbols. This is what kmod's
+    /// depmod keeps of a module whose file it cannot parse: it is listed in `modules.dep`,
+    /// with no dependencies.
+    pub fn unreadable(path: &Path) -> ModuleFile {
+        ModuleFile {
+            path: path.to_owned(),
+            modinfo: Vec::new(),
+            linux: false,
+            signature: None,
+            names: SymbolNames::default(),
+        }
+    }
+
     /// Parses module bytes; `path` is for messages.
     pub fn parse(path: &Path, data: &[u8]) -> Result<ModuleFile> {
         let file = parse_elf(path, data)?;
@@ -144,60 +234,95 @@ impl ModuleFile {
             path: path.to_owned(),
             source,
         };
-        let mut modinfo = Vec::new();
-        let mut linux = false;
-        for section in file.sections() {
-            let name = section.name().map_err(elf_error)?;
-            if name == ".gnu.linkonce.this_module" {
-                linux = true;
-            }
-            if name == ".modinfo" {
-                let data = section.data().map_err(elf_error)?;
-                modinfo = parse_modinfo(data);
-            }
-        }
+        let modinfo = modinfo_of(path, &file)?;
+        let linux = first_section(path, &file, ".gnu.linkonce.this_module")?.is_some();
         let endian = file.endian();
-        let mut exports = BTreeSet::new();
-        let mut imports: Vec<Import> = Vec::new();
-        let mut seen = BTreeSet::new();
-        let mut defined_globals = BTreeSet::new();
-        for symbol in file.elf_symbol_table().iter() {
-            let name_bytes = symbol
-                .name(endian, file.elf_symbol_table().strings())
-                .map_err(elf_error)?;
-            let Ok(name) = std::str::from_utf8(name_bytes) else {
+        let symtab = file.elf_symbol_table();
+        let strtab_bytes: &[u8] = if symtab.is_empty() {
+            &[]
+        } else {
+            file.elf_section_table()
+                .section(symtab.string_section())
+                .and_then(|s| s.data(endian, data))
+                .map_err(elf_error)?
+        };
+        let (strings, invalid) = repair_utf8(strtab_bytes);
+        // The name starting at `start`, if it is UTF-8 and NUL-terminated: a name that
+        // starts on a character boundary and covers no invalid byte is valid UTF-8 (it ends
+        // at a NUL, which ends any character).
+        let name_at = |start: u32| -> Result<Option<Span>> {
+            let s = start as usize;
+            let Some(rest) = strtab_bytes.get(s..) else {
+                return Err(ToolError::NotModule {
+                    path: path.to_owned(),
+                    reason: format!("symbol name offset {start} is past the string table"),
+                });
+            };
+            let Some(len) = memchr::memchr(0, rest) else {
+                return Err(ToolError::NotModule {
+                    path: path.to_owned(),
+                    reason: format!("symbol name at offset {start} has no terminating NUL"),
+                });
+            };
+            let e = s + len;
+            let first_invalid = invalid.partition_point(|&(_, end)| end <= s);
+            let covers_invalid = invalid.get(first_invalid).is_some_and(|&(a, _)| a < e);
+            if covers_invalid || !strings.is_char_boundary(s) {
+                return Ok(None);
+            }
+            Ok(Some(Span {
+                start,
+                end: e as u32,
+            }))
+        };
+
+        let mut exports = Vec::new();
+        let mut imports = Vec::new();
+        let mut defined_globals = Vec::new();
+        let mut seen_imports: HashSet<NameKey> = HashSet::new();
+        let mut seen_exports: HashSet<NameKey> = HashSet::new();
+        let text = |span: Span| &strings[span.start as usize..span.end as usize];
+        for symbol in symtab.iter() {
+            if matches!(symbol.st_type(), elf::STT_SECTION | elf::STT_FILE) {
+                continue;
+            }
+            let Some(span) = name_at(symbol.st_name(endian))? else {
                 continue;
             };
-            if name.is_empty() || matches!(symbol.st_type(), elf::STT_SECTION | elf::STT_FILE) {
+            let name = text(span);
+            if name.is_empty() {
                 continue;
             }
             let bind = symbol.st_bind();
             if symbol.st_shndx(endian) == elf::SHN_UNDEF {
-                if seen.insert(name.to_owned()) {
-                    imports.push(Import {
-                        name: name.to_owned(),
-                        weak: bind == elf::STB_WEAK,
-                    });
+                if seen_imports.insert(NameKey(name)) {
+                    imports.push((span, bind == elf::STB_WEAK));
                 }
                 continue;
             }
-            if let Some(exported) = name.strip_prefix("__ksymtab_") {
+            if name.starts_with("__ksymtab_") && seen_exports.insert(NameKey(name)) {
                 // Linux also has __ksymtab_strings etc. as section-like names; those are
                 // sections, not symbols, so every such symbol is an export.
-                exports.insert(exported.to_owned());
+                exports.push(Span {
+                    start: span.start + "__ksymtab_".len() as u32,
+                    end: span.end,
+                });
             }
             if bind == elf::STB_GLOBAL || bind == elf::STB_WEAK {
-                defined_globals.insert(name.to_owned());
+                defined_globals.push(span);
             }
         }
         Ok(ModuleFile {
             path: path.to_owned(),
             modinfo,
-            exports,
-            imports,
-            defined_globals,
             linux,
             signature: kmod_sig::SignatureInfo::of(data),
+            names: SymbolNames {
+                strings: strings.into_boxed_str(),
+                exports,
+                imports,
+                defined_globals,
+            },
         })
     }
 
@@ -208,11 +333,38 @@ impl ModuleFile {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
+
+    /// Exported symbols: `X` for each defined symbol `__ksymtab_X` (ABI.md "Exports"), each
+    /// once, in symbol-table order.
+    pub fn exports(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.names.exports.iter().map(|&s| self.names.get(s))
+    }
+
+    /// Whether the module exports `symbol`.
+    pub fn exports_symbol(&self, symbol: &str) -> bool {
+        self.exports().any(|e| e == symbol)
+    }
+
+    /// Undefined symbols in symbol-table order, each once.
+    pub fn imports(&self) -> impl ExactSizeIterator<Item = Import<'_>> + '_ {
+        self.names.imports.iter().map(|&(s, weak)| Import {
+            name: self.names.get(s),
+            weak,
+        })
+    }
+
+    /// Defined global (or weak) symbols, in symbol-table order.
+    pub fn defined_globals(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.names
+            .defined_globals
+            .iter()
+            .map(|&s| self.names.get(s))
+    }
 }
 
 /// Splits `.modinfo` contents into `key=value` pairs (file order). A string without `=` is
 /// a key with an empty value; padding NULs are skipped.
-pub fn parse_modinfo(data: &[u8]) -> Vec<(String, String)> {
+pub fn parse_modinfo(data: &[u8]) -> Modinfo {
     data.split(|&b| b == 0)
         .filter(|s| !s.is_empty())
         .map(|s| {
@@ -225,28 +377,69 @@ pub fn parse_modinfo(data: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Every module file under `dir` (recursively, following Linux depmod in skipping `build`
-/// and `source` links), sorted by path.
-pub fn find_modules(dir: &Path) -> Result<Vec<PathBuf>> {
+/// A problem met while walking a module directory that does not stop the walk.
+#[derive(Debug, thiserror::Error)]
+pub enum WalkWarning {
+    /// An entry could not be read (permissions, a symbolic link loop, a dangling link).
+    #[error("{path}: {source}")]
+    Unreadable {
+        /// The entry, or the directory being walked.
+        path: PathBuf,
+        /// What went wrong.
+        source: walkdir::Error,
+    },
+    /// A module-named entry that is not a regular file (a FIFO, a device).
+    #[error("{path}: unsupported file type ({kind}), skipped")]
+    Unsupported {
+        /// The entry.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
+}
+
+/// Every module file under `dir`, sorted by path, and what was skipped on the way.
+///
+/// As kmod's depmod: symbolic links are followed (to files and to directories; a link loop
+/// is reported, not followed), entries called `build` or `source` are skipped, and a
+/// module-named entry that is not a regular file is skipped with a warning.
+pub fn find_modules(dir: &Path) -> Result<(Vec<PathBuf>, Vec<WalkWarning>)> {
     let mut found = Vec::new();
+    let mut warnings = Vec::new();
     let walker = walkdir::WalkDir::new(dir)
-        .follow_links(false)
+        .follow_links(true)
         .sort_by_file_name()
         .into_iter()
         .filter_entry(|e| {
-            e.depth() == 0
-                || !(e.file_type().is_dir() || e.path_is_symlink())
-                || !matches!(e.file_name().to_str(), Some("build" | "source"))
+            e.depth() == 0 || !matches!(e.file_name().to_str(), Some("build" | "source"))
         });
     for entry in walker {
-        let entry = entry.map_err(|source| ToolError::Walk {
-            path: dir.to_owned(),
-            source,
-        })?;
-        if entry.file_type().is_file() && file_stem(entry.path()).is_some() {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(source) if source.depth() == 0 => {
+                return Err(ToolError::Walk {
+                    path: dir.to_owned(),
+                    source,
+                });
+            }
+            Err(source) => {
+                let path = source.path().unwrap_or(dir).to_owned();
+                warnings.push(WalkWarning::Unreadable { path, source });
+                continue;
+            }
+        };
+        if entry.file_type().is_dir() || file_stem(entry.path()).is_none() {
+            continue;
+        }
+        if entry.file_type().is_file() {
             found.push(entry.into_path());
+        } else {
+            warnings.push(WalkWarning::Unsupported {
+                kind: crate::input::file_kind(entry.file_type()),
+                path: entry.into_path(),
+            });
         }
     }
     found.sort();
-    Ok(found)
+    Ok((found, warnings))
 }

@@ -1,20 +1,18 @@
 //! `modinfo`: a module's `.modinfo`, printed the way Linux's (kmod's) modinfo prints it.
 
-use crate::ko::ModuleFile;
-
+pub use kmod_sig::SignatureInfo;
 pub use kmodlab_abi::modinfo::Param;
 
-fn pairs(module: &ModuleFile) -> Vec<(&str, &str)> {
-    module
-        .modinfo
+fn pairs(modinfo: &[(String, String)]) -> Vec<(&str, &str)> {
+    modinfo
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect()
 }
 
 /// The signature fields kmod shows after `.modinfo`'s (none for an unsigned module).
-pub fn signature_fields(module: &ModuleFile) -> Vec<(&'static str, String)> {
-    module.signature.as_ref().map_or_else(Vec::new, |s| {
+pub fn signature_fields(signature: Option<&SignatureInfo>) -> Vec<(&'static str, String)> {
+    signature.map_or_else(Vec::new, |s| {
         kmodlab_abi::modinfo::signature_fields(
             s.id_type,
             &s.signer,
@@ -25,16 +23,24 @@ pub fn signature_fields(module: &ModuleFile) -> Vec<(&'static str, String)> {
     })
 }
 
-/// The parameters of `module`, in the order modinfo prints them.
-pub fn params(module: &ModuleFile) -> Vec<Param> {
-    kmodlab_abi::modinfo::params(pairs(module))
+/// The parameters described by a module's `.modinfo` entries, in the order modinfo prints
+/// them.
+pub fn params(modinfo: &[(String, String)]) -> Vec<Param> {
+    kmodlab_abi::modinfo::params(pairs(modinfo))
 }
 
-/// What modinfo prints for `module` (see [`kmodlab_abi::modinfo::render`], which the guest
-/// shell's `modinfo` also uses).
-pub fn render(module: &ModuleFile, filename: &str, field: Option<&str>, separator: char) -> String {
-    let signature = signature_fields(module);
-    let mut pairs = pairs(module);
+/// What modinfo prints for a module with these `.modinfo` entries and this appended
+/// signature (see [`kmodlab_abi::modinfo::render`], which the guest shell's `modinfo` also
+/// uses).
+pub fn render(
+    modinfo: &[(String, String)],
+    signature: Option<&SignatureInfo>,
+    filename: &str,
+    field: Option<&str>,
+    separator: char,
+) -> String {
+    let signature = signature_fields(signature);
+    let mut pairs = pairs(modinfo);
     pairs.extend(signature.iter().map(|(k, v)| (*k, v.as_str())));
     kmodlab_abi::modinfo::render(&pairs, filename, field, separator)
 }

@@ -1,6 +1,12 @@
 //! `objstat`: a module's sections, load regions, symbols and relocations, counted.
+//!
+//! Section names are borrowed from the module bytes and written straight to the output,
+//! so thousands of sections sharing one long name cost no copies. Sizes are checked: a
+//! section that claims more bytes than the file has (other than a NOBITS section within
+//! [`MAX_NOBITS_SIZE`]) is an error, and region totals are checked sums.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 
 use object::elf;
@@ -9,7 +15,53 @@ use object::{Endianness, Object, ObjectSection};
 use serde::Serialize;
 
 use crate::error::{Result, ToolError};
-use crate::ko::{parse_elf, read_module_bytes};
+use crate::ko::parse_elf;
+
+/// The largest NOBITS (`.bss`-like) section objstat accepts: 1 GiB, kmod-loader's largest
+/// region (half the +-2 GiB reach of 32-bit relocations) and less than Linux's 1.5 GiB
+/// x86-64 module area; no loader could place a larger one.
+pub const MAX_NOBITS_SIZE: u64 = 1 << 30;
+
+/// A section name as the file has it; shown with invalid UTF-8 replaced by U+FFFD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SectionName<'d>(pub &'d [u8]);
+
+impl fmt::Display for SectionName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Ok(text) = std::str::from_utf8(self.0) {
+            // Through `pad`, so that width and alignment apply.
+            return f.pad(text);
+        }
+        for chunk in self.0.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_str("\u{fffd}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PartialEq<str> for SectionName<'_> {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for SectionName<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+impl Serialize for SectionName<'_> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
 
 /// Where a section goes when the module is loaded (ABI.md "Sections", Linux's rules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -30,10 +82,15 @@ pub enum Region {
 impl Region {
     /// The region of a section with this name and these flags.
     pub fn of(name: &str, flags: elf::SectionFlags) -> Region {
+        Region::of_bytes(name.as_bytes(), flags)
+    }
+
+    /// [`Region::of`] for a name as the file has it.
+    pub fn of_bytes(name: &[u8], flags: elf::SectionFlags) -> Region {
         let has = |flag: elf::SectionFlags| flags.0 & flag.0 != 0;
-        if !has(elf::SHF_ALLOC) || name == ".modinfo" || name == "__versions" {
+        if !has(elf::SHF_ALLOC) || name == b".modinfo" || name == b"__versions" {
             Region::NotLoaded
-        } else if name.starts_with(".init") {
+        } else if name.starts_with(b".init") {
             Region::Init
         } else if has(elf::SHF_EXECINSTR) {
             Region::CoreText
@@ -57,11 +114,11 @@ impl Region {
 
 /// One section.
 #[derive(Debug, Clone, Serialize)]
-pub struct SectionStat {
+pub struct SectionStat<'d> {
     /// Section header index.
     pub index: usize,
     /// Name.
-    pub name: String,
+    pub name: SectionName<'d>,
     /// `sh_type` as readelf names it.
     pub kind: String,
     /// `sh_flags` as readelf letters.
@@ -90,9 +147,12 @@ pub struct RegionTotals {
 }
 
 impl RegionTotals {
-    /// All core bytes.
+    /// All core bytes (saturating: each part is a checked sum of sizes bounded by the file
+    /// or [`MAX_NOBITS_SIZE`], so the sum cannot overflow in practice).
     pub fn core(&self) -> u64 {
-        self.core_text + self.core_rodata + self.core_data
+        self.core_text
+            .saturating_add(self.core_rodata)
+            .saturating_add(self.core_data)
     }
 }
 
@@ -132,15 +192,16 @@ pub struct RelocCounts {
     pub unloaded: u64,
 }
 
-/// Everything objstat reports about one file.
+/// Everything objstat reports about one file, borrowing its section names from the
+/// module bytes.
 #[derive(Debug, Clone, Serialize)]
-pub struct ObjStat {
+pub struct ObjStat<'d> {
     /// The file.
     pub path: String,
     /// File size in bytes (after decompression).
     pub file_size: u64,
     /// Sections, by index.
-    pub sections: Vec<SectionStat>,
+    pub sections: Vec<SectionStat<'d>>,
     /// Bytes per region.
     pub regions: RegionTotals,
     /// Symbols.
@@ -189,40 +250,66 @@ fn flag_letters(flags: elf::SectionFlags) -> String {
         .collect()
 }
 
-impl ObjStat {
-    /// Reads and analyses the module at `path`.
-    pub fn open(path: &Path) -> Result<ObjStat> {
-        let data = read_module_bytes(path)?;
-        ObjStat::parse(path, &data)
-    }
-
-    /// Analyses module bytes; `path` is for messages.
-    pub fn parse(path: &Path, data: &[u8]) -> Result<ObjStat> {
+impl<'d> ObjStat<'d> {
+    /// Analyses module bytes (see [`crate::ko::read_module_bytes`]); `path` is for messages.
+    pub fn parse(path: &Path, data: &'d [u8]) -> Result<ObjStat<'d>> {
         let file = parse_elf(path, data)?;
         let endian: Endianness = file.endian();
         let elf_error = |source| ToolError::Elf {
             path: path.to_owned(),
             source,
         };
+        let bad_section = |index: usize, name: SectionName, reason: String| ToolError::NotModule {
+            path: path.to_owned(),
+            reason: format!("section {index} ({name}): {reason}"),
+        };
+        let file_len = data.len() as u64;
         let mut sections = Vec::new();
         let mut regions = RegionTotals::default();
         for section in file.sections() {
             let header = section.elf_section_header();
-            let name = section.name().map_err(elf_error)?.to_owned();
+            let index = section.index().0;
+            let name = SectionName(section.name_bytes().map_err(elf_error)?);
             let flags = header.sh_flags(endian);
             let sh_type = header.sh_type(endian);
             let size = header.sh_size(endian);
-            let region = Region::of(&name, flags);
-            match region {
-                Region::CoreText => regions.core_text += size,
-                Region::CoreRodata => regions.core_rodata += size,
-                Region::CoreData => regions.core_data += size,
-                Region::Init => regions.init += size,
-                Region::NotLoaded if sh_type != elf::SHT_NOBITS => regions.not_loaded += size,
-                Region::NotLoaded => {}
+            if sh_type == elf::SHT_NOBITS {
+                if size > MAX_NOBITS_SIZE {
+                    return Err(bad_section(
+                        index,
+                        name,
+                        format!("NOBITS size {size} exceeds {MAX_NOBITS_SIZE} bytes"),
+                    ));
+                }
+            } else if sh_type != elf::SHT_NULL {
+                let offset = header.sh_offset(endian);
+                if offset.checked_add(size).is_none_or(|end| end > file_len) {
+                    return Err(bad_section(
+                        index,
+                        name,
+                        format!(
+                            "{size} bytes at offset {offset} run past the end of the \
+                             {file_len}-byte file"
+                        ),
+                    ));
+                }
+            }
+            let region = Region::of_bytes(name.0, flags);
+            let total = match region {
+                Region::CoreText => Some(&mut regions.core_text),
+                Region::CoreRodata => Some(&mut regions.core_rodata),
+                Region::CoreData => Some(&mut regions.core_data),
+                Region::Init => Some(&mut regions.init),
+                Region::NotLoaded if sh_type != elf::SHT_NOBITS => Some(&mut regions.not_loaded),
+                Region::NotLoaded => None,
+            };
+            if let Some(total) = total {
+                *total = total.checked_add(size).ok_or_else(|| {
+                    bad_section(index, name, format!("{} bytes overflow", region.label()))
+                })?;
             }
             sections.push(SectionStat {
-                index: section.index().0,
+                index,
                 name,
                 kind: section_type_name(sh_type),
                 flags: flag_letters(flags),
@@ -317,25 +404,30 @@ impl ObjStat {
         })
     }
 
-    /// The human-readable report.
+    /// The human-readable report, as a string (see [`ObjStat::write_report`]).
     pub fn render(&self) -> String {
-        use std::fmt::Write;
         let mut out = String::new();
-        let _ = writeln!(
+        let _ = self.write_report(&mut out);
+        out
+    }
+
+    /// Writes the human-readable report to `out` line by line, never building it whole.
+    pub fn write_report(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        writeln!(
             out,
             "{}: ELF64 x86-64 relocatable, {} bytes",
             self.path, self.file_size
-        );
-        let _ = writeln!(
+        )?;
+        writeln!(
             out,
             "  [Nr] {:<28} {:<10} {:<5} {:>10} {:>6}  region",
             "Name", "Type", "Flags", "Size", "Align"
-        );
+        )?;
         for s in &self.sections {
             if s.index == 0 {
                 continue;
             }
-            let _ = writeln!(
+            writeln!(
                 out,
                 "  [{:>2}] {:<28} {:<10} {:<5} {:>10} {:>6}  {}",
                 s.index,
@@ -345,10 +437,10 @@ impl ObjStat {
                 s.size,
                 s.align,
                 s.region.label()
-            );
+            )?;
         }
         let r = &self.regions;
-        let _ = writeln!(
+        writeln!(
             out,
             "regions: core {} bytes (text {}, rodata {}, data {}), init {} bytes, not loaded {} bytes",
             r.core(),
@@ -357,15 +449,15 @@ impl ObjStat {
             r.core_data,
             r.init,
             r.not_loaded
-        );
+        )?;
         let y = &self.symbols;
-        let _ = writeln!(
+        writeln!(
             out,
             "symbols: {} (global {}, weak {}, local {}, undefined {}, section {}, file {}), exports {}",
             y.total, y.global, y.weak, y.local, y.undefined, y.section, y.file, y.exports
-        );
+        )?;
         let rel = &self.relocations;
-        let _ = writeln!(
+        writeln!(
             out,
             "relocations: {} (against sections {}, against symbols {}){}",
             rel.total,
@@ -376,10 +468,10 @@ impl ObjStat {
             } else {
                 String::new()
             }
-        );
+        )?;
         for (ty, n) in &rel.by_type {
-            let _ = writeln!(out, "  {ty:<24} {n:>8}");
+            writeln!(out, "  {ty:<24} {n:>8}")?;
         }
-        out
+        Ok(())
     }
 }

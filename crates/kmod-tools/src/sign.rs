@@ -27,11 +27,13 @@ pub fn read_key(path: &Path) -> Result<SigningKey> {
             "not a PEM PKCS#8 ECDSA P-256 private key (\"-----BEGIN PRIVATE KEY-----\"): {why}"
         ),
     };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let meta = file.metadata().map_err(io)?;
-    if !meta.is_file() {
-        return Err(not_key("not a regular file"));
-    }
+    // Opened without blocking (a FIFO would wait for a writer) and checked to be a regular
+    // file on the open descriptor.
+    let file = match crate::input::open_regular(path) {
+        Ok((file, _)) => file,
+        Err(ToolError::NotRegular { .. }) => return Err(not_key("not a regular file")),
+        Err(e) => return Err(e),
+    };
     let mut bytes = Vec::new();
     file.take(MAX_KEY_FILE + 1)
         .read_to_end(&mut bytes)
@@ -157,37 +159,12 @@ pub fn sign_file(key: &SigningKey, path: &Path, output: &Path) -> Result<Option<
                 .into(),
         });
     }
-    let data = std::fs::read(path).map_err(|source| ToolError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let data = crate::input::read_regular(path, crate::input::MAX_MODULE_SIZE, "the file")?;
     let (signed, replaced) = sign_bytes(key, path, &data)?;
     write_replacing(output, &signed)?;
     Ok(replaced)
 }
 
-/// Writes `contents` to a temporary file beside `path` and renames it over `path`.
-pub fn write_replacing(path: &Path, contents: &[u8]) -> Result<()> {
-    let io = |p: &Path| {
-        let p = p.to_owned();
-        move |source| ToolError::Io { path: p, source }
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| ToolError::Usage(format!("{}: not a file name", path.display())))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = std::fs::write(&tmp, contents)
-        .map_err(io(&tmp))
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(io(path)));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
+/// Writes `contents` to a temporary file beside `path` and renames it over `path` (see
+/// [`crate::input::write_replacing`]).
+pub use crate::input::write_replacing;

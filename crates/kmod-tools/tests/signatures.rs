@@ -62,7 +62,13 @@ fn signed_module_modinfo_matches_kmod() {
     let dir = scratch("sig-modinfo");
     let path = signed_params(&dir);
     let module = ModuleFile::open(&path).unwrap();
-    let ours = modinfo::render(&module, "/lib/modules/params.ko", None, '\n');
+    let ours = modinfo::render(
+        &module.modinfo,
+        module.signature.as_ref(),
+        "/lib/modules/params.ko",
+        None,
+        '\n',
+    );
     let expected = std::fs::read_to_string(fixtures().join("signing/params.ko.modinfo")).unwrap();
     assert_eq!(ours, expected);
     assert!(
@@ -90,7 +96,13 @@ fn signed_module_modinfo_matches_kmod() {
         let field = args.iter().position(|a| *a == "-F").map(|i| args[i + 1]);
         let separator = if args.contains(&"-0") { '\0' } else { '\n' };
         assert_eq!(
-            modinfo::render(&module, name, field, separator),
+            modinfo::render(
+                &module.modinfo,
+                module.signature.as_ref(),
+                name,
+                field,
+                separator
+            ),
             kmod,
             "modinfo {args:?}"
         );
@@ -104,8 +116,14 @@ fn unsigned_and_signed_modules_differ_only_in_the_signature_fields() {
     let unsigned = ModuleFile::open(&fixtures().join("kmodlab/params.ko")).unwrap();
     assert!(unsigned.signature.is_none());
     assert_eq!(signed.modinfo, unsigned.modinfo);
-    let text = modinfo::render(&signed, "f", None, '\n');
-    let plain = modinfo::render(&unsigned, "f", None, '\n');
+    let text = modinfo::render(&signed.modinfo, signed.signature.as_ref(), "f", None, '\n');
+    let plain = modinfo::render(
+        &unsigned.modinfo,
+        unsigned.signature.as_ref(),
+        "f",
+        None,
+        '\n',
+    );
     let extra: Vec<&str> = text.lines().filter(|l| !plain.contains(*l)).collect();
     let keys: Vec<&str> = extra
         .iter()

@@ -5,11 +5,16 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use kmod_tools::depmod::{self, Entry, KernelExports};
+use kmod_tools::ko::read_module_bytes;
 use kmod_tools::objstat::{ObjStat, Region};
 use kmod_tools::{ModuleFile, ToolError, modinfo};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn bytes(rel: &str) -> Vec<u8> {
+    read_module_bytes(&fixtures().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
 fn open(rel: &str) -> ModuleFile {
@@ -28,7 +33,13 @@ fn scratch(name: &str) -> PathBuf {
 #[test]
 fn modinfo_kmodlab_module_prints_like_linux() {
     let m = open("kmodlab/params.ko");
-    let text = modinfo::render(&m, "/lib/modules/params.ko", None, '\n');
+    let text = modinfo::render(
+        &m.modinfo,
+        m.signature.as_ref(),
+        "/lib/modules/params.ko",
+        None,
+        '\n',
+    );
     assert_eq!(
         text,
         "filename:       /lib/modules/params.ko\n\
@@ -49,7 +60,13 @@ fn modinfo_linux_module_matches_kmod_modinfo() {
     // The expected text is what /sbin/modinfo (kmod 30) printed for this file, signature
     // fields (from Debian's appended PKCS#7 signature, RSA) included.
     let m = open("linux/kernel/drivers/char/hangcheck-timer.ko");
-    let text = modinfo::render(&m, "/x/hangcheck-timer.ko", None, '\n');
+    let text = modinfo::render(
+        &m.modinfo,
+        m.signature.as_ref(),
+        "/x/hangcheck-timer.ko",
+        None,
+        '\n',
+    );
     let expected =
         std::fs::read_to_string(fixtures().join("linux/hangcheck-timer.ko.modinfo")).unwrap();
     assert_eq!(text, expected);
@@ -62,16 +79,40 @@ fn modinfo_linux_module_matches_kmod_modinfo() {
 #[test]
 fn modinfo_fields() {
     let m = open("linux/kernel/net/802/garp.ko");
-    assert_eq!(modinfo::render(&m, "f", Some("depends"), '\n'), "stp,llc\n");
-    assert_eq!(modinfo::render(&m, "f", Some("filename"), '\n'), "f\n");
-    assert_eq!(modinfo::render(&m, "f", Some("nosuchfield"), '\n'), "");
+    assert_eq!(
+        modinfo::render(&m.modinfo, m.signature.as_ref(), "f", Some("depends"), '\n'),
+        "stp,llc\n"
+    );
+    assert_eq!(
+        modinfo::render(
+            &m.modinfo,
+            m.signature.as_ref(),
+            "f",
+            Some("filename"),
+            '\n'
+        ),
+        "f\n"
+    );
+    assert_eq!(
+        modinfo::render(
+            &m.modinfo,
+            m.signature.as_ref(),
+            "f",
+            Some("nosuchfield"),
+            '\n'
+        ),
+        ""
+    );
     let p = open("kmodlab/kvclient.ko");
     assert_eq!(
-        modinfo::render(&p, "f", Some("parm"), '\n'),
+        modinfo::render(&p.modinfo, p.signature.as_ref(), "f", Some("parm"), '\n'),
         "keys:how many keys to store (1..=48) (int)\n"
     );
-    assert_eq!(modinfo::render(&p, "f", Some("license"), '\0'), "GPL\0");
-    let nul = modinfo::render(&p, "f", None, '\0');
+    assert_eq!(
+        modinfo::render(&p.modinfo, p.signature.as_ref(), "f", Some("license"), '\0'),
+        "GPL\0"
+    );
+    let nul = modinfo::render(&p.modinfo, p.signature.as_ref(), "f", None, '\0');
     assert!(nul.contains("\0license=GPL\0"), "{nul:?}");
 }
 
@@ -85,14 +126,23 @@ fn modinfo_params_merge_like_kmod() {
         ("parm".into(), "c:only a description".into()),
         ("parm".into(), "no colon".into()),
     ];
-    let shown: Vec<String> = modinfo::params(&m).iter().map(|p| p.display()).collect();
+    let shown: Vec<String> = modinfo::params(&m.modinfo)
+        .iter()
+        .map(|p| p.display())
+        .collect();
     assert_eq!(shown, ["c:only a description", "b:bool", "a:first (int)"]);
 }
 
 // ---- depmod ----
 
+fn load(dir: &Path) -> Vec<Entry> {
+    let scan = depmod::load_dir(dir).unwrap();
+    assert!(scan.warnings.is_empty(), "{:?}", scan.warnings);
+    scan.entries
+}
+
 fn dep_text(dir: &Path, kernel: &KernelExports) -> String {
-    let entries = depmod::load_dir(dir).unwrap();
+    let entries = load(dir);
     depmod::compute(&entries, kernel).unwrap().modules_dep()
 }
 
@@ -101,7 +151,7 @@ fn depmod_kmodlab_modules() {
     let dir = fixtures().join("kmodlab");
     let expected = std::fs::read_to_string(dir.join("modules.dep.expected")).unwrap();
     assert_eq!(dep_text(&dir, &KernelExports::Default), expected);
-    let entries = depmod::load_dir(&dir).unwrap();
+    let entries = load(&dir);
     let graph = depmod::compute(&entries, &KernelExports::Default).unwrap();
     assert!(graph.missing.is_empty(), "{:?}", graph.missing);
     // The chain: kvclient needs kvstore, which needs ramblk and crc32; loading goes from the
@@ -125,7 +175,7 @@ fn depmod_linux_tree_with_symvers_and_a_missing_symbol() {
     let dir = fixtures().join("linux");
     let symvers_path = fixtures().join("linux-Module.symvers");
     let symvers = std::fs::read_to_string(&symvers_path).unwrap();
-    let entries = depmod::load_dir(&dir).unwrap();
+    let entries = load(&dir);
 
     let full = KernelExports::from_symvers(&symvers_path, &symvers).unwrap();
     let graph = depmod::compute(&entries, &full).unwrap();
@@ -140,10 +190,7 @@ fn depmod_linux_tree_with_symvers_and_a_missing_symbol() {
     let partial = KernelExports::from_symvers(&symvers_path, &without).unwrap();
     let graph = depmod::compute(&entries, &partial).unwrap();
     let needers = &graph.missing["mutex_lock"];
-    assert!(
-        needers.contains(&"kernel/net/802/stp.ko".to_owned()),
-        "{needers:?}"
-    );
+    assert!(needers.contains(&"kernel/net/802/stp.ko"), "{needers:?}");
     assert_eq!(graph.missing.len(), 1, "{:?}", graph.missing);
 }
 
@@ -266,7 +313,7 @@ fn depmod_reports_cycles_by_name() {
             ("z", &["fz"], &["fx"]),
         ],
     );
-    let entries = depmod::load_dir(&dir).unwrap();
+    let entries = load(&dir);
     let err = depmod::compute(&entries, &KernelExports::Default).unwrap_err();
     let ToolError::Cycle { cycle } = &err else {
         panic!("expected a cycle, got {err}");
@@ -288,7 +335,7 @@ fn depmod_reports_cycles_by_name() {
     // A two-module cycle too.
     let dir = scratch("depmod-cycle2");
     write_modules(&dir, &[("p", &["fp"], &["fq"]), ("q", &["fq"], &["fp"])]);
-    let entries = depmod::load_dir(&dir).unwrap();
+    let entries = load(&dir);
     assert!(matches!(
         depmod::compute(&entries, &KernelExports::Default),
         Err(ToolError::Cycle { cycle }) if cycle.len() == 3
@@ -305,7 +352,7 @@ fn depmod_reports_missing_symbols_with_their_modules() {
             ("b", &[], &["fa", "no_such_fn", "also_missing"]),
         ],
     );
-    let entries = depmod::load_dir(&dir).unwrap();
+    let entries = load(&dir);
     let graph = depmod::compute(&entries, &KernelExports::Default).unwrap();
     assert_eq!(graph.missing["no_such_fn"], ["a.ko", "b.ko"]);
     assert_eq!(graph.missing["also_missing"], ["b.ko"]);
@@ -323,13 +370,10 @@ fn depmod_first_exporter_wins_and_duplicates_are_reported() {
         &dir,
         &[("a", &["f"], &[]), ("b", &["f"], &[]), ("c", &[], &["f"])],
     );
-    let entries = depmod::load_dir(&dir).unwrap();
+    let entries = load(&dir);
     let graph = depmod::compute(&entries, &KernelExports::Default).unwrap();
     assert_eq!(graph.modules_dep(), "a.ko:\nb.ko:\nc.ko: a.ko\n");
-    assert_eq!(
-        graph.duplicates,
-        [("f".into(), "a.ko".into(), "b.ko".into())]
-    );
+    assert_eq!(graph.duplicates, [("f", "a.ko", "b.ko")]);
 }
 
 #[test]
@@ -359,7 +403,8 @@ fn depmod_cli_writes_modules_dep() {
 #[test]
 fn objstat_linux_module_counts() {
     // Cross-checked with `readelf -rW`/`-sW`/`-SW` on the same file.
-    let s = ObjStat::open(&fixtures().join("linux/kernel/net/802/stp.ko")).unwrap();
+    let data = bytes("linux/kernel/net/802/stp.ko");
+    let s = ObjStat::parse(Path::new("stp.ko"), &data).unwrap();
     assert_eq!(s.sections.len(), 32, "section headers without the null one");
     assert_eq!(s.relocations.total, 63);
     let by_type: Vec<(&str, u64)> = s
@@ -398,7 +443,8 @@ fn objstat_kmodlab_modules_use_abi_sections() {
     for name in [
         "hello", "params", "crc32", "ramblk", "kvstore", "kvclient", "cstats", "faulty",
     ] {
-        let s = ObjStat::open(&fixtures().join(format!("kmodlab/{name}.ko"))).unwrap();
+        let data = bytes(&format!("kmodlab/{name}.ko"));
+        let s = ObjStat::parse(Path::new(name), &data).unwrap();
         let section = |n: &str| s.sections.iter().find(|x| x.name == n);
         assert_eq!(
             section(".init.text").map(|x| x.region),
@@ -426,13 +472,13 @@ fn objstat_kmodlab_modules_use_abi_sections() {
             s.relocations.total
         );
         // Every relocation, counted a second way: object's generic relocation iterator.
-        let data = std::fs::read(fixtures().join(format!("kmodlab/{name}.ko"))).unwrap();
         let file = object::File::parse(data.as_slice()).unwrap();
         use object::{Object, ObjectSection};
         let generic: usize = file.sections().map(|sec| sec.relocations().count()).sum();
         assert_eq!(generic as u64, s.relocations.total, "{name}");
     }
-    let exports = ObjStat::open(&fixtures().join("kmodlab/ramblk.ko"))
+    let data = bytes("kmodlab/ramblk.ko");
+    let exports = ObjStat::parse(Path::new("ramblk.ko"), &data)
         .unwrap()
         .symbols
         .exports;
@@ -441,7 +487,8 @@ fn objstat_kmodlab_modules_use_abi_sections() {
 
 #[test]
 fn objstat_json_is_valid() {
-    let s = ObjStat::open(&fixtures().join("kmodlab/hello.ko")).unwrap();
+    let data = bytes("kmodlab/hello.ko");
+    let s = ObjStat::parse(Path::new("hello.ko"), &data).unwrap();
     let json = serde_json::to_value(&s).unwrap();
     assert_eq!(json["relocations"]["total"], s.relocations.total);
     assert_eq!(json["sections"][0]["name"], ".text");
@@ -455,9 +502,10 @@ fn compressed_modules_read_like_plain_ones() {
     for f in ["compressed/stp.ko.xz", "compressed/stp.ko.zst"] {
         let m = open(f);
         assert_eq!(m.modinfo, plain.modinfo, "{f}");
-        assert_eq!(m.exports, plain.exports, "{f}");
-        assert_eq!(m.imports, plain.imports, "{f}");
-        let s = ObjStat::open(&fixtures().join(f)).unwrap();
+        assert!(m.exports().eq(plain.exports()), "{f}");
+        assert!(m.imports().eq(plain.imports()), "{f}");
+        let data = bytes(f);
+        let s = ObjStat::parse(Path::new(f), &data).unwrap();
         assert_eq!(s.relocations.total, 63, "{f}");
     }
     assert_eq!(
@@ -509,7 +557,8 @@ fn bad_files_are_typed_errors_naming_the_file() {
             ),
             "{name}: {err:?}"
         );
-        assert!(ObjStat::open(&path).is_err(), "{name}");
+        let objstat = read_module_bytes(&path).and_then(|d| ObjStat::parse(&path, &d).map(|_| ()));
+        assert!(objstat.is_err(), "{name}");
     }
     let missing = ModuleFile::open(&dir.join("nonexistent.ko")).unwrap_err();
     assert!(matches!(missing, ToolError::Io { .. }));
@@ -559,7 +608,8 @@ fn mutated_modules_never_panic() {
 
 #[test]
 fn find_modules_walks_recursively_and_sorts() {
-    let found = kmod_tools::ko::find_modules(&fixtures()).unwrap();
+    let (found, warnings) = kmod_tools::ko::find_modules(&fixtures()).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
     let rel: Vec<String> = found
         .iter()
         .map(|p| depmod::relpath(&fixtures(), p))
@@ -578,7 +628,7 @@ fn find_modules_walks_recursively_and_sorts() {
 #[test]
 fn entries_keep_modules_order() {
     // modules.order of the Linux fixture lists hangcheck-timer first.
-    let entries: Vec<Entry> = depmod::load_dir(&fixtures().join("linux")).unwrap();
+    let entries: Vec<Entry> = load(&fixtures().join("linux"));
     assert_eq!(entries[0].relpath, "kernel/drivers/char/hangcheck-timer.ko");
     assert_eq!(entries[4].relpath, "kernel/net/llc/llc.ko");
 }

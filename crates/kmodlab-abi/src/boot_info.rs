@@ -10,8 +10,8 @@ use crate::{KernelConfig, KvmFlavour};
 
 /// "KMLBOOT1", little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"KMLBOOT1");
-/// Format version; bumped on any layout change.
-pub const VERSION: u32 = 1;
+/// Format version; bumped on any layout change (2: `host_flavour`).
+pub const VERSION: u32 = 2;
 /// Most usable-RAM ranges the page can describe.
 pub const MAX_RANGES: usize = 8;
 /// Longest command line.
@@ -33,8 +33,13 @@ pub struct PhysRange {
 pub struct BootInfo {
     /// TSC frequency in kHz, from `KVM_GET_TSC_KHZ`; the guest converts cycles with it.
     pub tsc_khz: u64,
-    /// Which KVM the guest runs on.
+    /// The guest setup to use: which KVM's conventions the kernel follows (on kvm_pvm, kernel
+    /// page-table entries carry U/S so that supervisor code runs natively). The same as
+    /// `host_flavour` except under the VMM's debug option that boots a kvm_pvm host with
+    /// the hardware-KVM setup.
     pub flavour: KvmFlavour,
+    /// Which KVM the VMM really runs on.
+    pub host_flavour: KvmFlavour,
     /// Which configuration the VMM booted (the kernel checks it matches its own build).
     pub config: KernelConfig,
     /// Total guest RAM in bytes.
@@ -86,11 +91,13 @@ impl fmt::Display for BootInfoError {
 impl core::error::Error for BootInfoError {}
 
 impl BootInfo {
-    /// A boot info with no ranges and an empty command line.
+    /// A boot info with no ranges and an empty command line, for a guest set up for the KVM
+    /// it runs on (`flavour` is both the setup and the host's).
     pub fn new(tsc_khz: u64, flavour: KvmFlavour, config: KernelConfig, ram_size: u64) -> Self {
         BootInfo {
             tsc_khz,
             flavour,
+            host_flavour: flavour,
             config,
             ram_size,
             usable: [PhysRange::default(); MAX_RANGES],
@@ -101,6 +108,13 @@ impl BootInfo {
             cmdline: [0; MAX_CMDLINE],
             cmdline_len: 0,
         }
+    }
+
+    /// Whether this is a kvm_pvm host booted with the hardware-KVM guest setup (the VMM's
+    /// debug option): supervisor code is emulated, and a user `syscall` does not reach
+    /// supervisor mode there.
+    pub fn hardware_setup_on_pvm(&self) -> bool {
+        self.flavour == KvmFlavour::Hardware && self.host_flavour == KvmFlavour::Pvm
     }
 
     /// The valid usable ranges.
@@ -152,7 +166,8 @@ impl BootInfo {
     /// | 56 | 16 | kernel start, end |
     /// | 72 | 8 | vif_page |
     /// | 80 | 4 | usable_count |
-    /// | 84 | 12 | reserved, zero |
+    /// | 84 | 4 | host_flavour (1 hardware, 2 pvm) |
+    /// | 88 | 8 | reserved, zero |
     /// | 96 | 16 × 8 | usable ranges (start, end) |
     /// | 224 | 4 | cmdline length |
     /// | 228 | 512 | cmdline bytes |
@@ -175,7 +190,8 @@ impl BootInfo {
         w.u64(self.kernel.end);
         w.u64(self.vif_page);
         w.u32(self.usable_count as u32);
-        w.pos += 12;
+        w.u32(self.host_flavour.code());
+        w.pos += 8;
         for r in &self.usable {
             w.u64(r.start);
             w.u64(r.end);
@@ -214,7 +230,9 @@ impl BootInfo {
         if usable_count > MAX_RANGES {
             return Err(BootInfoError::BadField("usable_count"));
         }
-        r.pos += 12;
+        let host_flavour =
+            KvmFlavour::from_code(r.u32()).ok_or(BootInfoError::BadField("host_flavour"))?;
+        r.pos += 8;
         let mut usable = [PhysRange::default(); MAX_RANGES];
         for slot in usable.iter_mut() {
             *slot = r.range("usable")?;
@@ -231,6 +249,7 @@ impl BootInfo {
         Ok(BootInfo {
             tsc_khz,
             flavour,
+            host_flavour,
             config,
             ram_size,
             usable,
@@ -328,7 +347,7 @@ mod tests {
     fn encoding_has_documented_offsets() {
         let b = sample().encode();
         assert_eq!(&b[0..8], b"KMLBOOT1");
-        assert_eq!(b[8..12], 1u32.to_le_bytes());
+        assert_eq!(b[8..12], 2u32.to_le_bytes());
         assert_eq!(b[12..16], (ENCODED_SIZE as u32).to_le_bytes());
         assert_eq!(b[16..24], 2_596_138u64.to_le_bytes());
         assert_eq!(b[24..28], 2u32.to_le_bytes());
@@ -337,6 +356,8 @@ mod tests {
         assert_eq!(b[40..48], 0x100_0000u64.to_le_bytes());
         assert_eq!(b[72..80], 0x3000u64.to_le_bytes());
         assert_eq!(b[80..84], 1u32.to_le_bytes());
+        assert_eq!(b[84..88], 2u32.to_le_bytes());
+        assert_eq!(b[88..96], [0; 8]);
         assert_eq!(b[96..104], 0x100_2000u64.to_le_bytes());
         assert_eq!(b[224..228], 8u32.to_le_bytes());
         assert_eq!(&b[228..236], b"selftest");
@@ -375,6 +396,12 @@ mod tests {
             Err(BootInfoError::BadField("flavour"))
         );
         let mut b = good;
+        b[84] = 0;
+        assert_eq!(
+            BootInfo::decode(&b),
+            Err(BootInfoError::BadField("host_flavour"))
+        );
+        let mut b = good;
         b[80] = 200;
         assert_eq!(
             BootInfo::decode(&b),
@@ -383,6 +410,21 @@ mod tests {
         let mut b = good;
         b[40..48].copy_from_slice(&u64::MAX.to_le_bytes());
         assert_eq!(BootInfo::decode(&b), Err(BootInfoError::BadField("initrd")));
+    }
+
+    #[test]
+    fn the_hardware_setup_on_pvm_round_trips_and_is_recognised() {
+        let mut bi = sample();
+        assert!(!bi.hardware_setup_on_pvm());
+        bi.flavour = KvmFlavour::Hardware;
+        let back = BootInfo::decode(&bi.encode()).unwrap();
+        assert_eq!(
+            (back.flavour, back.host_flavour),
+            (KvmFlavour::Hardware, KvmFlavour::Pvm)
+        );
+        assert!(back.hardware_setup_on_pvm());
+        let native = BootInfo::new(1, KvmFlavour::Hardware, KernelConfig::Monolithic, 64 << 20);
+        assert!(!native.hardware_setup_on_pvm());
     }
 
     #[test]

@@ -11,6 +11,12 @@
 //! sequence number and resumes the guest. The guest always speaks first (its first message
 //! is [`GuestMsg::Ready`]), so a whole batch of work costs one VM exit, not one per item.
 //!
+//! A frame holds at most [`MAX_PAYLOAD`] bytes. What can be larger travels in pieces: a
+//! script's output is streamed as it is written, one [`GuestMsg::Output`] exchange per write
+//! (answered [`HostMsg::Continue`]), so its size is bounded by the host's patience, not by the
+//! channel; a reply that still does not fit is the guest's fault and is replaced by a
+//! [`Reply::Error`] that says so.
+//!
 //! The VMM decodes frames written by an untrusted guest: [`decode_frame`] checks the header
 //! before it reads the payload, bounds the payload by the half's size, and rejects trailing
 //! bytes; it never panics (property-tested below).
@@ -37,6 +43,9 @@ pub const HOST_TO_GUEST_OFFSET: usize = 0;
 pub const GUEST_TO_HOST_OFFSET: usize = HALF_SIZE;
 /// Largest payload a frame can carry.
 pub const MAX_PAYLOAD: usize = HALF_SIZE - HEADER_SIZE;
+/// Most text bytes one [`GuestMsg::Output`] carries: the payload less the message's own
+/// encoding (a variant tag and a length prefix, 4 bytes at most at this size).
+pub const MAX_OUTPUT_CHUNK: usize = MAX_PAYLOAD - 8;
 
 /// Why a frame could not be written or read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +200,27 @@ pub fn decode_frame<'a, T: Deserialize<'a>>(area: &'a [u8]) -> Result<(u32, T), 
     Ok((header.seq, msg))
 }
 
+/// The size of `msg`'s encoding (the payload of its frame), without writing it anywhere.
+pub fn encoded_len<T: Serialize>(msg: &T) -> Result<usize, FrameError> {
+    postcard::serialize_with_flavor(msg, postcard::ser_flavors::Size::default())
+        .map_err(FrameError::Encode)
+}
+
+/// `reply` if its [`GuestMsg::Reply`] fits a frame, else why not: the text of the
+/// [`Reply::Error`] the guest sends instead, so that the VMM learns the reply was the guest's
+/// to shrink (not a broken channel, not the VMM's fault).
+pub fn fit_reply(reply: Reply) -> Result<Reply, String> {
+    // GuestMsg::Reply's own encoding is its variant index: one byte in postcard.
+    match encoded_len(&reply).map(|n| n + 1) {
+        Ok(n) if n <= MAX_PAYLOAD => Ok(reply),
+        Ok(n) => Err(alloc::format!(
+            "the guest's reply is {n} bytes, more than the {MAX_PAYLOAD} the control channel \
+             carries"
+        )),
+        Err(e) => Err(alloc::format!("the guest's reply does not encode: {e}")),
+    }
+}
+
 /// Like [`decode_frame`] for messages that borrow nothing.
 pub fn decode_owned_frame<T: DeserializeOwned>(area: &[u8]) -> Result<(u32, T), FrameError> {
     decode_frame(area)
@@ -206,6 +236,9 @@ pub enum HostMsg {
         /// The exit status the guest reports.
         status: u32,
     },
+    /// Carry on with the command in progress: the answer to [`GuestMsg::Output`], and only
+    /// to it.
+    Continue,
 }
 
 /// A unit of work the VMM asks the guest to do.
@@ -256,6 +289,133 @@ pub enum Command {
     },
     /// Report the kernel's memory accounting; replies [`Reply::Memory`].
     MemoryStats,
+    /// Run an in-guest measurement with no VM exit inside its timed region; replies
+    /// [`Reply::Bench`], or [`Reply::ModuleError`] with the module backend's own error when
+    /// an operation it times fails (e.g. a configuration that cannot load modules yet).
+    Bench(BenchRequest),
+    /// Call service `service` with `op` and `request`, as a module would (`kmod_service_call`;
+    /// in the microkernel the kernel calls the service's server over IPC); replies
+    /// [`Reply::ServiceReply`] with at most `reply_cap` bytes, or [`Reply::ModuleError`].
+    ServiceCall {
+        /// Service name.
+        service: String,
+        /// The service's op.
+        op: u32,
+        /// The request.
+        request: Vec<u8>,
+        /// Largest reply accepted.
+        reply_cap: u32,
+    },
+}
+
+/// What [`Command::Bench`] measures. The guest times each operation with the TSC around the
+/// module backend's functions (load, unload, service call), which both configurations
+/// provide: the same request measures either.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BenchRequest {
+    /// Load, then unload, a list of modules, repeatedly.
+    LoadUnload(LoadBench),
+    /// Send one request to a service and return its reply (the service measures something
+    /// itself, e.g. the `callbench` module's call costs).
+    ServiceCall(ServiceBench),
+}
+
+/// Parameters of [`BenchRequest::LoadUnload`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBench {
+    /// Modules to load, in this order, as one operation (one module: `insmod`; a dependency
+    /// chain: what `modprobe` loads, providers first); they are unloaded in reverse order.
+    /// Modules they need that are not in the list must be LIVE already.
+    pub modules: Vec<String>,
+    /// Parameters (`key=value …`) of the last module of the list.
+    pub params: String,
+    /// Untimed rounds before the timed ones (warm caches, first-touch page faults).
+    pub warmup: u32,
+    /// Timed rounds.
+    pub iterations: u32,
+    /// Unload after each load. `false` (a module without `cleanup_module`, or a kernel
+    /// without module unloading): one load, which stays.
+    pub unload: bool,
+}
+
+/// Parameters of [`BenchRequest::ServiceCall`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceBench {
+    /// Service name.
+    pub service: String,
+    /// Request op.
+    pub op: u32,
+    /// Request bytes.
+    pub request: Vec<u8>,
+    /// Room for the reply, in bytes (at most [`MAX_BENCH_REPLY`]).
+    pub reply_capacity: u32,
+}
+
+/// Largest reply of a [`BenchRequest::ServiceCall`], so that the answer fits a frame.
+pub const MAX_BENCH_REPLY: u32 = 256 * 1024;
+
+/// Event counts of the guest kernel (`guest-kernel/src/stats.rs`) over a measured region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KernelCounters {
+    /// System calls served (user programs and, in the microkernel, servers).
+    pub syscalls: u64,
+    /// IPC messages sent (requests and replies count one each).
+    pub ipc_messages: u64,
+    /// Payload bytes those messages carried.
+    pub ipc_bytes: u64,
+}
+
+impl KernelCounters {
+    /// `self - earlier`, per counter (saturating: counters only grow).
+    pub fn since(&self, earlier: &KernelCounters) -> KernelCounters {
+        KernelCounters {
+            syscalls: self.syscalls.saturating_sub(earlier.syscalls),
+            ipc_messages: self.ipc_messages.saturating_sub(earlier.ipc_messages),
+            ipc_bytes: self.ipc_bytes.saturating_sub(earlier.ipc_bytes),
+        }
+    }
+}
+
+/// One timed round of [`BenchRequest::LoadUnload`], in TSC cycles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LoadSample {
+    /// Loading every module of the list.
+    pub load: u64,
+    /// Unloading them (0 when the request did not unload).
+    pub unload: u64,
+    /// The kernel's per-step cycles of those loads, summed over the modules.
+    pub steps: LoadCycles,
+}
+
+/// Result of [`BenchRequest::LoadUnload`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBenchReport {
+    /// One entry per timed round.
+    pub samples: Vec<LoadSample>,
+    /// The modules' records as their last timed load returned them, in load order.
+    pub records: Vec<ModuleRecord>,
+    /// Kernel event counts over the timed rounds (all of them together).
+    pub counters: KernelCounters,
+}
+
+/// Result of [`BenchRequest::ServiceCall`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceBenchReport {
+    /// The service's reply.
+    pub reply: Vec<u8>,
+    /// TSC cycles of the whole call, as the caller saw it.
+    pub cycles: u64,
+    /// Kernel event counts over the call.
+    pub counters: KernelCounters,
+}
+
+/// Result of [`Command::Bench`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BenchReply {
+    /// Of [`BenchRequest::LoadUnload`].
+    Load(LoadBenchReport),
+    /// Of [`BenchRequest::ServiceCall`].
+    Service(ServiceBenchReport),
 }
 
 /// The kernel's memory accounting: what a load that fails must leave unchanged.
@@ -319,6 +479,14 @@ pub struct LoadCycles {
     /// Checking the module's signature (`module_sig_check`: SHA-256 of the module and one
     /// ECDSA verification), between `copy` and `validate`.
     pub verify: u64,
+    /// Microkernel only: creating the module server's address space (the task, and mapping
+    /// its runtime, module regions, stubs, heap and stack).
+    pub aspace: u64,
+    /// Microkernel only: copying the runtime and the relocated module from the manager into
+    /// the server (`task_write`).
+    pub transfer: u64,
+    /// Microkernel only: starting the server, until its runtime asked for its configuration.
+    pub start: u64,
 }
 
 /// What the kernel knows about one loaded module: its accounting.
@@ -350,7 +518,92 @@ pub struct ModuleRecord {
     pub relocations: u64,
     /// Cycles of each load step.
     pub load_cycles: LoadCycles,
+    /// Memory the module costs, by kind.
+    pub footprint: Footprint,
+    /// Why the module stopped running, if it did (microkernel: its server died; the record
+    /// keeps the state it had then, as Linux keeps a module whose code oopsed).
+    pub fault: Option<ModuleFault>,
 }
+
+/// What one loaded module costs in memory, by kind. Each configuration fills what applies to
+/// it; a zero is a measured zero (the configuration has no such cost for the module), not a
+/// missing value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Footprint {
+    /// Bytes of the module's own sections as laid out (core region: text, rodata, data,
+    /// bss, GOT).
+    pub section_bytes: u64,
+    /// Pages mapped for its sections now (core, plus init until it is freed).
+    pub section_pages: u64,
+    /// Page-table pages that exist for this module alone (in the monolithic kernel modules
+    /// share the module area's tables, which stay once allocated: 0 once the area is warm;
+    /// a microkernel server's own address space has its own).
+    pub page_table_pages: u64,
+    /// Bytes of stacks that exist for the module (its own threads or servers).
+    pub stack_bytes: u64,
+    /// Bytes of kernel objects that exist for it (service registry entries; in the
+    /// microkernel also its task, address space and endpoints).
+    pub kernel_object_bytes: u64,
+    /// Bytes of IPC buffers set up for it.
+    pub ipc_buffer_bytes: u64,
+    /// Heap bytes the module itself holds (its `kmod_alloc` blocks).
+    pub heap_bytes: u64,
+    /// Heap bytes of the kernel's bookkeeping about it (symbols, exports, modinfo,
+    /// parameters).
+    pub metadata_bytes: u64,
+    /// Microkernel only: bytes of the server's own copy of the server runtime (its code and
+    /// data), its call stubs and its `charp` parameter strings.
+    pub runtime_bytes: u64,
+}
+
+impl Footprint {
+    /// Every kind added up, pages counted as [`crate::layout::PAGE_SIZE`] bytes (the
+    /// section bytes are inside the section pages).
+    pub fn total_bytes(&self) -> u64 {
+        (self.section_pages + self.page_table_pages) * crate::layout::PAGE_SIZE
+            + self.stack_bytes
+            + self.kernel_object_bytes
+            + self.ipc_buffer_bytes
+            + self.heap_bytes
+            + self.metadata_bytes
+            + self.runtime_bytes
+    }
+}
+
+/// What a module's code was running when its server died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultPhase {
+    /// `init_module` (the module stays "Loading", as Linux leaves a module whose init oopsed).
+    Init,
+    /// A call into it (a service or an export; the module stays "Live", as in Linux).
+    Call,
+    /// `cleanup_module` (the module stays "Unloading").
+    Exit,
+}
+
+/// How a module's server died (microkernel configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleFault {
+    /// What it was running.
+    pub during: FaultPhase,
+    /// Exception vector; [`WATCHDOG_VECTOR`] if the kernel's watchdog stopped it;
+    /// [`EXITED_VECTOR`] if the server runtime gave up (exited) instead of faulting.
+    pub vector: u8,
+    /// Instruction pointer of the fault.
+    pub rip: u64,
+    /// CR2 (the faulting address of a page fault).
+    pub cr2: u64,
+    /// Error code pushed by the CPU.
+    pub error_code: u64,
+    /// Offset of `rip` in the module's region that holds it, if it is in the module.
+    pub offset: Option<u64>,
+}
+
+/// [`ModuleFault::vector`] of a server stopped by the kernel's watchdog (not an exception).
+pub const WATCHDOG_VECTOR: u8 = 0xff;
+/// [`ModuleFault::vector`] of a server whose runtime exited (a broken invariant, or a bug of
+/// the runtime), rather than faulting.
+pub const EXITED_VECTOR: u8 = 0xfe;
 
 /// Why a module operation failed: the errno a system call would return, and the kernel's
 /// explanation (what Linux prints to the kernel log).
@@ -362,14 +615,18 @@ pub struct ModuleError {
     pub message: String,
 }
 
-/// What the shell printed and how its lines went.
+/// What the shell printed and how its commands went.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShellOutput {
-    /// Everything the shell wrote.
+    /// What the shell wrote. The kernel streams a script's output while it runs
+    /// ([`GuestMsg::Output`]) and sends this empty; the VMM's `control::Script` fills it in
+    /// from the stream.
     pub output: String,
-    /// Lines run.
+    /// Bytes of output the kernel streamed for this command (what `output` must add up to).
+    pub output_bytes: u64,
+    /// Commands run.
     pub lines: u32,
-    /// Lines that failed.
+    /// Commands that failed.
     pub failed: u32,
 }
 
@@ -443,6 +700,9 @@ pub enum FaultKind {
 }
 
 /// A message from the guest kernel to the VMM.
+// One message exists at a time, briefly, on each side: its size does not matter, and boxing
+// the module record would change every match on it.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum GuestMsg<'a> {
     /// The kernel is up and waits for its first command.
@@ -453,6 +713,10 @@ pub enum GuestMsg<'a> {
     Fault(FaultReport),
     /// The kernel panicked; it stops after this message.
     Panic(#[serde(borrow)] PanicReport<'a>),
+    /// Output the running shell script just wrote (at most [`MAX_OUTPUT_CHUNK`] bytes; one
+    /// write may take several). The VMM shows it on the console as if it came through the
+    /// serial port, keeps it for the command's reply, and answers [`HostMsg::Continue`].
+    Output(&'a str),
 }
 
 /// What the kernel reports when it is ready.
@@ -492,6 +756,8 @@ pub struct KernelImageInfo {
 }
 
 /// The result of one [`Command`].
+// As for GuestMsg: replies are short-lived, one at a time.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
     /// Result of [`Command::SelfTest`].
@@ -514,6 +780,10 @@ pub enum Reply {
     Memory(MemoryStats),
     /// The command failed; the text says why.
     Error(String),
+    /// Result of [`Command::Bench`].
+    Bench(BenchReply),
+    /// Result of [`Command::ServiceCall`]: the service's reply.
+    ServiceReply(Vec<u8>),
 }
 
 /// Measurements and checks of [`Command::SelfTest`]. Cycle counts are TSC cycles, one entry
@@ -544,10 +814,14 @@ pub struct SelfTestReport {
 pub struct Check {
     /// What was checked.
     pub name: String,
-    /// Whether it passed.
+    /// Whether it passed (`false` also when it could not run).
     pub passed: bool,
     /// Detail for the report (what was seen).
     pub detail: String,
+    /// Why the check could not run in this setup, if it could not (e.g. system calls under
+    /// the hardware-KVM setup on kvm_pvm): then it is neither passed nor failed, and reports
+    /// must say so rather than count it either way.
+    pub not_run: Option<String>,
 }
 
 /// An exception, as the guest kernel saw it.
@@ -640,6 +914,7 @@ mod tests {
                 FaultKind::StackOverflow,
             ))),
             HostMsg::Shutdown { status: 3 },
+            HostMsg::Continue,
         ];
         for m in &msgs {
             assert_eq!(&roundtrip(m), m);
@@ -671,6 +946,163 @@ mod tests {
         let (_, back): (u32, GuestMsg<'_>) = decode_frame(&area[..n]).unwrap();
         assert_eq!(back, msg);
         assert_eq!(fault.vector_name(), "#PF page fault");
+    }
+
+    #[test]
+    fn bench_messages_round_trip() {
+        let cmd = HostMsg::Command(Command::Bench(BenchRequest::LoadUnload(LoadBench {
+            modules: vec!["crc32".into(), "kvstore".into()],
+            params: "keys=4".into(),
+            warmup: 2,
+            iterations: 10,
+            unload: true,
+        })));
+        assert_eq!(roundtrip(&cmd), cmd);
+        let cmd = HostMsg::Command(Command::Bench(BenchRequest::ServiceCall(ServiceBench {
+            service: "callbench".into(),
+            op: 0,
+            request: vec![0, 1, 2, 3],
+            reply_capacity: 64,
+        })));
+        assert_eq!(roundtrip(&cmd), cmd);
+        let counters = KernelCounters {
+            syscalls: 3,
+            ipc_messages: 4,
+            ipc_bytes: 100,
+        };
+        let record = ModuleRecord {
+            name: "hello".into(),
+            state: ModuleState::Live,
+            refcount: 0,
+            used_by: vec![],
+            uses: vec![],
+            core_base: 0xffff_ffff_c000_0000,
+            core_bytes: 8192,
+            init_bytes: 100,
+            init_freed: true,
+            metadata_bytes: 684,
+            pages: 2,
+            relocations: 13,
+            load_cycles: LoadCycles {
+                total: 99,
+                ..Default::default()
+            },
+            footprint: Footprint {
+                section_bytes: 8192,
+                section_pages: 2,
+                metadata_bytes: 684,
+                ..Default::default()
+            },
+            fault: None,
+        };
+        let reply = Reply::Bench(BenchReply::Load(LoadBenchReport {
+            samples: vec![LoadSample {
+                load: 5,
+                unload: 6,
+                steps: LoadCycles::default(),
+            }],
+            records: vec![record],
+            counters,
+        }));
+        assert_eq!(roundtrip(&reply), reply);
+        let reply = Reply::Bench(BenchReply::Service(ServiceBenchReport {
+            reply: vec![9; 16],
+            cycles: 1234,
+            counters,
+        }));
+        assert_eq!(roundtrip(&reply), reply);
+    }
+
+    #[test]
+    fn counters_subtract_per_field_and_never_underflow() {
+        let a = KernelCounters {
+            syscalls: 10,
+            ipc_messages: 5,
+            ipc_bytes: 7,
+        };
+        let b = KernelCounters {
+            syscalls: 4,
+            ipc_messages: 6,
+            ipc_bytes: 7,
+        };
+        assert_eq!(
+            a.since(&b),
+            KernelCounters {
+                syscalls: 6,
+                ipc_messages: 0,
+                ipc_bytes: 0
+            }
+        );
+    }
+
+    #[test]
+    fn footprint_totals_pages_and_bytes() {
+        let f = Footprint {
+            section_bytes: 5000,
+            section_pages: 2,
+            page_table_pages: 1,
+            stack_bytes: 16384,
+            kernel_object_bytes: 60,
+            ipc_buffer_bytes: 4096,
+            heap_bytes: 100,
+            metadata_bytes: 700,
+            runtime_bytes: 9000,
+        };
+        assert_eq!(
+            f.total_bytes(),
+            3 * 4096 + 16384 + 60 + 4096 + 100 + 700 + 9000
+        );
+    }
+
+    #[test]
+    fn the_largest_output_chunk_fits_a_frame() {
+        let mut area = vec![0u8; HALF_SIZE];
+        // The limit is in bytes, so text of exactly the limit is the largest message.
+        let text = "x".repeat(MAX_OUTPUT_CHUNK);
+        let msg = GuestMsg::Output(&text);
+        let n = encode_frame(&mut area, 9, &msg).unwrap();
+        assert_eq!(encoded_len(&msg).unwrap(), n - HEADER_SIZE);
+        assert!(n <= HALF_SIZE);
+        let (_, back): (u32, GuestMsg<'_>) = decode_frame(&area[..n]).unwrap();
+        assert_eq!(back, msg);
+        // One byte more than the channel carries does not fit, and `encoded_len` says why.
+        let too_big = "x".repeat(MAX_PAYLOAD);
+        let msg = GuestMsg::Output(&too_big);
+        assert!(encoded_len(&msg).unwrap() > MAX_PAYLOAD);
+        assert!(matches!(
+            encode_frame(&mut area, 9, &msg),
+            Err(FrameError::Encode(_))
+        ));
+    }
+
+    #[test]
+    fn a_reply_too_large_for_a_frame_becomes_an_error_saying_so() {
+        let small = Reply::Echo(vec![1, 2, 3]);
+        assert_eq!(fit_reply(small.clone()), Ok(small));
+        let text = "x".repeat(MAX_PAYLOAD);
+        let size = encoded_len(&GuestMsg::Reply(Reply::Error(text.clone()))).unwrap();
+        // At the limit exactly it still fits.
+        let overhead = encoded_len(&GuestMsg::Reply(Reply::Echo(Vec::new()))).unwrap() - 1;
+        let at_limit = Reply::Echo(vec![0; MAX_PAYLOAD - overhead - 3]);
+        assert_eq!(
+            encoded_len(&GuestMsg::Reply(at_limit.clone())).unwrap(),
+            MAX_PAYLOAD
+        );
+        assert_eq!(fit_reply(at_limit.clone()), Ok(at_limit));
+        match fit_reply(Reply::Error(text)) {
+            Err(why) => assert_eq!(
+                why,
+                format!(
+                    "the guest's reply is {size} bytes, more than the {MAX_PAYLOAD} the \
+                     control channel carries"
+                )
+            ),
+            other => panic!("{other:?}"),
+        }
+        // The replacement itself fits.
+        let mut area = vec![0u8; HALF_SIZE];
+        let why = fit_reply(Reply::Echo(vec![0; MAX_PAYLOAD])).unwrap_err();
+        assert!(encode_frame(&mut area, 1, &GuestMsg::Reply(Reply::Error(why))).is_ok());
     }
 
     #[test]

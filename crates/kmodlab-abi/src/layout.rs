@@ -6,6 +6,7 @@
 //! 0x0000_2000  TSS (the VMM points TR at it; the guest fills RSP0 and the IST entries)
 //! 0x0000_3000  PVM VIF page (registered only on PVM)
 //! 0x0000_4000  boot information (read-only to the guest)
+//! 0x0000_5000  status page: words the guest kernel writes and the VMM reads without an exit
 //! 0x0000_8000  boot page tables: PML4, PDPT, PD (2 MiB pages)
 //! 0x0001_0000  boot stack (64 KiB), used until the kernel switches to its own
 //! 0x0010_0000  control channel (1 MiB): host-to-guest half, then guest-to-host half
@@ -28,6 +29,8 @@ pub const TSS_GPA: u64 = 0x2000;
 pub const VIF_PAGE_GPA: u64 = 0x3000;
 /// The boot information page, see [`crate::boot_info`].
 pub const BOOT_INFO_GPA: u64 = 0x4000;
+/// The status page, see [`crate::status`].
+pub const STATUS_GPA: u64 = 0x5000;
 /// Boot PML4.
 pub const BOOT_PML4_GPA: u64 = 0x8000;
 /// Boot PDPT for the upper-half kernel mapping (PML4 slot 511).
@@ -125,6 +128,11 @@ pub const FIXED_REGIONS: &[Region] = &[
         name: "boot info",
         start: BOOT_INFO_GPA,
         end: BOOT_INFO_GPA + PAGE_SIZE,
+    },
+    Region {
+        name: "status page",
+        start: STATUS_GPA,
+        end: STATUS_GPA + PAGE_SIZE,
     },
     Region {
         name: "boot pml4",

@@ -20,11 +20,13 @@ extern crate alloc;
 pub mod boot_info;
 pub mod channel;
 pub mod initramfs;
+pub mod input;
 pub mod layout;
 pub mod modinfo;
 pub mod modules_dep;
 pub mod params;
 pub mod ports;
+pub mod status;
 
 use serde::{Deserialize, Serialize};
 

@@ -78,8 +78,10 @@ pub fn build_kernels(dirs: &BuildDirs, key: &ModuleSigningKey) -> Result<Vec<Bui
     Ok(built)
 }
 
-/// The user programs, placed in the archive as `sbin/NAME`.
-pub const USER_PROGRAMS: &[&str] = &["init", "sh"];
+/// The user programs, placed in the archive as `sbin/NAME`: the kernel's first program, the
+/// shell, the module manager (microkernel) and the module server runtime it maps into every
+/// module server.
+pub const USER_PROGRAMS: &[&str] = &["init", "sh", "modmgr", "kmodrt"];
 
 /// Builds the guest user programs (`guest-kernel/user`), which embed the public key of `key`
 /// too (for the microkernel's module manager).

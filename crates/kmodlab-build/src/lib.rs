@@ -116,6 +116,8 @@ pub fn build_all(dirs: &BuildDirs) -> Result<GuestArtifacts> {
         dirs.repo_root.join("guest-kernel"),
         dirs.repo_root.join("modules"),
         dirs.repo_root.join("crates/kmodlab-abi"),
+        dirs.repo_root.join("crates/kmodlab-ipc"),
+        dirs.repo_root.join("crates/kmod-manager"),
         dirs.repo_root.join("crates/kmod-loader"),
         dirs.repo_root.join("crates/kmodlab-build"),
         dirs.repo_root.join("crates/kmod-sig"),

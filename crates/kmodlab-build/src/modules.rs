@@ -29,25 +29,10 @@ use crate::{BuildDirs, BuildError, GUEST_TARGET, Result, archive::Entry, nested_
 
 pub mod bigmod;
 
-/// The `ld -r` script that merges a module's input sections into the sections ABI.md names.
-/// Output sections get address 0, as in any relocatable object.
-pub const MERGE_SCRIPT: &str = "\
-/* kmodlab module merge script (crates/kmodlab-build/src/modules.rs). */
-SECTIONS
-{
-  .text 0 : { *(.text .text.*) }
-  .init.text 0 : { *(.init.text .init.text.*) }
-  .exit.text 0 : { *(.exit.text .exit.text.*) }
-  .rodata 0 : { *(.rodata .rodata.* .data.rel.ro .data.rel.ro.*) }
-  .data 0 : { *(.data .data.*) }
-  .bss 0 : { *(.bss .bss.* COMMON) }
-  __ksymtab 0 : { KEEP(*(__ksymtab)) }
-  __ksymtab_strings 0 : { KEEP(*(__ksymtab_strings)) }
-  .modinfo 0 : { KEEP(*(.modinfo)) }
-  .kmod_exportsig 0 : { KEEP(*(.kmod_exportsig)) }
-  /DISCARD/ : { *(.llvmbc) *(.llvmcmd) *(.eh_frame) *(.comment) *(.note.GNU-stack) *(.llvm_addrsig) *(.note.gnu.property) }
-}
-";
+/// The `ld -r` script that merges a module's input sections into the sections ABI.md names
+/// (`modules/module.ld`, which out-of-tree C modules link with too). Output sections get
+/// address 0, as in any relocatable object.
+pub const MERGE_SCRIPT: &str = include_str!("../../../modules/module.ld");
 
 /// gcc flags for C modules (and the `big` module's driver and generated assembly).
 pub const C_FLAGS: &[&str] = &[
@@ -407,10 +392,13 @@ fn build_big(dir: &Path, include: &Path, work: &Path, script: &Path, ko: &Path) 
             .args(["--strip-symbol", "_GLOBAL_OFFSET_TABLE_"])
             .arg(ko),
     )?;
-    let relocs = kmod_tools::objstat::ObjStat::open(ko)
-        .map_err(|e| BuildError::Invalid(e.to_string()))?
-        .relocations
-        .total;
+    let relocs = kmod_tools::ko::read_module_bytes(ko)
+        .and_then(|data| {
+            Ok(kmod_tools::objstat::ObjStat::parse(ko, &data)?
+                .relocations
+                .total)
+        })
+        .map_err(|e| BuildError::Invalid(e.to_string()))?;
     if relocs < stats.relocations as u64 {
         return Err(BuildError::Invalid(format!(
             "{}: {relocs} relocations, but the generator emitted {}",
@@ -437,8 +425,9 @@ fn check_and_depmod(
                 module.modinfo_value("name")
             )));
         }
-        for export in &module.exports {
-            if !module.defined_globals.contains(export) {
+        let defined: std::collections::HashSet<&str> = module.defined_globals().collect();
+        for export in module.exports() {
+            if !defined.contains(export) {
                 return Err(BuildError::Invalid(format!(
                     "{}: exports `{export}` (__ksymtab_{export}) but defines no global `{export}` \
                      (missing #[no_mangle]?)",
@@ -468,13 +457,13 @@ fn check_and_depmod(
                 name,
                 size,
                 source,
-                exports: entry.module.exports.iter().cloned().collect(),
-                imports: entry
-                    .module
-                    .imports
-                    .iter()
-                    .map(|s| s.name.clone())
-                    .collect(),
+                exports: {
+                    let mut exports: Vec<String> =
+                        entry.module.exports().map(str::to_owned).collect();
+                    exports.sort();
+                    exports
+                },
+                imports: entry.module.imports().map(|s| s.name.to_owned()).collect(),
                 depends: graph.all[i]
                     .iter()
                     .map(|&d| graph.modules[d].trim_end_matches(".ko").to_owned())
@@ -497,8 +486,9 @@ pub fn check_signatures(path: &Path, module: &ModuleFile) -> Result<()> {
     let problem =
         |e: &dyn std::fmt::Display| BuildError::Invalid(format!("{}: {e}", path.display()));
     let table = kmod_calls::ExportTable::from_module(&bytes).map_err(|e| problem(&e))?;
+    let exports: Vec<&str> = module.exports().collect();
     table
-        .check_exports(module.exports.iter().map(String::as_str))
+        .check_exports(exports.iter().copied())
         .map_err(|e| problem(&e))
 }
 
@@ -507,12 +497,12 @@ pub fn check_signatures(path: &Path, module: &ModuleFile) -> Result<()> {
 pub fn check_undefined(entries: &[depmod::Entry]) -> Result<()> {
     let mut problems = Vec::new();
     for (i, e) in entries.iter().enumerate() {
-        for import in &e.module.imports {
-            let from_kernel = kmod_api::KERNEL_API_SYMBOLS.contains(&import.name.as_str());
+        for import in e.module.imports() {
+            let from_kernel = kmod_api::KERNEL_API_SYMBOLS.contains(&import.name);
             let from_module = entries
                 .iter()
                 .enumerate()
-                .any(|(j, other)| j != i && other.module.exports.contains(&import.name));
+                .any(|(j, other)| j != i && other.module.exports_symbol(import.name));
             if !from_kernel && !from_module {
                 problems.push(format!(
                     "  {}: undefined symbol `{}` is neither a kernel API function \
@@ -530,4 +520,83 @@ pub fn check_undefined(entries: &[depmod::Entry]) -> Result<()> {
             problems.join("\n")
         )))
     }
+}
+
+/// The rustc flags a Rust module needs (what `modules/.cargo/config.toml` gives in-tree
+/// modules): kernel code model, static relocation model.
+pub const RUST_FLAGS: &[&str] = &["-C", "relocation-model=static", "-C", "code-model=kernel"];
+
+/// The release profile a Rust module needs (what `modules/Cargo.toml` gives in-tree
+/// modules), as `cargo --config` overrides: one object per module, no unwinding.
+pub const RUST_PROFILE: &[&str] = &[
+    "profile.release.panic=\"abort\"",
+    "profile.release.codegen-units=1",
+    "profile.release.lto=\"fat\"",
+    "profile.release.opt-level=\"s\"",
+    "profile.release.debug=false",
+    "profile.release.incremental=false",
+];
+
+/// Builds one module that lives outside `modules/` (a user's own) into `out/NAME.ko`, the
+/// way the in-tree ones are built:
+///
+/// - a directory with a `Cargo.toml` is a Rust module crate (a `staticlib` using `kmod-api`
+///   by path, package name = directory name): built for the guest target with
+///   [`RUST_FLAGS`] and [`RUST_PROFILE`], then partially linked;
+/// - a directory with `.c` files is a C module (against `modules/include/kmod.h`), compiled
+///   with [`C_FLAGS`] and partially linked.
+///
+/// `repo_root` is the kmodlab checkout (for the header and `modules/module.ld`); `work`
+/// holds intermediate files (and the Rust target directory). Returns the `.ko` path.
+pub fn build_out_of_tree(
+    repo_root: &Path,
+    source: &Path,
+    work: &Path,
+    out: &Path,
+) -> Result<PathBuf> {
+    let name = source
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| {
+            BuildError::Invalid(format!("{}: not a module directory", source.display()))
+        })?
+        .to_owned();
+    for dir in [work, out] {
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    }
+    let script = repo_root.join("modules/module.ld");
+    let ko = out.join(format!("{name}.ko"));
+    let manifest = source.join("Cargo.toml");
+    if manifest.is_file() {
+        let text = std::fs::read_to_string(&manifest).map_err(io_error(&manifest))?;
+        if !text.contains(&format!("name = \"{name}\"")) || !text.contains("\"staticlib\"") {
+            return Err(BuildError::Invalid(format!(
+                "{}: a module crate must be a staticlib whose package name is its directory name ({name})",
+                manifest.display()
+            )));
+        }
+        let target = work.join("target");
+        let mut cmd = nested_cargo(source);
+        cmd.args(["build", "--release", "--target", GUEST_TARGET])
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&target)
+            .env("CARGO_ENCODED_RUSTFLAGS", RUST_FLAGS.join("\u{1f}"));
+        for setting in RUST_PROFILE {
+            cmd.args(["--config", setting]);
+        }
+        run_step(&format!("building module {name}"), &mut cmd)?;
+        link_rust_module(
+            &name,
+            &target.join(GUEST_TARGET).join("release"),
+            work,
+            &script,
+            &ko,
+        )?;
+    } else {
+        let objects = compile_c_dir(&name, source, &repo_root.join("modules/include"), work)?;
+        partial_link(&name, &objects, &[], &script, &ko)?;
+    }
+    Ok(ko)
 }

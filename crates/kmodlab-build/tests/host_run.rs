@@ -14,6 +14,7 @@ use std::ffi::c_void;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use kmod_api::Errno;
 use kmod_loader::{ExportTable, Loaded, ProviderId, RegionMemory, Regions};
 use kmodlab_build::BuildDirs;
 use kmodlab_build::modules::{BuiltModules, build_modules};
@@ -95,7 +96,7 @@ mod kapi {
         if with_kernel(|k| k.live.contains(&name)) {
             0
         } else {
-            -2
+            Errno::ENOENT.to_ret()
         }
     }
 
@@ -109,7 +110,7 @@ mod kapi {
         let name = String::from_utf8_lossy(unsafe { bytes(name, name_len) }).into_owned();
         with_kernel(|k| {
             if k.services.iter().flatten().any(|(n, _, _)| *n == name) {
-                return -17;
+                return Errno::EEXIST.to_ret();
             }
             k.services.push(Some((name, handler, ctx as usize)));
             0
@@ -126,7 +127,7 @@ mod kapi {
                     return 0;
                 }
             }
-            -2
+            Errno::ENOENT.to_ret()
         })
     }
 
@@ -148,7 +149,7 @@ mod kapi {
                 unsafe { handle.write(i as u64) };
                 0
             }
-            None => -2,
+            None => Errno::ENOENT.to_ret(),
         }
     }
 
@@ -164,7 +165,7 @@ mod kapi {
         // The lock is not held while the handler runs: it may call the kernel API itself.
         let service = with_kernel(|k| k.services.get(handle as usize).cloned().flatten());
         let Some((_, handler, ctx)) = service else {
-            return -2;
+            return Errno::ENOENT.to_ret();
         };
         let mut len = 0usize;
         // SAFETY: the handler and ctx were registered together by a loaded module; the
@@ -182,7 +183,7 @@ mod kapi {
         };
         if status == 0 {
             if len > reply_cap {
-                return -90;
+                return Errno::EMSGSIZE.to_ret();
             }
             // SAFETY: the contract: reply_len is writable.
             unsafe { reply_len.write(len) };
@@ -452,7 +453,7 @@ fn modules_run_on_a_host_kernel_api() {
     assert_eq!(status, 0, "{log}");
     assert!(log.contains("params: hi #1\nparams: hi #2\n"), "{log}");
     let (status, log) = run_params(&mut arena, &|l| set_param(l, "count", &11i64.to_le_bytes()));
-    assert_eq!(status, -22, "{log}");
+    assert_eq!(status, Errno::EINVAL.to_ret(), "{log}");
     assert!(
         log.contains("count=11 is out of range 0..=10: refusing to load"),
         "{log}"
@@ -462,7 +463,7 @@ fn modules_run_on_a_host_kernel_api() {
     let services_before = with_kernel(|k| k.services.len());
     let kvclient = arena.load(&read("kvclient"), &provider);
     set_param(&kvclient, "keys", &0i64.to_le_bytes());
-    assert_eq!(run_init(&kvclient), -22);
+    assert_eq!(run_init(&kvclient), Errno::EINVAL.to_ret());
     assert!(take_log().contains("keys=0 is out of range"));
     assert_eq!(with_kernel(|k| k.services.len()), services_before);
 

@@ -50,8 +50,18 @@ fn builds_the_whole_module_set() {
     assert_eq!(
         names,
         [
-            "autoload", "big", "crc32", "cstats", "faulty", "hello", "kvclient", "kvstore",
-            "params", "ramblk"
+            "autoload",
+            "big",
+            "callbench",
+            "crc32",
+            "cstats",
+            "faulty",
+            "hello",
+            "kvclient",
+            "kvstore",
+            "params",
+            "ramblk",
+            "rival"
         ]
     );
     assert_eq!(b.get("cstats").unwrap().source, ModuleSource::C);
@@ -116,6 +126,7 @@ fn modules_dep_has_the_chain() {
     );
     assert!(text.contains("kvstore.ko: ramblk.ko crc32.ko\n"), "{text}");
     assert!(text.contains("cstats.ko: crc32.ko\n"), "{text}");
+    assert!(text.contains("callbench.ko: crc32.ko\n"), "{text}");
     assert!(text.contains("hello.ko:\n"), "{text}");
     assert_eq!(
         b.get("kvclient").unwrap().depends,
@@ -414,7 +425,7 @@ fn the_monolithic_loader_ignores_the_signature_section() {
         assert!(kmod_calls::find_section(&without).unwrap().is_none());
         // Without its signatures the module would not build: its exports are undeclared.
         let module = kmod_tools::ModuleFile::open(&stripped).unwrap();
-        let first = module.exports.iter().next().unwrap();
+        let first = module.exports().next().unwrap();
         let err = kmodlab_build::modules::check_signatures(&stripped, &module)
             .unwrap_err()
             .to_string();
@@ -435,7 +446,6 @@ fn the_monolithic_loader_ignores_the_signature_section() {
         let module = kmod_loader::validate(&data).unwrap();
         let sig = module
             .sections()
-            .iter()
             .find(|s| s.name == kmod_calls::SECTION)
             .unwrap();
         assert_eq!(

@@ -27,6 +27,7 @@ pub mod cap;
 pub mod layout;
 pub mod mgr;
 pub mod msg;
+pub mod server;
 pub mod srv;
 pub mod sys;
 pub mod task;

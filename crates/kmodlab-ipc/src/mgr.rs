@@ -17,7 +17,7 @@ use kmodlab_abi::channel::ModuleRecord;
 use serde::{Deserialize, Serialize};
 
 /// Flags the kernel starts the manager with (`rdi` at its entry), from the kernel command
-/// line.
+/// line. (`rsi` is the TSC frequency in kHz.)
 pub mod flags {
     /// Modules may be unloaded (Linux's CONFIG_MODULE_UNLOAD; off with `module.unload=0`).
     pub const UNLOAD: u64 = 1 << 0;

@@ -4,8 +4,9 @@
 /// Ops of calls into a module server.
 pub mod op {
     /// Call one of the server's services: word 0 is the service's index (from
-    /// [`crate::mgr::op::SERVICE_LOOKUP`]), word 1 the service's op; the payload is the
-    /// request; the reply payload is the service's reply and the status its status.
+    /// [`crate::mgr::op::SERVICE_LOOKUP`]), word 1 the service's op, word 2 the capacity of
+    /// the caller's reply buffer (the handler's `reply_cap`); the payload is the request; the
+    /// reply payload is the service's reply and the status its status.
     pub const SERVICE_CALL: u64 = 64;
     /// First op of the server protocol that only the manager and server runtime know.
     pub const FIRST_PRIVATE: u64 = 65;

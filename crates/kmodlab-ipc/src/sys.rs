@@ -32,7 +32,7 @@ pub const LEASE_READ: u64 = 36;
 /// `lease_write(token, index, offset, buf, len)`: the other direction, into a write lease.
 pub const LEASE_WRITE: u64 = 37;
 /// `notify(slot, bits)`: posts notification `bits` to the endpoint behind `slot` (needs the
-/// notify right); never blocks.
+/// notify right, or a task capability: a supervisor notifies its child); never blocks.
 pub const NOTIFY: u64 = 38;
 
 /// `task_create(factory_slot, name, name_len, badge)`: creates an empty task (its own address
@@ -60,7 +60,8 @@ pub const TASK_DESTROY: u64 = 45;
 pub const TASK_INFO: u64 = 46;
 /// `cap_grant(task_slot, my_slot, badge, rights)`: copies the endpoint capability in the
 /// caller's `my_slot` into a free slot of the task, with `badge` and at most the rights it
-/// has (`rights` is a mask, [`crate::cap::rights`]). Returns the task's slot.
+/// has (`rights` is a mask, [`crate::cap::rights`]); a task capability in `my_slot` names that
+/// task's endpoint, with send and notify rights. Returns the task's slot.
 pub const CAP_GRANT: u64 = 47;
 /// `cap_delete(task_slot, slot)`: empties `slot` of the task's capability table.
 pub const CAP_DELETE: u64 = 48;

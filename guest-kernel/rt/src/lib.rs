@@ -1,5 +1,6 @@
 //! Code the guest kernel and the guest user programs must share exactly: the cycle counter,
-//! the tight loop whose cost is compared between privilege levels, and the system call ABI.
+//! the tight loop whose cost is compared between privilege levels, and the system call ABI
+//! (numbers, capabilities, error codes).
 //! The loop lives here once so that "supervisor" and "user" run the same instructions.
 #![no_std]
 
@@ -42,6 +43,36 @@ pub fn timed_loop(iterations: u32) -> u64 {
     rdtsc_ordered() - start
 }
 
+/// Runs `iterations` rounds of a register-only mix that keeps its state in RCX and R11 (the
+/// registers `sysretq` overwrites) and returns it: a program resumed after an interrupt with
+/// any register lost computes a different value, so the kernel can check preemption against
+/// the same function run in supervisor mode.
+#[inline(never)]
+pub fn register_churn(iterations: u64) -> u64 {
+    let out: u64;
+    // SAFETY: the loop only computes in the registers it declares; it touches no memory.
+    unsafe {
+        asm!(
+            "mov rcx, 0x9e3779b97f4a7c15",
+            "mov r11, 0x2545f4914f6cdd1d",
+            "2:",
+            "xor rcx, r11",
+            "rol rcx, 13",
+            "add r11, rcx",
+            "dec {n}",
+            "jnz 2b",
+            "mov {out}, rcx",
+            "xor {out}, r11",
+            n = inout(reg) iterations.max(1) => _,
+            out = out(reg) out,
+            out("rcx") _,
+            out("r11") _,
+            options(nomem, nostack),
+        );
+    }
+    out
+}
+
 /// Recurses, using 4 KiB of stack per level, until the stack's guard page stops it: the
 /// stack-overflow fault both privilege levels' tests cause. Never returns normally.
 #[allow(unconditional_recursion)] // it ends at the stack's guard page, on purpose
@@ -76,7 +107,9 @@ pub mod nr {
     /// `read_proc(name, name_len, buf, cap)`: copies a kernel-generated text (`modules`,
     /// `modules-verbose`, `kmsg`, `files`); returns its size like `read_file`.
     pub const READ_PROC: u64 = 13;
-    /// `read_input(buf, cap)`: reads the next input line (script or console); 0 at the end.
+    /// `read_input(buf, cap)`: reads input (script or console) like `read(2)` on a terminal:
+    /// at most `cap` bytes and at most one line (a longer line comes in several reads, none
+    /// of it lost); 0 at the end of input; `-EINVAL` for `cap` 0.
     pub const READ_INPUT: u64 = 14;
     /// `cap_drop(mask)`: gives up capabilities for good.
     pub const CAP_DROP: u64 = 15;
@@ -93,96 +126,15 @@ pub mod cap {
     pub const ALL: u64 = SYS_MODULE;
 }
 
-/// Error codes returned (negated) by system calls: Linux's numbers and meanings.
+/// Error codes returned (negated) by system calls: Linux's numbers, from the one table in
+/// `kmod_api::errno` (shared with the modules, the C header and the host tests).
 pub mod errno {
-    /// Operation not permitted (a capability is missing).
-    pub const EPERM: u64 = 1;
-    /// No such file, module or symbol.
-    pub const ENOENT: u64 = 2;
-    /// No such task.
-    pub const ESRCH: u64 = 3;
-    /// I/O error.
-    pub const EIO: u64 = 5;
-    /// Not a valid module (exec format error).
-    pub const ENOEXEC: u64 = 8;
-    /// Bad handle (an empty capability slot).
-    pub const EBADF: u64 = 9;
-    /// Try again (no free task slot).
-    pub const EAGAIN: u64 = 11;
-    /// Out of memory.
-    pub const ENOMEM: u64 = 12;
-    /// Permission denied (a capability lacks the right).
-    pub const EACCES: u64 = 13;
-    /// A pointer argument does not lie in mapped user memory.
-    pub const EFAULT: u64 = 14;
-    /// In use, or busy loading or unloading.
-    pub const EBUSY: u64 = 16;
-    /// Already exists (module already loaded).
-    pub const EEXIST: u64 = 17;
-    /// An argument is invalid.
-    pub const EINVAL: u64 = 22;
-    /// No space left (a full capability table).
-    pub const ENOSPC: u64 = 28;
-    /// Broken pipe: the server is dead, or died during the call.
-    pub const EPIPE: u64 = 32;
-    /// Result out of range.
-    pub const ERANGE: u64 = 34;
-    /// The call would deadlock (a cycle of tasks waiting for each other).
-    pub const EDEADLK: u64 = 35;
-    /// A name is too long.
-    pub const ENAMETOOLONG: u64 = 36;
-    /// Not implemented (e.g. module unloading compiled out).
-    pub const ENOSYS: u64 = 38;
-    /// No data available (a module without a signature).
-    pub const ENODATA: u64 = 61;
-    /// Package not installed (a module signed with unsupported crypto).
-    pub const ENOPKG: u64 = 65;
-    /// Bad message (a malformed module signature).
-    pub const EBADMSG: u64 = 74;
-    /// Value too large for the destination.
-    pub const EOVERFLOW: u64 = 75;
-    /// Message too long.
-    pub const EMSGSIZE: u64 = 90;
-    /// Timed out (a server stopped by the watchdog).
-    pub const ETIMEDOUT: u64 = 110;
-    /// Required key not available (a module signed by an unknown key).
-    pub const ENOKEY: u64 = 126;
-    /// Key was rejected by service (a signature that does not match, or no valid signature
-    /// while signatures are enforced).
-    pub const EKEYREJECTED: u64 = 129;
+    pub use kmod_api::errno::Describe;
+    pub use kmod_api::errno::values::*;
 
-    /// Linux's text for an errno (what `strerror` says).
-    pub fn describe(errno: u64) -> &'static str {
-        match errno {
-            EPERM => "Operation not permitted",
-            ENOENT => "No such file or directory",
-            ESRCH => "No such process",
-            EIO => "Input/output error",
-            ENOEXEC => "Invalid module format",
-            EBADF => "Bad file descriptor",
-            EAGAIN => "Resource temporarily unavailable",
-            EACCES => "Permission denied",
-            ENOMEM => "Cannot allocate memory",
-            EFAULT => "Bad address",
-            EBUSY => "Device or resource busy",
-            EEXIST => "File exists",
-            EINVAL => "Invalid argument",
-            ENOSPC => "No space left on device",
-            EPIPE => "Broken pipe",
-            ERANGE => "Numerical result out of range",
-            EDEADLK => "Resource deadlock avoided",
-            ENAMETOOLONG => "File name too long",
-            ENOSYS => "Function not implemented",
-            EOVERFLOW => "Value too large for defined data type",
-            EMSGSIZE => "Message too long",
-            ETIMEDOUT => "Connection timed out",
-            ENODATA => "No data available",
-            ENOPKG => "Package not installed",
-            EBADMSG => "Bad message",
-            ENOKEY => "Required key not available",
-            EKEYREJECTED => "Key was rejected by service",
-            _ => "Unknown error",
-        }
+    /// What `strerror` prints for `errno` (glibc's text, or `Unknown error N`).
+    pub fn describe(errno: u64) -> Describe {
+        kmod_api::errno::describe(errno)
     }
 }
 
@@ -201,6 +153,10 @@ pub mod mode {
     /// Call the endpoint in capability slot [`super::ipc_test::PEER_SLOT`] as
     /// [`super::ipc_test`]`::CLIENT_*` `rsi` says, with `rdx` as its parameter; report.
     pub const IPC_CLIENT: u64 = 6;
+    /// Report [`super::register_churn`] of `rsi` iterations (long enough to be preempted).
+    pub const CHURN: u64 = 7;
+    /// Loop forever without a system call.
+    pub const SPIN_FOREVER: u64 = 8;
 }
 
 /// The IPC self-test's protocol between the kernel and `init` in the IPC modes.

@@ -7,6 +7,11 @@ use x86_64::structures::tss::TaskStateSegment;
 
 /// Kernel code selector.
 pub const KERNEL_CS: u16 = 0x10;
+/// User data (stack) selector with RPL 3: `sysretq` loads it into SS, `iretq` to user mode
+/// pushes it.
+pub const USER_SS: u16 = SYSRET_BASE + 8;
+/// User 64-bit code selector with RPL 3 (what `sysretq` loads into CS).
+pub const USER_CS: u16 = SYSRET_BASE + 16;
 /// Base selector for `sysretq` (user data = base + 8, user code = base + 16), ORed with RPL 3
 /// by the CPU.
 pub const SYSRET_BASE: u16 = 0x23;

@@ -8,7 +8,7 @@
 //! is reported too.
 
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use kmodlab_abi::channel::{FaultReport, GuestMsg, vector_name};
 use spin::Mutex;
@@ -23,7 +23,12 @@ use super::{cpu, syscall};
 pub const EXIT_KERNEL_FAULT: u32 = 0xdead_0001;
 
 /// Number of exception vectors.
-const VECTORS: usize = 32;
+const EXCEPTIONS: usize = 32;
+/// Number of IDT entries: the exceptions, then 16 interrupt vectors (the VMM injects
+/// [`kmodlab_abi::status::PREEMPT_VECTOR`] to end a user program's time slice).
+const VECTORS: usize = 48;
+/// Non-maskable interrupt.
+const NMI: u64 = 2;
 /// Double fault.
 const DOUBLE_FAULT: usize = 8;
 
@@ -102,6 +107,9 @@ isr_stub_\n:
     ISR_ERR 29
     ISR_ERR 30
     ISR_NOERR 31
+    .irp n, 32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47
+    ISR_NOERR \n
+    .endr
 
 isr_common:
     push rax
@@ -148,12 +156,14 @@ kmodlab_isr_stubs:
     .quad isr_stub_8, isr_stub_9, isr_stub_10, isr_stub_11, isr_stub_12, isr_stub_13, isr_stub_14, isr_stub_15
     .quad isr_stub_16, isr_stub_17, isr_stub_18, isr_stub_19, isr_stub_20, isr_stub_21, isr_stub_22, isr_stub_23
     .quad isr_stub_24, isr_stub_25, isr_stub_26, isr_stub_27, isr_stub_28, isr_stub_29, isr_stub_30, isr_stub_31
+    .quad isr_stub_32, isr_stub_33, isr_stub_34, isr_stub_35, isr_stub_36, isr_stub_37, isr_stub_38, isr_stub_39
+    .quad isr_stub_40, isr_stub_41, isr_stub_42, isr_stub_43, isr_stub_44, isr_stub_45, isr_stub_46, isr_stub_47
     "#,
     dispatch = sym dispatch,
 );
 
 unsafe extern "C" {
-    /// Addresses of the 32 stubs above.
+    /// Addresses of the 48 stubs above.
     static kmodlab_isr_stubs: [u64; VECTORS];
 }
 
@@ -212,8 +222,20 @@ pub fn load_empty_idt() {
 /// Set while a supervisor fault is being reported: a fault during the report exits at once.
 static FATAL_IN_PROGRESS: AtomicBool = AtomicBool::new(false);
 
+/// Interrupts and NMIs that arrived in supervisor mode and were dismissed (the VMM only
+/// injects when the guest runs user code, so this stays 0 unless something is wrong).
+pub static SUPERVISOR_EVENTS: AtomicU64 = AtomicU64::new(0);
+
 extern "C" fn dispatch(frame: &mut TrapFrame) {
-    let from_user = syscall::trap_came_from_user();
+    let asynchronous = frame.vector == NMI || frame.vector >= EXCEPTIONS as u64;
+    // An asynchronous event can land on the first instructions of the syscall entry, before
+    // it clears the in-user flag: only a user RIP proves it interrupted user code.
+    let from_user =
+        syscall::trap_came_from_user() && (!asynchronous || frame.rip < syscall::USER_END);
+    if asynchronous && !from_user {
+        SUPERVISOR_EVENTS.fetch_add(1, Ordering::SeqCst);
+        return;
+    }
     let report = FaultReport {
         vector: frame.vector as u8,
         error_code: frame.error_code,
@@ -224,7 +246,7 @@ extern "C" fn dispatch(frame: &mut TrapFrame) {
         cpl: if from_user { 3 } else { 0 },
     };
     if from_user {
-        syscall::leave_user_after_trap(frame, report);
+        syscall::leave_user_after_trap(frame, report, asynchronous);
     }
     kernel_fault(frame, report)
 }

@@ -13,11 +13,19 @@ use kmodlab_abi::channel::FaultReport;
 use x86_64::registers::model_specific::{Efer, EferFlags, LStar, Msr, SFMask};
 use x86_64::registers::rflags::RFlags;
 
-use super::gdt::{KERNEL_CS, SYSRET_BASE};
+use super::gdt::{KERNEL_CS, SYSRET_BASE, USER_CS, USER_SS};
 use super::idt::TrapFrame;
 
-/// RFLAGS a user program starts with: only the always-one bit (interrupts stay off).
-pub const USER_RFLAGS: u64 = 0x2;
+/// RFLAGS a user program starts with: the always-one bit and IF. User mode runs with
+/// interrupts enabled so that the VMM's time-slice interrupt
+/// ([`kmodlab_abi::status::PREEMPT_VECTOR`]) can take the CPU back from it on hardware KVM;
+/// the kernel itself always runs with them off (SFMASK clears IF on `syscall`, every IDT gate
+/// is an interrupt gate). On kvm_pvm `sysretq` ignores R11.IF (the virtual interrupt flag is
+/// the VIF page's `if_`, which the kernel leaves 0) and the VMM injects only when the vCPU's
+/// RIP is in the user half (measured: `results/pvm/2026-12-01-isolation-and-preemption.md`).
+pub const USER_RFLAGS: u64 = 0x202;
+/// IF in RFLAGS.
+const RFLAGS_IF: u64 = 0x200;
 /// First address above the user half of the address space.
 pub const USER_END: u64 = 0x0000_8000_0000_0000;
 
@@ -54,6 +62,11 @@ pub struct UserContext {
     pub rip: u64,
     pub rsp: u64,
     pub rflags: u64,
+    /// Non-zero when the registers were saved by a trap (exception or interrupt), so that
+    /// every register must come back: the next [`UserContext::run`] returns with `iretq`.
+    /// `sysretq`, used after a system call, overwrites RCX and R11 (the system call ABI lets
+    /// it), which would corrupt a program resumed after a time-slice interrupt.
+    pub resume_with_iret: u64,
     /// The trap that last ended a [`UserContext::run`] with [`Trap::Exception`].
     pub fault: Option<FaultReport>,
 }
@@ -66,6 +79,7 @@ const fn offsets_match_asm() {
     assert!(core::mem::offset_of!(UserContext, rip) == 120);
     assert!(core::mem::offset_of!(UserContext, rsp) == 128);
     assert!(core::mem::offset_of!(UserContext, rflags) == 136);
+    assert!(core::mem::offset_of!(UserContext, resume_with_iret) == 144);
 }
 
 /// Why [`UserContext::run`] returned.
@@ -76,6 +90,8 @@ pub enum Trap {
     Syscall,
     /// The program took an exception; see [`UserContext::fault`].
     Exception,
+    /// An interrupt ended the program's time slice (it can go on where it was).
+    Interrupt,
 }
 
 /// Why a context cannot be run.
@@ -120,10 +136,10 @@ impl UserContext {
         // kernel pages are supervisor-only; yes on kvm_pvm, see mm::paging. Kernel text and
         // read-only data are never writable, and the self-test checks both every boot.)
         let code = unsafe { enter_user(self) };
-        Ok(if code == 0 {
-            Trap::Syscall
-        } else {
-            Trap::Exception
+        Ok(match code {
+            0 => Trap::Syscall,
+            2 => Trap::Interrupt,
+            _ => Trap::Exception,
         })
     }
 }
@@ -149,6 +165,8 @@ enter_user:
     push r15
     mov [rip + {kernel_rsp}], rsp
     mov [rip + {current_ctx}], rdi
+    cmp qword ptr [rdi + 144], 0
+    jne 3f
     mov rcx, [rdi + 120]
     mov r11, [rdi + 136]
     mov rax, [rdi + 0]
@@ -167,6 +185,32 @@ enter_user:
     mov rsp, [rdi + 128]
     mov rdi, [rdi + 40]
     sysretq
+3:
+    // Back after a trap: every register restored, through an interrupt frame.
+    push {user_ss}
+    push qword ptr [rdi + 128]
+    mov rax, [rdi + 136]
+    or rax, {rflags_if}
+    push rax
+    push {user_cs}
+    push qword ptr [rdi + 120]
+    mov rax, [rdi + 0]
+    mov rbx, [rdi + 8]
+    mov rcx, [rdi + 16]
+    mov rdx, [rdi + 24]
+    mov rsi, [rdi + 32]
+    mov rbp, [rdi + 48]
+    mov r8, [rdi + 56]
+    mov r9, [rdi + 64]
+    mov r10, [rdi + 72]
+    mov r11, [rdi + 80]
+    mov r12, [rdi + 88]
+    mov r13, [rdi + 96]
+    mov r14, [rdi + 104]
+    mov r15, [rdi + 112]
+    mov byte ptr [rip + {in_user}], 1
+    mov rdi, [rdi + 40]
+    iretq
 
 syscall_entry:
     mov byte ptr [rip + {in_user}], 0
@@ -189,6 +233,7 @@ syscall_entry:
     mov [rsp + 112], r15
     mov [rsp + 120], rcx
     mov [rsp + 136], r11
+    mov qword ptr [rsp + 144], 0
     mov rax, [rip + {user_rsp}]
     mov [rsp + 128], rax
     xor edi, edi
@@ -207,6 +252,9 @@ resume_kernel:
     current_ctx = sym CURRENT_CTX,
     user_rsp = sym USER_RSP_SCRATCH,
     in_user = sym IN_USER,
+    user_ss = const USER_SS,
+    user_cs = const USER_CS,
+    rflags_if = const RFLAGS_IF,
 );
 
 /// Enables `syscall`/`sysretq` and points `syscall` at the entry above.
@@ -237,8 +285,9 @@ pub fn trap_came_from_user() -> bool {
 }
 
 /// Called by the trap handler for a trap in user mode: saves the user registers and the
-/// fault into the running context and returns from its [`UserContext::run`].
-pub fn leave_user_after_trap(frame: &TrapFrame, report: FaultReport) -> ! {
+/// fault into the running context and returns from its [`UserContext::run`] with
+/// [`Trap::Interrupt`] (`interrupt`) or [`Trap::Exception`].
+pub fn leave_user_after_trap(frame: &TrapFrame, report: FaultReport, interrupt: bool) -> ! {
     IN_USER.store(0, Ordering::SeqCst);
     let ctx = CURRENT_CTX.load(Ordering::SeqCst) as *mut UserContext;
     // SAFETY: CURRENT_CTX was set by enter_user from the `&mut self` of the `run` call that
@@ -263,9 +312,10 @@ pub fn leave_user_after_trap(frame: &TrapFrame, report: FaultReport) -> ! {
     ctx.rip = frame.rip;
     ctx.rsp = frame.rsp;
     ctx.rflags = frame.rflags;
-    ctx.fault = Some(report);
+    ctx.resume_with_iret = 1;
+    ctx.fault = (!interrupt).then_some(report);
     // SAFETY: KERNEL_RSP holds the stack of the `run` call in progress, with the six
     // callee-saved registers enter_user pushed; the trap stack being abandoned holds only
     // this trap's frame.
-    unsafe { resume_kernel(1) }
+    unsafe { resume_kernel(if interrupt { 2 } else { 1 }) }
 }

@@ -176,6 +176,16 @@ pub fn kernel_exports() -> ExportTable {
     table
 }
 
+/// Bytes of `kmod_alloc` blocks module `id` holds now.
+pub fn bytes_owned_by(id: u64) -> u64 {
+    ALLOCATIONS
+        .lock()
+        .values()
+        .filter(|v| v.2 == id)
+        .map(|v| v.0 as u64)
+        .sum()
+}
+
 /// Frees what module `id` still holds of `kmod_alloc` (reported, since it is a module
 /// bug). Runs in `free_module`, after the module's exit, which may still use its memory.
 pub fn reclaim_allocations(id: u64, name: &str) {

@@ -72,7 +72,8 @@ pub fn init_module(
     let layout = kmod_loader::layout(&module).map_err(ModError::Invalid)?;
     lap(&mut cycles.layout);
 
-    let id = announce(&name)?;
+    let exports: Vec<&str> = module.exports().iter().map(|e| e.name).collect();
+    let id = announce(&name, &exports)?;
     // The COMING notification (its log line costs VM exits) belongs to no step.
     t = rdtsc_ordered();
     let measured = match load_coming(id, &name, &module, &layout, &values, &mut cycles, &mut t) {
@@ -93,8 +94,10 @@ pub fn init_module(
     Ok(record)
 }
 
-/// Registers `name` as COMING, unless a module of that name exists.
-fn announce(name: &str) -> Result<ModuleId, ModError> {
+/// Registers `name` as COMING and reserves its `exports`, unless a module of that name exists
+/// or one of the names is taken. Both checks and the reservation happen under one lock, so
+/// no other load can slip between them.
+fn announce(name: &str, exports: &[&str]) -> Result<ModuleId, ModError> {
     let id = with_registry(|r| match r.find(name) {
         Some(m) if m.state == ModuleState::Live => Err(ModError::AlreadyLoaded(name.into())),
         Some(m) => Err(ModError::Busy {
@@ -102,7 +105,26 @@ fn announce(name: &str) -> Result<ModuleId, ModError> {
             state: m.state,
         }),
         None => {
+            let duplicate = |symbol: &str, owner: String| ModError::DuplicateExport {
+                module: name.into(),
+                symbol: symbol.into(),
+                owner,
+            };
+            for &symbol in exports {
+                if let Some(owner) = r.export_owner(symbol) {
+                    return Err(duplicate(symbol, owner));
+                }
+            }
             let id = NEXT_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            // Only a name the module itself exports twice can still clash here.
+            r.reserved
+                .insert_all(exports.iter().map(|&e| (e, 0)), provider(id))
+                .map_err(|e| match e {
+                    kmod_loader::Error::DuplicateExport { symbol, .. } => {
+                        duplicate(&symbol, name.into())
+                    }
+                    other => ModError::Invalid(other),
+                })?;
             r.modules.push(Module {
                 id,
                 name: name.into(),
@@ -120,6 +142,7 @@ fn announce(name: &str) -> Result<ModuleId, ModError> {
                 param_strings: Vec::new(),
                 relocations: 0,
                 cycles: LoadCycles::default(),
+                page_table_pages: 0,
             });
             Ok(id)
         }
@@ -132,15 +155,19 @@ fn announce(name: &str) -> Result<ModuleId, ModError> {
     Ok(id)
 }
 
-/// Reserves and maps a region of `size` bytes (read-write until protected).
-fn map_region(size: u64) -> Option<Region> {
+/// Reserves and maps a region of `size` bytes (read-write until protected); also returns
+/// how many page-table pages mapping it allocated (the frames it took beyond its own).
+fn map_region(size: u64) -> Option<(Region, u64)> {
     let pages = size.div_ceil(PAGE_SIZE);
     let base = area::reserve(pages)?;
+    let (_, free_before) = crate::mm::frame_stats();
     if paging::map_module_pages(base, pages).is_err() {
         area::release(base, pages);
         return None;
     }
-    Some(Region { base, pages })
+    let (_, free_after) = crate::mm::frame_stats();
+    let tables = free_before.saturating_sub(free_after).saturating_sub(pages);
+    Some((Region { base, pages }, tables))
 }
 
 /// The bytes of a mapped region.
@@ -184,18 +211,20 @@ fn load_coming(
     };
 
     // Allocate the final core and init regions and copy the SHF_ALLOC sections.
-    let core = map_region(layout.core.size.max(PAGE_SIZE)).ok_or_else(no_memory)?;
+    let (core, core_tables) = map_region(layout.core.size.max(PAGE_SIZE)).ok_or_else(no_memory)?;
     with_registry(|r| {
         let m = r.get_mut(id).expect("coming module is registered");
         m.core = Some(core);
         m.core_bytes = layout.core.size;
+        m.page_table_pages = core_tables;
     });
     let init = if layout.init.size > 0 {
-        let init = map_region(layout.init.size).ok_or_else(no_memory)?;
+        let (init, init_tables) = map_region(layout.init.size).ok_or_else(no_memory)?;
         with_registry(|r| {
             let m = r.get_mut(id).expect("coming module is registered");
             m.init = Some(init);
             m.init_bytes = layout.init.size;
+            m.page_table_pages += init_tables;
         });
         Some(init)
     } else {
@@ -224,19 +253,10 @@ fn load_coming(
         kmod_loader::copy_sections(module, layout, &mut regions).map_err(ModError::Invalid)?;
     lap(&mut cycles.allocate);
 
-    // Resolve against the kernel and LIVE modules, refusing exports that would clash.
-    let resolution = with_registry(|r| {
-        for e in module.exports() {
-            if let Some(owner) = r.exports.get(e.name) {
-                return Err(ModError::Invalid(kmod_loader::Error::DuplicateExport {
-                    symbol: e.name.into(),
-                    existing: owner.provider,
-                    new: provider(id),
-                }));
-            }
-        }
-        kmod_loader::resolve(module, &r.exports).map_err(ModError::Invalid)
-    })?;
+    // Resolve against the kernel and LIVE modules (its own exports are reserved since
+    // `announce`, so none can clash any more).
+    let resolution =
+        with_registry(|r| kmod_loader::resolve(module, &r.exports).map_err(ModError::Invalid))?;
     lap(&mut cycles.resolve);
 
     let before = rdtsc_ordered();
@@ -341,13 +361,14 @@ fn load_coming(
         }
     }
 
-    // LIVE: exports become visible, the init region goes.
+    // LIVE: the reserved exports become visible, the init region goes.
     let exports: Vec<(String, u64)> = loaded
         .exports
         .iter()
         .map(|e| (e.name.clone(), e.address))
         .collect();
     with_registry(|r| {
+        r.release_reserved(id);
         r.exports
             .insert_all(exports.iter().map(|(n, a)| (n.as_str(), *a)), provider(id))
             .map_err(ModError::Invalid)?;
@@ -403,6 +424,7 @@ pub(super) fn discard(id: ModuleId) {
     super::kapi::reclaim_allocations(id, &name);
     let module = with_registry(|r| {
         r.exports.remove_provider(provider(id));
+        r.release_reserved(id);
         let index = r.modules.iter().position(|m| m.id == id)?;
         let m = r.modules.remove(index);
         for &p in &m.uses {

@@ -12,7 +12,9 @@
 //! Locking: the registry lock is never held while module code runs (`init_module`,
 //! `cleanup_module`, service handlers), because module code calls back into the kernel API
 //! — including `kmod_request_module`, which loads other modules. A module still COMING is
-//! visible to others only as "busy".
+//! visible to others only as "busy", and the names it exports are reserved from the moment it
+//! is announced (Linux's `verify_exported_symbols`): a module loaded meanwhile that exports one
+//! of them is refused, instead of the first module being discarded after its init succeeded.
 
 mod area;
 mod kapi;
@@ -31,7 +33,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use kmod_loader::{ExportTable, ExportedSymbol, ProviderId};
-use kmodlab_abi::channel::{LoadCycles, ModuleRecord, ModuleState};
+use kmodlab_abi::channel::{Footprint, LoadCycles, ModuleRecord, ModuleState};
 use spin::Mutex;
 
 pub use load::{init_module, insmod_from_archive, request_module};
@@ -77,6 +79,8 @@ pub struct Module {
     pub param_strings: Vec<alloc::boxed::Box<[u8]>>,
     pub relocations: u64,
     pub cycles: LoadCycles,
+    /// Page-table pages allocated while mapping its regions.
+    pub page_table_pages: u64,
 }
 
 impl Module {
@@ -106,8 +110,14 @@ impl Module {
 /// All modules, and the symbols they (and the kernel) export.
 pub struct Registry {
     pub modules: Vec<Module>,
-    /// The kernel API (provider [`KERNEL`]) and the exports of LIVE modules.
+    /// The kernel API (provider [`KERNEL`]) and the exports of LIVE modules: what symbols
+    /// resolve against.
     pub exports: ExportTable,
+    /// The export names of COMING modules (addresses 0: nothing resolves against them).
+    /// Reserved when a module is announced, as Linux's `verify_exported_symbols` does, so a
+    /// module loaded while another is COMING (by its init, through `request_module`) cannot
+    /// take a name the first one is about to export.
+    pub reserved: ExportTable,
 }
 
 impl Registry {
@@ -128,6 +138,29 @@ impl Registry {
             .map_or_else(|| format!("#{id}"), |m| m.name.clone())
     }
 
+    /// Drops `id`'s reservations; the table's memory goes with the last one, so that a
+    /// load leaves the heap as it found it.
+    fn release_reserved(&mut self, id: ModuleId) {
+        self.reserved.remove_provider(provider(id));
+        if self.reserved.is_empty() {
+            self.reserved = ExportTable::new();
+        }
+    }
+
+    /// Who exports `symbol` or has reserved it: `kernel` or a module's name, as Linux names
+    /// the owner of a duplicate.
+    fn export_owner(&self, symbol: &str) -> Option<String> {
+        let owner = self
+            .exports
+            .get(symbol)
+            .or_else(|| self.reserved.get(symbol))?;
+        Some(if owner.provider == provider(KERNEL) {
+            String::from("kernel")
+        } else {
+            self.name_of(owner.provider.0)
+        })
+    }
+
     fn record(&self, m: &Module) -> ModuleRecord {
         ModuleRecord {
             name: m.name.clone(),
@@ -143,6 +176,22 @@ impl Registry {
             pages: m.pages(),
             relocations: m.relocations,
             load_cycles: m.cycles,
+            footprint: Footprint {
+                section_bytes: m.core_bytes,
+                section_pages: m.pages(),
+                page_table_pages: m.page_table_pages,
+                // Module code runs on the stack of whoever calls it: it has none of its own.
+                stack_bytes: 0,
+                kernel_object_bytes: services::bytes_owned_by(m.id),
+                // Calls are direct: there is no IPC, so no buffer for it.
+                ipc_buffer_bytes: 0,
+                heap_bytes: kapi::bytes_owned_by(m.id),
+                metadata_bytes: m.metadata_bytes(),
+                // The module runs the kernel's own code around it: no runtime of its own.
+                runtime_bytes: 0,
+            },
+            // A fault in module code is a kernel fault here: no record outlives one.
+            fault: None,
         }
     }
 }
@@ -156,6 +205,7 @@ fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
     let registry = guard.get_or_insert_with(|| Registry {
         modules: Vec::new(),
         exports: kapi::kernel_exports(),
+        reserved: ExportTable::new(),
     });
     f(registry)
 }
@@ -194,6 +244,13 @@ pub enum ModError {
     NoName,
     /// A module of that name is loaded already.
     AlreadyLoaded(String),
+    /// The module exports a symbol the kernel, a LIVE module or a COMING one already
+    /// exports (or exports it twice).
+    DuplicateExport {
+        module: String,
+        symbol: String,
+        owner: String,
+    },
     /// The module is being loaded or unloaded by another request.
     Busy { name: String, state: ModuleState },
     /// No module of that name is loaded.
@@ -240,7 +297,7 @@ impl ModError {
                 kmod_loader::ErrorKind::OutOfMemory => errno::ENOMEM,
                 _ => errno::ENOEXEC,
             },
-            ModError::NoName => errno::ENOEXEC,
+            ModError::NoName | ModError::DuplicateExport { .. } => errno::ENOEXEC,
             ModError::BadImage => errno::EFAULT,
             ModError::AlreadyLoaded(_) => errno::EEXIST,
             ModError::Busy { .. } | ModError::InUse { .. } | ModError::NoExit(_) => errno::EBUSY,
@@ -272,6 +329,14 @@ impl fmt::Display for ModError {
             ModError::NoName => write!(f, "module has no name= in .modinfo"),
             ModError::BadImage => write!(f, "the module image is not in the caller's memory"),
             ModError::AlreadyLoaded(n) => write!(f, "module {n} is already loaded"),
+            ModError::DuplicateExport {
+                module,
+                symbol,
+                owner,
+            } => write!(
+                f,
+                "{module}: exports duplicate symbol {symbol} (owned by {owner})"
+            ),
             ModError::Busy { name, state } => {
                 write!(f, "module {name} is busy ({})", state.name())
             }

@@ -139,6 +139,17 @@ pub fn drop_owned_by(owner: ModuleId) -> usize {
     before - s.list.len()
 }
 
+/// Bytes of registry entries (entry and name) module `owner` has registered now.
+pub fn bytes_owned_by(owner: ModuleId) -> u64 {
+    SERVICES
+        .lock()
+        .list
+        .iter()
+        .filter(|x| x.owner == owner)
+        .map(|x| (core::mem::size_of::<Service>() + x.name.len()) as u64)
+        .sum()
+}
+
 /// Names of the services module `owner` has registered.
 #[allow(dead_code)] // used by lsmod -v's future service column
 pub fn owned_by(owner: ModuleId) -> Vec<String> {

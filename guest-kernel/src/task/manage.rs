@@ -220,12 +220,16 @@ pub fn self_info(t: &mut Tasks, caller: TaskId, a: [u64; 2]) -> u64 {
     })())
 }
 
-/// `cap_grant(task_slot, my_slot, badge, rights)`.
+/// `cap_grant(task_slot, my_slot, badge, rights)`; `my_slot` may hold a task capability,
+/// which names that task's endpoint.
 pub fn grant(t: &mut Tasks, caller: TaskId, a: [u64; 4]) -> u64 {
     result((|| {
         let id = target(t, caller, a[0])?;
         let (owner, have) = match t.get(caller).and_then(|c| c.cap(a[1])) {
             Some(Cap::Endpoint { owner, rights, .. }) => (owner, rights),
+            // Control of a task includes talking to it: a supervisor can hand out its child's
+            // endpoint (send, notify) without holding a separate endpoint capability.
+            Some(Cap::Task(owner)) => (owner, rights::SEND | rights::NOTIFY),
             Some(_) => return Err(errno::EACCES),
             None => return Err(errno::EBADF),
         };

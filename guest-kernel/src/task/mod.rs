@@ -157,6 +157,10 @@ pub struct Task {
     pub counters: Counters,
     /// TSC when it last started running without having blocked since (the watchdog's clock).
     pub running_since: Option<u64>,
+    /// The watchdog's budget for it (TSC cycles of computing without blocking), if it is
+    /// watched: module servers (tasks with a task supervisor) are; the programs the kernel
+    /// runs itself are bounded by the VMM's deadline instead.
+    pub watchdog: Option<u64>,
     /// The CPU's report of the exception that ended it, if one did.
     pub last_fault: Option<kmodlab_abi::channel::FaultReport>,
 }
@@ -331,6 +335,7 @@ impl Tasks {
             reports: Vec::new(),
             counters: Counters::default(),
             running_since: None,
+            watchdog: supervisor.map(|_| sched::watchdog_budget()),
             last_fault: None,
         });
         Ok(id)

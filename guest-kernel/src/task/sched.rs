@@ -3,8 +3,12 @@
 //! run in the order they became runnable. There is no time slicing: a task runs until it
 //! blocks, ends or is stopped by the watchdog.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use kmodlab_abi::channel::FaultReport;
-use kmodlab_ipc::task::{Fault, TaskId};
+use kmodlab_abi::layout::{KERNEL_VIRT_OFFSET, STATUS_GPA};
+use kmodlab_abi::status;
+use kmodlab_ipc::task::{Fault, TaskId, WATCHDOG_VECTOR};
 
 use super::{State, Tasks, with_tasks};
 use crate::arch::Trap;
@@ -53,6 +57,72 @@ pub fn run_until(mut done: impl FnMut() -> bool) -> Result<(), Stall> {
     }
 }
 
+/// The watchdog's budget in TSC cycles: a supervised task (a module server) that computes
+/// longer than this without blocking is stopped. Set at boot from `watchdog_ms=`.
+static WATCHDOG_CYCLES: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Sets the watchdog from the kernel command line and the TSC frequency.
+pub fn init_watchdog(cmdline: &str, tsc_khz: u64) {
+    let ms = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(status::WATCHDOG_WORD)?.strip_prefix('='))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(status::WATCHDOG_DEFAULT_MS);
+    WATCHDOG_CYCLES.store(ms.saturating_mul(tsc_khz), Ordering::Relaxed);
+}
+
+/// The watchdog's budget for a module server, in TSC cycles.
+pub fn watchdog_budget() -> u64 {
+    WATCHDOG_CYCLES.load(Ordering::Relaxed)
+}
+
+/// Whether task `id` is watched and has computed longer than its budget without blocking.
+pub fn over_budget(t: &super::Tasks, id: TaskId) -> bool {
+    t.get(id).is_some_and(|task| {
+        task.watchdog.is_some_and(|budget| {
+            task.running_since
+                .is_some_and(|since| guest_rt::rdtsc_ordered().wrapping_sub(since) > budget)
+        })
+    })
+}
+
+/// The watchdog's fault record for task `id` stopped at `ctx`.
+pub fn watchdog_fault(ctx: &crate::arch::UserContext) -> Fault {
+    Fault {
+        vector: WATCHDOG_VECTOR,
+        error_code: 0,
+        rip: ctx.rip,
+        cr2: 0,
+        rsp: ctx.rsp,
+    }
+}
+
+/// Writes the status page word at `offset` (see [`kmodlab_abi::status`]).
+fn status_write(offset: u64, value: u64) {
+    let word = (KERNEL_VIRT_OFFSET + STATUS_GPA + offset) as *mut u64;
+    // SAFETY: the status page is in the low area, mapped read-write in the kernel half of every
+    // address space; only this code writes it (single CPU), the VMM only reads it.
+    unsafe { word.write_volatile(value) };
+}
+
+/// Entries into user mode since boot (mirrored in the status page).
+static USER_ENTRIES: AtomicU64 = AtomicU64::new(0);
+/// Time slices the VMM ended (preemptions of user code) since boot.
+static PREEMPTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Time slices the VMM ended since boot.
+pub fn preemptions() -> u64 {
+    PREEMPTIONS.load(Ordering::Relaxed)
+}
+
+/// Whether the VMM preempts user code (it says so on the kernel command line).
+pub fn preemption_enabled() -> bool {
+    crate::boot::state()
+        .info
+        .cmdline_str()
+        .is_some_and(|c| c.split_whitespace().any(|w| w == status::PREEMPT_WORD))
+}
+
 /// Runs task `id` until its next system call or trap, and handles it.
 fn run_one(id: TaskId) {
     let Some((root, mut ctx)) = with_tasks(|t| {
@@ -66,9 +136,15 @@ fn run_one(id: TaskId) {
     // SAFETY: every address space maps the kernel half; the task (and so its tables) stays
     // alive until it is destroyed, which switches away first (task::destroy).
     unsafe { crate::mm::paging::activate(root) };
+    status_write(
+        status::USER_ENTRIES,
+        USER_ENTRIES.fetch_add(1, Ordering::Relaxed) + 1,
+    );
+    status_write(status::IN_USER, 1);
     let start = guest_rt::rdtsc_ordered();
     let trap = ctx.run();
     let ran = guest_rt::rdtsc_ordered().wrapping_sub(start);
+    status_write(status::IN_USER, 0);
     let alive = with_tasks(|t| match t.get_mut(id) {
         Some(task) => {
             task.ctx = ctx.clone();
@@ -81,7 +157,25 @@ fn run_one(id: TaskId) {
         return;
     }
     match trap {
-        Ok(Trap::Syscall) => crate::syscalls::handle(id, &ctx),
+        Ok(Trap::Syscall) => {
+            crate::stats::count_syscall();
+            crate::syscalls::handle(id, &ctx)
+        }
+        Ok(Trap::Interrupt) => {
+            // The VMM ended the slice of a task that computed without entering the kernel:
+            // stop it if it has run too long, else let it go on after the others.
+            PREEMPTIONS.fetch_add(1, Ordering::Relaxed);
+            let over = with_tasks(|t| {
+                let over = over_budget(t, id);
+                if !over {
+                    t.run_queue.push_back(id);
+                }
+                over
+            });
+            if over {
+                fault(id, watchdog_fault(&ctx));
+            }
+        }
         Ok(Trap::Exception) => {
             let report = ctx.fault.unwrap_or(FaultReport {
                 vector: 0,

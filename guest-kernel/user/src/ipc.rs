@@ -114,6 +114,22 @@ pub fn call(
     }
 }
 
+/// Calls the endpoint in `slot` with a message built by the caller (its buffers and leases
+/// are addresses in this task's memory; the kernel checks them). For protocols that lay out
+/// leases themselves, as the call stubs of module exports do.
+pub fn call_message(slot: u64, m: &Message) -> Result<Reply, CallError> {
+    set_message(m);
+    let ret = syscall6(sys::CALL, [slot, 0, 0, 0, 0, 0]);
+    let info = ReplyInfo::decode(&load());
+    match check(ret) {
+        Ok(status) => Ok(Reply { status, info }),
+        Err(errno) => Err(CallError {
+            errno,
+            from_kernel: info.from_kernel,
+        }),
+    }
+}
+
 /// The smallest call: `op` and words, no payload, no leases.
 pub fn call_words(slot: u64, op: u64, words: [u64; MSG_WORDS]) -> Result<Reply, CallError> {
     call(

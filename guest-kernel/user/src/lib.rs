@@ -38,8 +38,61 @@ extern "C" fn start(a: u64, b: u64, c: u64) -> ! {
     exit(status)
 }
 
+/// Asks for more heap memory right above the heap's top: given the bytes wanted, returns
+/// the `(start, len)` of memory now mapped there, or `None`.
+pub type GrowHeap = fn(usize) -> Option<(usize, usize)>;
+
+/// The program's heap: a linked-list allocator, and optionally a way to grow it (the module
+/// server runtime's heap grows by asking the module manager to map pages).
+struct Heap {
+    inner: LockedHeap,
+    grow: spin::Once<GrowHeap>,
+}
+
+// SAFETY: allocation and deallocation go to the linked-list heap under its lock, which
+// hands out each block once; growing only ever adds memory the grow hook mapped right above
+// the heap's top, and the lock is not held while the hook runs (it makes system calls).
+unsafe impl core::alloc::GlobalAlloc for Heap {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        loop {
+            if let Ok(p) = self.inner.lock().allocate_first_fit(layout) {
+                return p.as_ptr();
+            }
+            let Some(grow) = self.grow.get() else {
+                return core::ptr::null_mut();
+            };
+            // Room for the block, its alignment and the allocator's bookkeeping.
+            let want = layout
+                .size()
+                .saturating_add(layout.align())
+                .saturating_add(64);
+            let Some((start, len)) = grow(want) else {
+                return core::ptr::null_mut();
+            };
+            let mut heap = self.inner.lock();
+            if start != heap.top() as usize || len == 0 {
+                return core::ptr::null_mut();
+            }
+            // SAFETY: the hook mapped `len` writable bytes at the heap's top, for the heap
+            // alone (its contract); nothing else uses them.
+            unsafe { heap.extend(len) };
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
+        if let Some(p) = core::ptr::NonNull::new(ptr) {
+            // SAFETY: `ptr` came from `alloc` above with this layout (GlobalAlloc's
+            // contract), so it is a block of this heap.
+            unsafe { self.inner.lock().deallocate(p, layout) }
+        }
+    }
+}
+
 #[global_allocator]
-static HEAP: LockedHeap = LockedHeap::empty();
+static HEAP: Heap = Heap {
+    inner: LockedHeap::empty(),
+    grow: spin::Once::new(),
+};
 
 /// The public key the build signed the modules with (a DER SubjectPublicKeyInfo; empty for a
 /// build without one, see `build.rs`): what a user-space module loader (the microkernel's
@@ -52,7 +105,25 @@ pub static MODULE_SIGNING_KEY: &[u8] =
 /// array of its own (programs that do not allocate keep their image small).
 pub fn init_heap(arena: &'static mut [u8]) {
     // SAFETY: the arena is a `'static mut` borrow handed over for good: nothing else uses it.
-    unsafe { HEAP.lock().init(arena.as_mut_ptr(), arena.len()) };
+    unsafe { HEAP.inner.lock().init(arena.as_mut_ptr(), arena.len()) };
+}
+
+/// Gives the heap memory mapped for it at `start` (`len` bytes), and a hook that maps more
+/// right above it when it runs out: the module server runtime's heap.
+///
+/// # Safety
+/// `start..start + len` must be mapped writable and used by nothing but the heap for the
+/// program's life, and `grow` must only return memory that is (see [`GrowHeap`]).
+pub unsafe fn init_growing_heap(start: *mut u8, len: usize, grow: GrowHeap) {
+    // SAFETY: per this function's contract.
+    unsafe { HEAP.inner.lock().init(start, len) };
+    HEAP.grow.call_once(|| grow);
+}
+
+/// Bytes of the heap in use, and its size.
+pub fn heap_usage() -> (usize, usize) {
+    let heap = HEAP.inner.lock();
+    (heap.used(), heap.size())
 }
 
 pub mod ipc;
@@ -152,22 +223,18 @@ pub fn last_error() -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-/// The next input line (with its `\n`), or `None` at the end of input.
-pub fn read_input() -> Option<String> {
-    let mut buf = alloc::vec![0u8; 4096];
-    let n = check(syscall4(
+/// Reads input (a script line, or what the user typed) into `buf`: at most one line, the
+/// rest of a longer line staying queued; 0 at the end of input. See
+/// [`kmodlab_abi::input::LineReader`] for reading whole lines.
+pub fn read_input(buf: &mut [u8]) -> Result<usize, u64> {
+    check(syscall4(
         nr::READ_INPUT,
         buf.as_mut_ptr() as u64,
         buf.len() as u64,
         0,
         0,
     ))
-    .ok()?;
-    if n == 0 {
-        return None;
-    }
-    buf.truncate(n as usize);
-    Some(String::from_utf8_lossy(&buf).into_owned())
+    .map(|n| (n as usize).min(buf.len()))
 }
 
 /// `init_module`: loads a module from `image` with `params`.

@@ -1,97 +1,11 @@
-//! Types shared by modules and the kernel across the `extern "C"` boundary: error numbers,
-//! the service handler type, the export table entry and parameter storage (ABI.md).
+//! Types shared by modules and the kernel across the `extern "C"` boundary: error numbers
+//! (defined in [`crate::errno`]), the service handler type, the export table entry and
+//! parameter storage (ABI.md).
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
-use core::fmt;
 
-/// A Linux error number (positive), the `E*` value a failing call reports as `-errno`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Errno(i32);
-
-macro_rules! errnos {
-    ($($name:ident = $value:literal, $text:literal;)*) => {
-        impl Errno {
-            $(
-                #[doc = $text]
-                pub const $name: Errno = Errno($value);
-            )*
-
-            /// The symbolic name (`"EINVAL"`), or `None` for a number this crate doesn't name.
-            pub const fn name(self) -> Option<&'static str> {
-                match self.0 {
-                    $($value => Some(stringify!($name)),)*
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-
-errnos! {
-    EPERM = 1, "Operation not permitted.";
-    ENOENT = 2, "No such entry (service, module, key).";
-    EIO = 5, "I/O error.";
-    E2BIG = 7, "Argument list too long.";
-    ENOEXEC = 8, "Not a loadable module.";
-    EAGAIN = 11, "Try again.";
-    ENOMEM = 12, "Out of memory.";
-    EFAULT = 14, "Bad address.";
-    EBUSY = 16, "Resource busy (in use).";
-    EEXIST = 17, "Already exists.";
-    ENODEV = 19, "No such device.";
-    EINVAL = 22, "Invalid argument.";
-    ENOSPC = 28, "No space left (on a device, in a table).";
-    ERANGE = 34, "Result out of range.";
-    ENOSYS = 38, "Function (operation) not implemented.";
-    EOVERFLOW = 75, "Value too large for the destination.";
-    EMSGSIZE = 90, "Message too long (a reply does not fit its buffer).";
-}
-
-impl Errno {
-    /// The error for a positive errno value; `None` for 0 or a negative number.
-    pub const fn new(errno: i32) -> Option<Errno> {
-        if errno > 0 { Some(Errno(errno)) } else { None }
-    }
-
-    /// The positive errno value.
-    pub const fn get(self) -> i32 {
-        self.0
-    }
-
-    /// The `-errno` return value of a failing `extern "C"` call.
-    pub const fn to_ret(self) -> i32 {
-        -self.0
-    }
-
-    /// Interprets a kernel-API status: a negative value is `-errno`, anything else is success.
-    pub const fn check(ret: i32) -> Result<i32, Errno> {
-        if ret < 0 {
-            // i32::MIN has no positive counterpart; report it as EINVAL rather than overflow.
-            match ret.checked_neg() {
-                Some(e) => Err(Errno(e)),
-                None => Err(Errno::EINVAL),
-            }
-        } else {
-            Ok(ret)
-        }
-    }
-}
-
-impl fmt::Debug for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl fmt::Display for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.name() {
-            Some(name) => f.write_str(name),
-            None => write!(f, "errno {}", self.0),
-        }
-    }
-}
+pub use crate::errno::Errno;
 
 /// A service's request handler, called by the kernel for [`kmod_service_call`](crate::raw).
 ///

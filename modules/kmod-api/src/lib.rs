@@ -9,7 +9,9 @@
 //!   (`.kmod_exportsig`, see [`sig`]);
 //! - the kernel API ([`for_each_kernel_api!`], raw declarations in [`raw`]) and safe
 //!   wrappers: [`println!`], [`mem::KBuffer`], [`service`], [`cycles`], [`request_module`];
-//! - [`sync::SpinLock`] for module-global state.
+//! - [`sync::SpinLock`] for module-global state;
+//! - [`errno`]: the one table of Linux error numbers, names and `strerror` texts that the
+//!   kernel, user programs, modules, the C header and the host tests share.
 //!
 //! It also builds on the host, where it provides [`KERNEL_API_SYMBOLS`] and [`KERNEL_API`]
 //! to host tools (depmod's default kernel symbol list, the C header check).
@@ -38,6 +40,7 @@
 
 pub mod abi;
 mod api;
+pub mod errno;
 mod macros;
 pub mod mem;
 pub mod print;

@@ -39,6 +39,8 @@ pub struct ConsoleLog {
     bytes: Vec<u8>,
     /// Bytes dropped from the front to stay within [`KEPT_BYTES`].
     dropped: u64,
+    /// Why showing the output live failed (the first error; the echo stops there).
+    echo_error: Option<String>,
 }
 
 impl ConsoleLog {
@@ -54,6 +56,11 @@ impl ConsoleLog {
     /// The kept output, with invalid UTF-8 replaced and `\r` removed.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.bytes).replace('\r', "")
+    }
+
+    /// Why the live echo of the output failed, if it did: the user did not see it all.
+    pub fn echo_error(&self) -> Option<&str> {
+        self.echo_error.as_deref()
     }
 
     /// The last `n` lines of output.
@@ -81,21 +88,35 @@ pub struct ConsoleSink {
     log: Arc<Mutex<ConsoleLog>>,
 }
 
+impl ConsoleSink {
+    /// Notes that the echo failed and stops it: a broken terminal must not stop the guest
+    /// (the log keeps the output), but the run must not pass for shown either.
+    fn echo_failed(&mut self, e: io::Error) {
+        self.echo = Echo::Quiet;
+        if let Ok(mut log) = self.log.lock() {
+            log.echo_error.get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
 impl Write for ConsoleSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if let Ok(mut log) = self.log.lock() {
             log.push(buf);
         }
-        if let Echo::To(w) = &mut self.echo {
-            // A broken terminal must not stop the guest; the log still has everything.
-            let _ = w.write_all(buf);
+        if let Echo::To(w) = &mut self.echo
+            && let Err(e) = w.write_all(buf)
+        {
+            self.echo_failed(e);
         }
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if let Echo::To(w) = &mut self.echo {
-            let _ = w.flush();
+        if let Echo::To(w) = &mut self.echo
+            && let Err(e) = w.flush()
+        {
+            self.echo_failed(e);
         }
         Ok(())
     }
@@ -201,6 +222,26 @@ impl Console {
         self.uart.read(offset)
     }
 
+    /// Output the guest sent by another way than the UART (a script's output, streamed over
+    /// the control channel): shown and kept exactly as if it had come through the UART, whose
+    /// driver turns each `\n` into `\r\n`.
+    pub fn write_output(&mut self, text: &[u8]) {
+        let mut bytes = Vec::with_capacity(text.len() + text.len() / 16);
+        for &b in text {
+            if b == b'\n' {
+                bytes.push(b'\r');
+            }
+            bytes.push(b);
+        }
+        // The sink never fails (it records echo errors itself).
+        let _ = self.uart.writer_mut().write_all(&bytes);
+    }
+
+    /// Flushes the live echo; a failure is recorded like a failed write.
+    pub fn flush(&mut self) {
+        let _ = self.uart.writer_mut().flush();
+    }
+
     /// Queues input for the guest to read.
     pub fn enqueue_input(&mut self, bytes: &[u8]) -> usize {
         self.uart.enqueue_raw_bytes(bytes).unwrap_or(0)
@@ -224,6 +265,42 @@ mod tests {
         big.push(&vec![b'x'; KEPT_BYTES + 10]);
         assert_eq!(big.bytes.len(), KEPT_BYTES);
         assert_eq!(big.dropped, 10);
+    }
+
+    #[test]
+    fn streamed_output_is_kept_like_uart_output() {
+        let mut c = Console::new(Echo::Quiet);
+        for b in b"log\r\n" {
+            c.write(0, *b);
+        }
+        c.write_output("one\ntwo\n".as_bytes());
+        assert_eq!(c.log().lock().unwrap().text(), "log\none\ntwo\n");
+        assert_eq!(c.log().lock().unwrap().bytes, b"log\r\none\r\ntwo\r\n");
+    }
+
+    /// A writer that fails like a full disk.
+    struct Full;
+
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::from_raw_os_error(kmod_api::Errno::ENOSPC.get()))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_echo_is_recorded_and_stops_while_the_log_keeps_everything() {
+        let mut c = Console::new(Echo::To(Box::new(Full)));
+        c.write_output(b"lost\n");
+        c.write_output(b"kept\n");
+        c.flush();
+        let log = c.log();
+        let log = log.lock().unwrap();
+        assert_eq!(log.text(), "lost\nkept\n");
+        let e = log.echo_error().expect("the failure is recorded");
+        assert!(e.contains("No space left on device"), "{e}");
     }
 
     #[test]

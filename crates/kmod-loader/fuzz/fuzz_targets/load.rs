@@ -1,35 +1,11 @@
-//! Feeds arbitrary bytes through every loader step: validate, layout, resolve, copy and
-//! relocate into host memory. Any panic (or sanitizer report) is a bug.
+//! cargo-fuzz target: [`bodies::load`], every loader step on arbitrary bytes.
 //!
-//! Run: `cargo +nightly fuzz run load` from `crates/kmod-loader/` (seed the corpus with
-//! `tests/fixtures/**/*.ko` and `tests/corpus/*.ko`, see README.md).
+//! Run: `cargo +nightly fuzz run load` from `crates/kmod-loader/`; the committed corpus is
+//! `fuzz/corpus/load/` (minimised; `tests/fuzz_corpus.rs` replays it on stable). See
+//! `results/fuzz/README.md`.
 #![no_main]
 
-use kmod_loader::{FnProvider, ProvidedSymbol, ProviderId, RegionMemory, Regions};
-use libfuzzer_sys::fuzz_target;
+#[path = "../bodies.rs"]
+mod bodies;
 
-/// Regions larger than this are not allocated: the point is parsing, not memset speed.
-const MAX_HOST_REGION: u64 = 16 << 20;
-
-fuzz_target!(|data: &[u8]| {
-    // Every name resolves to a kernel-range address, except "optional" ones (weak paths).
-    let provider = FnProvider(|name: &str| {
-        let hash = name.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-        (!name.contains("optional")).then_some(ProvidedSymbol {
-            address: 0xffff_ffff_8100_0000 + (hash % (16 << 20)),
-            provider: ProviderId(0),
-        })
-    });
-    let Ok(prepared) = kmod_loader::prepare(data, &provider) else {
-        return;
-    };
-    if prepared.layout.core.size > MAX_HOST_REGION || prepared.layout.init.size > MAX_HOST_REGION {
-        return;
-    }
-    let mut core = vec![0u8; prepared.layout.core.size as usize];
-    let mut init = vec![0u8; prepared.layout.init.size as usize];
-    let _ = prepared.finish(Regions {
-        core: RegionMemory { base: 0xffff_ffff_c000_0000, bytes: &mut core },
-        init: RegionMemory { base: 0xffff_ffff_c100_0000, bytes: &mut init },
-    });
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| bodies::load(data));

@@ -38,6 +38,10 @@ pub extern "C" fn user_main(which: u64, a: u64, b: u64) -> u64 {
         }
         mode::FAULT => cause_fault(a),
         mode::IPC_SERVER => return serve(a),
+        mode::CHURN => report(guest_rt::register_churn(a)),
+        mode::SPIN_FOREVER => loop {
+            core::hint::spin_loop();
+        },
         mode::IPC_CLIENT => return client(a, b),
         mode::BAD_POINTER => {
             // A kernel address: the kernel must refuse it, not read it.

@@ -11,6 +11,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use guest_rt::{cap, errno};
+use kmodlab_abi::input::{Line, LineReader};
 use kmodlab_abi::modules_dep::{ModulesDep, module_name};
 use kmodlab_user::{print, println};
 
@@ -18,6 +19,11 @@ use kmodlab_user::{print, println};
 static mut ARENA: [u8; 16 << 20] = [0; 16 << 20];
 
 const PROMPT: &str = "kmodlab# ";
+/// The longest input line the shell runs (far more than any command needs; a script from the
+/// control channel can be up to half a MiB). A longer line is refused whole, never cut.
+const MAX_LINE: usize = 64 << 10;
+/// Bytes asked for per `read_input` (a longer line takes several reads).
+const READ_CHUNK: usize = 4096;
 const MODULE_DIR: &str = "lib/modules";
 
 /// `interactive` (rdi): 1 for a console session (prompts), 0 for a script (commands echoed).
@@ -30,12 +36,36 @@ pub extern "C" fn user_main(interactive: u64, _: u64, _: u64) -> u64 {
     kmodlab_user::init_heap(unsafe { &mut *arena });
     let interactive = interactive != 0;
     let (mut run, mut failed) = (0u64, 0u64);
+    let mut input = LineReader::new(MAX_LINE);
+    let mut chunk = alloc::vec![0u8; READ_CHUNK];
+    let mut line_number = 0u64;
     loop {
         if interactive {
             print!("{PROMPT}");
         }
-        let Some(line) = kmodlab_user::read_input() else {
-            break;
+        let line = match input.next_line(&mut chunk, kmodlab_user::read_input) {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(e) => {
+                println!("sh: cannot read input: {}", errno_text(e));
+                failed += 1;
+                break;
+            }
+        };
+        line_number += 1;
+        let line = match line {
+            Line::Text(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Line::TooLong { len } => {
+                // Refused whole: running the part that fits would run commands the user
+                // never wrote (a cut-off argument) and skip the rest.
+                println!(
+                    "sh: line {line_number} is {len} bytes long, more than the {MAX_LINE} this \
+                     shell takes; it was not run"
+                );
+                run += 1;
+                failed += 1;
+                continue;
+            }
         };
         let mut stop = false;
         for command in line.split(';') {
@@ -120,7 +150,8 @@ fn module_path(arg: &str) -> String {
     }
 }
 
-fn errno_text(e: u64) -> &'static str {
+/// What `strerror` says for `e` (the one errno table, `kmod_api::errno`).
+fn errno_text(e: u64) -> errno::Describe {
     errno::describe(e)
 }
 
@@ -143,10 +174,11 @@ fn load(path: &str, params: &str) -> Result<(), String> {
         )
     })?;
     kmodlab_user::init_module(&image, params).map_err(|e| {
-        let why = if e == errno::ENOENT {
-            "Unknown symbol in module, or unknown parameter"
-        } else {
-            errno_text(e)
+        // kmod's insmod words these two its own way (its `mod_strerror`); the rest is strerror.
+        let why = match e {
+            errno::ENOENT => "Unknown symbol in module, or unknown parameter".to_string(),
+            errno::ENOEXEC => "Invalid module format".to_string(),
+            _ => errno_text(e).to_string(),
         };
         alloc::format!(
             "insmod: ERROR: could not insert module {file}: {why}{}",
@@ -186,6 +218,8 @@ struct ProcModule {
     size: u64,
     refcount: u64,
     users: Vec<String>,
+    /// The module's code stopped running (its server died: the `D` flag).
+    faulted: bool,
 }
 
 fn proc_modules() -> Result<Vec<ProcModule>, String> {
@@ -208,12 +242,17 @@ fn proc_modules() -> Result<Vec<ProcModule>, String> {
                 size: f.get(1)?.parse().ok()?,
                 refcount: f.get(2)?.parse().ok()?,
                 users,
+                faulted: f
+                    .get(6)
+                    .is_some_and(|flags| flags.starts_with('(') && flags.contains('D')),
             })
         })
         .collect())
 }
 
-/// `lsmod` as kmod prints it: `%-19s %8lu  %d` plus the users.
+/// `lsmod` as kmod prints it: `%-19s %8lu  %d` plus the users; a module whose code stopped
+/// running (microkernel: its server died) is marked `[faulted]`, as old lsmod marked
+/// `[permanent]` modules.
 fn lsmod(words: &[&str]) -> Result<(), String> {
     if words.get(1) == Some(&"-v") {
         let text = kmodlab_user::read_proc("modules-verbose")
@@ -232,6 +271,9 @@ fn lsmod(words: &[&str]) -> Result<(), String> {
         if !m.users.is_empty() {
             out.push(' ');
             out.push_str(&m.users.join(","));
+        }
+        if m.faulted {
+            out.push_str(" [faulted]");
         }
         out.push('\n');
     }

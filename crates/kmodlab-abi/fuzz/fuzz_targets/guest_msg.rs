@@ -1,0 +1,9 @@
+//! cargo-fuzz target: [`bodies::guest_msg`]. Run from `crates/kmodlab-abi/`:
+//! `cargo +nightly fuzz run guest_msg` (see `results/fuzz/README.md`).
+#![no_main]
+
+#[path = "../bodies.rs"]
+#[allow(dead_code)]
+mod bodies;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| bodies::guest_msg(data));
