@@ -743,8 +743,7 @@ fn index_u32(index: usize) -> u32 {
 fn disposition(name_tail: &[u8], flags: u64) -> Disposition {
     let alloc = flags & elf::SHF_ALLOC.0 != 0;
     // Linux drops SHF_ALLOC from these two before layout: they are read, never loaded.
-    if !alloc || name_is(name_tail, b".modinfo") || name_is(name_tail, b"__versions")
-    {
+    if !alloc || name_is(name_tail, b".modinfo") || name_is(name_tail, b"__versions") {
         return Disposition::NotLoaded;
     }
     let region = if name_tail.starts_with(b".init") {
@@ -1069,9 +1068,10 @@ enum Part {
 /// a well-formed object never does, and a crafted one could make one section's relocations
 /// patch another's contents.
 ///
-/// The parts are sorted as packed `(start, end)` integers and scanned for one that starts
-/// before the furthest end so far; only when there is one are they sorted again with their
-/// names, to report the same pair whatever the packing.
+/// The parts are visited in ascending `(start, end)` order (a merge
+/// of three lists that a linker writes in order, a sort otherwise) and checked for one that
+/// starts before the furthest end so far; only when there is one are they sorted again with
+/// their names, to report the same pair whatever the packing.
 fn check_overlaps(
     data: &[u8],
     header: HeaderFields,
@@ -1082,26 +1082,66 @@ fn check_overlaps(
         .shoff
         .saturating_add(section_table_size(header.shnum));
     let key = |start: u64, end: u64| (u128::from(start) << 64) | u128::from(end);
+    // Three lists, each ascending in a file a linker wrote: the header and the contents of
+    // the sections that are not relocation tables (in section order), the relocation tables
+    // (in section order), and the section header table. Checked as a merge of the three, in
+    // linear time; only a file that breaks that order is sorted.
+    let is_relocations =
+        |s: &SectionEntry| s.sh_type == elf::SHT_RELA.0 || s.sh_type == elf::SHT_REL.0;
     keys.push(key(0, u64::from(EHDR_SIZE)));
-    keys.push(key(header.shoff, table_end));
-    for s in sections {
-        if s.contents.start != s.contents.end {
-            // read_sections proved offset + size lies inside the file.
-            keys.push(key(s.offset, s.offset.saturating_add(s.size)));
+    let mut ends = [0usize; 2];
+    for (relocations, end) in [false, true].into_iter().zip(ends.iter_mut()) {
+        for s in sections {
+            if s.contents.start != s.contents.end && is_relocations(s) == relocations {
+                // read_sections proved offset + size lies inside the file.
+                keys.push(key(s.offset, s.offset.saturating_add(s.size)));
+            }
         }
+        *end = keys.len();
     }
-    keys.sort_unstable();
-    let mut furthest = 0u64;
-    let mut overlap = false;
-    for &k in keys.iter() {
-        let (start, end) = ((k >> 64) as u64, k as u64);
-        overlap |= start < furthest;
-        furthest = furthest.max(end);
-    }
+    keys.push(key(header.shoff, table_end));
+    let [contents_end, relocations_end] = ends;
+    let (contents, rest) = keys.split_at_checked(contents_end).unwrap_or_default();
+    let (relocations, table) = rest
+        .split_at_checked(relocations_end.saturating_sub(contents_end))
+        .unwrap_or_default();
+    let overlap = if contents.is_sorted() && relocations.is_sorted() {
+        merged_overlap([contents, relocations, table])
+    } else {
+        keys.sort_unstable();
+        merged_overlap([keys.as_slice(), &[], &[]])
+    };
     if overlap {
         report_overlap(data, header, sections)?;
     }
     Ok(())
+}
+
+/// Whether any two of the `(start, end)` ranges packed in `lists` (each sorted) share bytes:
+/// visited in ascending order, a range that starts before the furthest end so far overlaps.
+fn merged_overlap(mut lists: [&[u128]; 3]) -> bool {
+    let mut furthest = 0u64;
+    let mut overlap = false;
+    loop {
+        // The list whose next range starts first.
+        let mut next: Option<(usize, u128)> = None;
+        for (i, list) in lists.iter().enumerate() {
+            if let Some(&k) = list.first()
+                && next.is_none_or(|(_, best)| k < best)
+            {
+                next = Some((i, k));
+            }
+        }
+        let Some((i, k)) = next else {
+            return overlap;
+        };
+        if let Some(list) = lists.get_mut(i) {
+            *list = list.get(1..).unwrap_or(&[]);
+        }
+        let (start, end) = ((k >> 64) as u64, k as u64);
+        overlap |= start < furthest;
+        furthest = furthest.max(end);
+    }
 }
 
 /// The exact overlap report: the first pair, in `(start, end)` order, that shares bytes.
@@ -1924,4 +1964,45 @@ fn read_modinfo<'data>(data: &'data [u8], sections: &[SectionEntry]) -> Result<&
     core::str::from_utf8(section.contents.of(data)).map_err(|e| Error::BadModinfo {
         offset: u64::try_from(e.valid_up_to()).unwrap_or(u64::MAX),
     })
+}
+
+#[cfg(test)]
+mod overlap_tests {
+    use super::merged_overlap;
+
+    fn key(start: u64, end: u64) -> u128 {
+        (u128::from(start) << 64) | u128::from(end)
+    }
+
+    /// The merge of three sorted lists must agree with a sort of their union.
+    #[test]
+    fn merge_agrees_with_sorting() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let mut lists: [Vec<u128>; 3] = Default::default();
+            for list in lists.iter_mut() {
+                for _ in 0..next() % 5 {
+                    let start = next() % 64;
+                    list.push(key(start, start + next() % 16));
+                }
+                list.sort_unstable();
+            }
+            let mut all: Vec<u128> = lists.concat();
+            all.sort_unstable();
+            let mut furthest = 0u64;
+            let mut expected = false;
+            for &k in &all {
+                expected |= ((k >> 64) as u64) < furthest;
+                furthest = furthest.max(k as u64);
+            }
+            let got = merged_overlap([&lists[0], &lists[1], &lists[2]]);
+            assert_eq!(got, expected, "{lists:?}");
+        }
+    }
 }
