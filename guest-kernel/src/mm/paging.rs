@@ -382,7 +382,7 @@ pub fn publish_module_pages(
 ) -> Result<u64, OutOfMemory> {
     assert!(
         virt >= MODULE_AREA_START
-            && virt.is_multiple_of(MODULE_SLOT_PAGES * PAGE_SIZE)
+            && virt % (MODULE_SLOT_PAGES * PAGE_SIZE) == 0
             && virt + pages * PAGE_SIZE < MODULE_AREA_END,
         "module region {virt:#x} is not a slot of the module area"
     );
