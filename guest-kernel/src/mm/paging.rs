@@ -302,125 +302,36 @@ fn kernel_perm_flags(perm: KernelPerm) -> F {
     })
 }
 
-/// Pages one last-level page table maps (2 MiB). The module area hands out whole slots of
-/// this size ([`crate::module::area`]), so that every module region has page tables of its
-/// own, which [`publish_module_pages`] fills before linking them into the live tree.
-pub const MODULE_SLOT_PAGES: u64 = 512;
-
-/// Allocates `pages` physically contiguous frames for a module region and zeroes them
-/// through the direct map; returns the first frame's physical address. Nothing maps them in
-/// the module area yet: the loader writes the region through the direct map
-/// ([`phys_to_virt`]), and [`publish_module_pages`] maps it with its final permissions.
-///
-/// The direct map is writable and not executable, so no entry anywhere is ever both; that
-/// the module's code frames stay writable through it is true of every kernel frame (as of
-/// the frames the previous design mapped one by one).
-pub fn alloc_module_frames(pages: u64) -> Result<u64, OutOfMemory> {
-    let phys = frame::alloc_contiguous(pages).ok_or(OutOfMemory)?;
-    // SAFETY: the frames were just allocated, so nothing else uses them, and the direct map
-    // covers all RAM.
-    unsafe {
-        core::ptr::write_bytes(
-            phys_to_virt(phys) as *mut u8,
-            0,
-            (pages * PAGE_SIZE) as usize,
-        )
-    };
-    Ok(phys)
-}
-
-/// Index of `virt`'s entry in its page table at `level` (4 = PML4 ... 1 = PT).
-fn table_index(virt: u64, level: u32) -> usize {
-    ((virt >> (12 + 9 * (level - 1))) & 511) as usize
-}
-
-/// The page directory that maps `virt` (an address of the module area), created if absent.
-/// The caller holds the paging lock.
-fn module_directory(virt: u64) -> Result<&'static mut PageTable, OutOfMemory> {
-    let mut table = phys_to_virt(kernel_pml4()) as *mut PageTable;
-    for level in [4, 3] {
-        // SAFETY: `table` is the kernel's PML4 or a table it links to, reachable through the
-        // direct map; the paging lock (held by the caller) makes this the only reference.
-        let parent = unsafe { &mut *table };
-        let entry = &mut parent[table_index(virt, level)];
-        assert!(
-            !entry.flags().contains(F::HUGE_PAGE),
-            "the module area is not mapped with huge pages"
-        );
-        if !entry.flags().contains(F::PRESENT) {
-            let phys = frame::alloc().ok_or(OutOfMemory)?;
-            // SAFETY: the frame was just allocated; an empty table links nothing.
-            unsafe { (phys_to_virt(phys) as *mut PageTable).write(PageTable::new()) };
-            // A non-present entry is never cached, so linking it needs no flush.
-            entry.set_addr(PhysAddr::new(phys), kernel(F::PRESENT | F::WRITABLE));
-        }
-        table = phys_to_virt(entry.addr().as_u64()) as *mut PageTable;
-    }
-    // SAFETY: as above, for the page directory the PDPT entry links to.
-    Ok(unsafe { &mut *table })
-}
-
-/// Maps a module region: `pages` frames at `phys` (from [`alloc_module_frames`]) at `virt`,
-/// the start of the region's slot(s) in the module area, each page with its final
-/// permission `perm_of(page index)`. Returns how many page-table pages that took.
-///
-/// Each slot's page table is built in a fresh frame that no live table links to yet, and
-/// then published with one page-directory entry write. Why: on kvm_pvm every write to a
-/// live page-table page and every `invlpg` or CR3 reload is a trip through the hypervisor's
-/// shadow MMU; here a region costs one such write per 2 MiB, no permission change of a live
-/// entry and no TLB flush. It is correct on hardware KVM (and bare metal) too: the
-/// directory entry was not present before, and x86 caches neither TLB entries nor
-/// paging-structure entries for non-present entries (SDM vol. 3, 4.10.2.3 and 4.10.3.1), so
-/// nothing stale can exist for the region; [`unmap_module_pages`] flushes before a slot or
-/// table frame is reused. The page table's entries past the region stay non-present: the
-/// guard page(s) after every region.
-pub fn publish_module_pages(
-    virt: u64,
-    phys: u64,
-    pages: u64,
-    perm_of: impl Fn(u64) -> KernelPerm,
-) -> Result<u64, OutOfMemory> {
-    assert!(
-        virt >= MODULE_AREA_START
-            && virt % (MODULE_SLOT_PAGES * PAGE_SIZE) == 0
-            && virt + pages * PAGE_SIZE < MODULE_AREA_END,
-        "module region {virt:#x} is not a slot of the module area"
-    );
-    let _guard = PAGING.lock();
-    let directory = module_directory(virt)?;
-    let slots = pages.div_ceil(MODULE_SLOT_PAGES);
-    let mut tables = alloc::vec::Vec::with_capacity(slots as usize);
-    for slot in 0..slots {
-        let Some(table_phys) = frame::alloc() else {
-            for t in tables {
-                frame::free_contiguous(t, 1);
-            }
+/// Maps `pages` fresh zeroed frames read-write (not executable) at `virt`, a free range of
+/// the module area. On failure nothing stays mapped or allocated.
+pub fn map_module_pages(virt: u64, pages: u64) -> Result<(), OutOfMemory> {
+    debug_assert!(virt >= MODULE_AREA_START && virt + pages * PAGE_SIZE <= MODULE_AREA_END);
+    for i in 0..pages {
+        let Some(phys) = frame::alloc() else {
+            unmap_module_pages(virt, i);
             return Err(OutOfMemory);
         };
-        tables.push(table_phys);
-        // SAFETY: the frame was just allocated and no table links to it yet, so this is the
-        // only reference; the direct map reaches it.
-        let table = unsafe {
-            let t = phys_to_virt(table_phys) as *mut PageTable;
-            t.write(PageTable::new());
-            &mut *t
-        };
-        let first = slot * MODULE_SLOT_PAGES;
-        for i in first..pages.min(first + MODULE_SLOT_PAGES) {
-            table[(i - first) as usize].set_addr(
-                PhysAddr::new(phys + i * PAGE_SIZE),
-                kernel_perm_flags(perm_of(i)),
-            );
-        }
+        with_mapper(|m| {
+            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt + i * PAGE_SIZE));
+            let frame = PhysFrame::containing_address(PhysAddr::new(phys));
+            let flags = kernel_perm_flags(KernelPerm::ReadWrite);
+            let parent = kernel(F::PRESENT | F::WRITABLE);
+            // SAFETY: the frame is fresh and the module-area address is reserved for this
+            // region alone. No TLB flush: the address was not mapped before (the area
+            // allocator hands out only unmapped ranges), and x86 does not cache non-present
+            // translations.
+            match unsafe { m.map_to_with_table_flags(page, frame, flags, parent, &mut Frames) } {
+                Ok(flush) => flush.ignore(),
+                Err(e) => panic!("cannot map module page {:#x}: {e:?}", page.start_address()),
+            }
+        });
     }
-    for (slot, &table_phys) in tables.iter().enumerate() {
-        let entry =
-            &mut directory[table_index(virt + slot as u64 * MODULE_SLOT_PAGES * PAGE_SIZE, 2)];
-        assert!(entry.is_unused(), "module slot {virt:#x} is mapped already");
-        // The one write to a live table per slot; the table it links to is complete.
-        entry.set_addr(PhysAddr::new(table_phys), kernel(F::PRESENT | F::WRITABLE));
-    }
-    Ok(slots)
+    // Zeroed through the new mapping rather than the direct map: on kvm_pvm every first
+    // touch of a page through an address costs a shadow-MMU fault, so touching each frame
+    // once instead of twice halves that cost.
+    // SAFETY: the range was just mapped writable and belongs to the caller's region alone.
+    unsafe { core::ptr::write_bytes(virt as *mut u8, 0, (pages * PAGE_SIZE) as usize) };
+    Ok(())
 }
 
 /// Above this many pages, one full TLB flush is cheaper than one `invlpg` per page (Linux's
@@ -449,35 +360,49 @@ pub fn flush_range(virt: u64, pages: u64) {
     }
 }
 
-/// Unmaps the module region at `virt` (`pages` frames at `phys`, published or not) and frees
-/// its page tables and frames. The TLB (and with it the paging-structure caches: `invlpg` and
-/// a CR3 reload both drop those) is flushed before any of them can be reused.
-pub fn unmap_module_pages(virt: u64, phys: u64, pages: u64) {
-    let slots = pages.div_ceil(MODULE_SLOT_PAGES);
-    let mut tables = alloc::vec::Vec::with_capacity(slots as usize);
-    {
-        let _guard = PAGING.lock();
-        // A region whose load failed before publication has no directory entries: nothing
-        // to unlink then (and the directory exists already, or the allocation fails and
-        // there is nothing either).
-        if let Ok(directory) = module_directory(virt) {
-            for slot in 0..slots {
-                let entry =
-                    &mut directory[table_index(virt + slot * MODULE_SLOT_PAGES * PAGE_SIZE, 2)];
-                if entry.flags().contains(F::PRESENT) {
-                    tables.push(entry.addr().as_u64());
-                    entry.set_unused();
-                }
+/// Sets the permissions of `pages` mapped module pages at `virt`. The caller flushes the
+/// TLB afterwards ([`flush_range`]), once for the whole module.
+pub fn protect_module_pages(virt: u64, pages: u64, perm: KernelPerm) {
+    let flags = kernel_perm_flags(perm);
+    with_mapper(|m| {
+        for i in 0..pages {
+            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt + i * PAGE_SIZE));
+            // SAFETY: the page is a module page mapped by map_module_pages; changing its
+            // permissions only affects the module being loaded, which nothing runs yet.
+            match unsafe { m.update_flags(page, flags) } {
+                Ok(flush) => flush.ignore(),
+                Err(e) => panic!(
+                    "module page {:#x} is not mapped: {e:?}",
+                    page.start_address()
+                ),
             }
         }
+    });
+}
+
+/// Unmaps `pages` module pages at `virt` and frees their frames (the TLB is flushed before
+/// any frame can be reused).
+pub fn unmap_module_pages(virt: u64, pages: u64) {
+    let mut frames = alloc::vec::Vec::with_capacity(pages as usize);
+    with_mapper(|m| {
+        for i in 0..pages {
+            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt + i * PAGE_SIZE));
+            match m.unmap(page) {
+                Ok((frame, flush)) => {
+                    flush.ignore();
+                    frames.push(frame.start_address().as_u64());
+                }
+                Err(e) => panic!(
+                    "module page {:#x} is not mapped: {e:?}",
+                    page.start_address()
+                ),
+            }
+        }
+    });
+    flush_range(virt, pages);
+    for f in frames {
+        frame::free_contiguous(f, 1);
     }
-    if !tables.is_empty() {
-        flush_range(virt, pages);
-    }
-    for t in tables {
-        frame::free_contiguous(t, 1);
-    }
-    frame::free_contiguous(phys, pages);
 }
 
 /// No frame was left for a mapping.

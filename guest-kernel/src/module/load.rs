@@ -155,46 +155,30 @@ fn announce(name: &str, exports: &[&str]) -> Result<ModuleId, ModError> {
     Ok(id)
 }
 
-/// Reserves a region of `size` bytes in the module area and allocates its frames, zeroed
-/// and writable through the direct map; [`publish`] maps it once its contents are final.
-fn alloc_region(size: u64) -> Option<Region> {
+/// Reserves and maps a region of `size` bytes (read-write until protected); also returns
+/// how many page-table pages mapping it allocated (the frames it took beyond its own).
+fn map_region(size: u64) -> Option<(Region, u64)> {
     let pages = size.div_ceil(PAGE_SIZE);
     let base = area::reserve(pages)?;
-    let Ok(phys) = paging::alloc_module_frames(pages) else {
+    let (_, free_before) = crate::mm::frame_stats();
+    if paging::map_module_pages(base, pages).is_err() {
         area::release(base, pages);
         return None;
-    };
-    Some(Region { base, pages, phys })
+    }
+    let (_, free_after) = crate::mm::frame_stats();
+    let tables = free_before.saturating_sub(free_after).saturating_sub(pages);
+    Some((Region { base, pages }, tables))
 }
 
-/// The bytes of an allocated region, through the direct map.
+/// The bytes of a mapped region.
 ///
 /// # Safety
-/// `region` must come from [`alloc_region`] and be used by nothing else for the life of the
-/// slice.
+/// `region` must be mapped writable and used by nothing else for the life of the slice.
 unsafe fn region_bytes<'a>(region: Region) -> &'a mut [u8] {
-    // SAFETY: per the function's contract, the frames are the region's alone; the direct map
-    // covers them, writable.
+    // SAFETY: per the function's contract.
     unsafe {
-        core::slice::from_raw_parts_mut(
-            paging::phys_to_virt(region.phys) as *mut u8,
-            (region.pages * PAGE_SIZE) as usize,
-        )
+        core::slice::from_raw_parts_mut(region.base as *mut u8, (region.pages * PAGE_SIZE) as usize)
     }
-}
-
-/// Maps a region at its address with the final permissions of its layout's ranges (pages in
-/// no range stay read-write data); returns the page-table pages it took.
-fn publish(region: Region, layout: &kmod_loader::RegionLayout) -> Option<u64> {
-    paging::publish_module_pages(region.base, region.phys, region.pages, |page| {
-        let offset = page * PAGE_SIZE;
-        layout
-            .ranges
-            .iter()
-            .find(|r| r.start <= offset && offset < r.end)
-            .map_or(KernelPerm::ReadWrite, |r| kernel_perm(r.permission))
-    })
-    .ok()
 }
 
 fn kernel_perm(p: Permission) -> KernelPerm {
@@ -227,25 +211,27 @@ fn load_coming(
     };
 
     // Allocate the final core and init regions and copy the SHF_ALLOC sections.
-    let core = alloc_region(layout.core.size.max(PAGE_SIZE)).ok_or_else(no_memory)?;
+    let (core, core_tables) = map_region(layout.core.size.max(PAGE_SIZE)).ok_or_else(no_memory)?;
     with_registry(|r| {
         let m = r.get_mut(id).expect("coming module is registered");
         m.core = Some(core);
         m.core_bytes = layout.core.size;
+        m.page_table_pages = core_tables;
     });
     let init = if layout.init.size > 0 {
-        let init = alloc_region(layout.init.size).ok_or_else(no_memory)?;
+        let (init, init_tables) = map_region(layout.init.size).ok_or_else(no_memory)?;
         with_registry(|r| {
             let m = r.get_mut(id).expect("coming module is registered");
             m.init = Some(init);
             m.init_bytes = layout.init.size;
+            m.page_table_pages += init_tables;
         });
         Some(init)
     } else {
         None
     };
-    // SAFETY: both regions were just allocated for this module alone; nothing maps them
-    // before `protect` below, which is after the last write through these slices.
+    // SAFETY: both regions were just mapped writable for this module alone; nothing runs
+    // its code before `protect` below.
     let core_bytes = unsafe { region_bytes(core) };
     let mut empty: [u8; 0] = [];
     let init_bytes: &mut [u8] = match init {
@@ -299,31 +285,34 @@ fn load_coming(
     // The measurement pass belongs to no step.
     cycles.relocate -= relocate_warm;
 
-    // Map both regions with their final permissions (text executable, everything else
-    // not): no live entry changes, so there is no TLB entry to flush. Then serialise
-    // instruction fetch, since the code was written through data accesses (of the direct
-    // map).
-    for (region, rl) in [(Some(core), &layout.core), (init, &layout.init)] {
+    // Text executable, everything else not; then serialise instruction fetch, since the
+    // code was just written through data accesses.
+    let regions_mapped = [(Some(core), &layout.core), (init, &layout.init)];
+    for (region, rl) in regions_mapped {
         let Some(region) = region else { continue };
-        let tables = publish(region, rl).ok_or_else(no_memory)?;
-        with_registry(|r| {
-            r.get_mut(id)
-                .expect("coming module is registered")
-                .page_table_pages += tables;
-        });
+        for range in &rl.ranges {
+            let pages = (range.end - range.start) / PAGE_SIZE;
+            paging::protect_module_pages(
+                region.base + range.start,
+                pages,
+                kernel_perm(range.permission),
+            );
+        }
+    }
+    // The stale writable TLB entries must go before the module runs. On kvm_pvm each
+    // `invlpg` and each CR3 reload is a trip through the hypervisor, so one full flush (a CR3
+    // reload: module pages are never global) covers both regions there; on hardware KVM each
+    // region's own pages are flushed (a full flush would be correct too, only costlier there).
+    if paging::kernel_entries_user() && core.pages + init.map_or(0, |r| r.pages) > 1 {
+        x86_64::instructions::tlb::flush_all();
+    } else {
+        for region in regions_mapped.iter().filter_map(|(region, _)| *region) {
+            paging::flush_range(region.base, region.pages);
+        }
     }
     // cpuid is architecturally serialising; its result is not needed.
     let _ = core::arch::x86_64::__cpuid(0);
     lap(&mut cycles.protect);
-    // What the page tables now say, checked on every load (a walk of the tables, no writes),
-    // and, like the second relocation pass, counted in no step.
-    for (region, rl) in [(Some(core), &layout.core), (init, &layout.init)] {
-        if let Some(region) = region {
-            check_published(name, region, rl);
-        }
-    }
-    let mut check_cycles = 0;
-    lap(&mut check_cycles);
 
     let code = |sym: &str| {
         loaded
@@ -388,7 +377,7 @@ fn load_coming(
         Ok::<(), ModError>(())
     })?;
     if let Some(init) = init {
-        paging::unmap_module_pages(init.base, init.phys, init.pages);
+        paging::unmap_module_pages(init.base, init.pages);
         area::release(init.base, init.pages);
         with_registry(|r| r.get_mut(id).expect("live module is registered").init = None);
         kprintln!(
@@ -406,41 +395,7 @@ fn load_coming(
          pages ({} relocations)",
         counts.relocate.applied.total()
     );
-    Ok(relocate_warm + check_cycles)
-}
-
-/// Panics unless `region` is mapped as its layout says: each range's first and last page at
-/// the region's frames with the range's permission (never writable and executable), and the
-/// guard page after the region unmapped. A mismatch is a kernel bug, not a module's fault.
-fn check_published(name: &str, region: Region, layout: &kmod_loader::RegionLayout) {
-    let pages_of = |r: &kmod_loader::PermissionRange| {
-        let first = r.start / PAGE_SIZE;
-        [first, (r.end / PAGE_SIZE).max(first + 1) - 1]
-    };
-    for range in layout.ranges.iter().filter(|r| r.end > r.start) {
-        for page in pages_of(range) {
-            let virt = region.base + page * PAGE_SIZE;
-            let m = paging::translate(virt)
-                .unwrap_or_else(|| panic!("module {name}: page {virt:#x} is not mapped"));
-            let (writable, executable) = match range.permission {
-                Permission::ReadExecute => (false, true),
-                Permission::ReadOnly => (false, false),
-                Permission::ReadWrite => (true, false),
-            };
-            assert!(
-                m.phys == region.phys + page * PAGE_SIZE
-                    && m.writable == writable
-                    && m.executable == executable,
-                "module {name}: page {virt:#x} is mapped {m:?}, not as {:?}",
-                range.permission
-            );
-        }
-    }
-    let guard = region.base + region.pages * PAGE_SIZE;
-    assert!(
-        paging::translate(guard).is_none(),
-        "module {name}: the guard page {guard:#x} is mapped"
-    );
+    Ok(relocate_warm)
 }
 
 /// Undoes a load that failed after COMING (or a module's whole life, for unload): GOING is
@@ -482,7 +437,7 @@ pub(super) fn discard(id: ModuleId) {
     });
     let Some(m) = module else { return };
     for region in [m.core, m.init].into_iter().flatten() {
-        paging::unmap_module_pages(region.base, region.phys, region.pages);
+        paging::unmap_module_pages(region.base, region.pages);
         area::release(region.base, region.pages);
     }
     // Parameter strings and the rest of the record are freed with `m`.

@@ -53,9 +53,6 @@ pub struct Region {
     pub base: u64,
     /// Pages mapped.
     pub pages: u64,
-    /// Physical address of its frames (contiguous), where the loader writes it through the
-    /// direct map before it is published.
-    pub phys: u64,
 }
 
 /// A loaded (or loading) module.
