@@ -151,6 +151,8 @@ pub fn run(params: SelfTestParams) -> SelfTestReport {
     );
     check_heap(&mut checks);
     check_mappings(&mut checks);
+    #[cfg(feature = "monolithic")]
+    check_module_pages_out_of_memory(&mut checks);
     let not_run = checks.0.iter().filter(|c| c.not_run.is_some()).count();
     let failed = checks.0.iter().filter(|c| !c.passed).count() - not_run;
     if not_run > 0 {
@@ -488,6 +490,66 @@ fn check_mappings(checks: &mut Checks) {
         "page 0 is unmapped",
         paging::translate(0).is_none() && paging::translate(KERNEL_VIRT_OFFSET).is_none(),
         String::new(),
+    );
+}
+
+/// Running out of frames anywhere in [`paging::map_module_pages`] (for a page, or for a page
+/// table `map_to` needs) is an error that leaves nothing mapped and no frame taken but page
+/// tables; the undo (`unmap_module_pages`) needs no memory. Frames are made to run out after
+/// k successful allocations, for k = 0, 1, 2, … until the mapping succeeds, over four pages
+/// that straddle a 2 MiB boundary of a fresh part of the module area, so that the failure
+/// points include the allocation of a page table.
+#[cfg(feature = "monolithic")]
+fn check_module_pages_out_of_memory(checks: &mut Checks) {
+    use kmodlab_abi::layout::PAGE_SIZE;
+    const TABLE_SPAN: u64 = 512 * PAGE_SIZE;
+    const RESERVED: u64 = 3 * 512;
+    const PAGES: u64 = 4;
+    let name = "running out of frames while mapping module pages maps and leaks nothing";
+    let Some(start) = crate::module::area::reserve(RESERVED) else {
+        checks.add(name, false, "no room in the module area".into());
+        return;
+    };
+    // A page-table boundary with two pages on each side, inside the reservation.
+    let virt = (start + 2 * PAGE_SIZE).next_multiple_of(TABLE_SPAN) - 2 * PAGE_SIZE;
+    let mut failures = 0u64;
+    let mut table_failures = 0u64;
+    let mut problem = None;
+    for k in 0..32u64 {
+        let free_before = mm::frame_stats().1;
+        let (tables_before, table_failures_before) = paging::kernel_table_frames();
+        mm::frame::fail_after(Some(k));
+        let result = paging::map_module_pages(virt, PAGES);
+        mm::frame::fail_after(None);
+        let (tables_after, table_failures_after) = paging::kernel_table_frames();
+        let tables = tables_after - tables_before;
+        table_failures += table_failures_after - table_failures_before;
+        if result.is_ok() {
+            paging::unmap_module_pages(virt, PAGES);
+        } else {
+            failures += 1;
+        }
+        let free_after = mm::frame_stats().1;
+        let mapped = (0..PAGES).filter(|i| paging::translate(virt + i * PAGE_SIZE).is_some());
+        if free_after + tables != free_before || mapped.count() != 0 {
+            problem = Some(format!(
+                "after {k} allocations: {free_before} free frames before, {free_after} after, \
+                 {tables} new page tables; result {result:?}"
+            ));
+            break;
+        }
+        if result.is_ok() {
+            break;
+        }
+    }
+    crate::module::area::release(start, RESERVED);
+    let detail = problem.clone().unwrap_or_else(|| {
+        format!("{failures} failure points, {table_failures} of them a page table's")
+    });
+    checks.add(
+        name,
+        problem.is_none() && failures >= PAGES && table_failures > 0,
+        detail,
     );
 }
 
