@@ -5,7 +5,9 @@
 //!
 //! - [`utcb`]: the words of a UTCB. A task writes anything there; the kernel decodes its
 //!   message with [`Message::decode`], a task decodes what the kernel wrote
-//!   ([`Received::decode`], [`ReplyInfo::decode`]).
+//!   ([`Received::decode`], [`ReplyInfo::decode`]); the manager decodes a server's request
+//!   ([`server::Request::decode`], with the bytes after the UTCB area as its payload), a
+//!   server a call into it ([`server::Incoming::decode`]).
 //! - [`payload`]: a message payload, postcard-encoded: the kernel's requests to the module
 //!   manager and the manager's replies ([`kmodlab_ipc::mgr`]), the manager's server
 //!   configuration ([`ServerConfig`], decoded by the server runtime), a `task_info` record.
@@ -87,6 +89,38 @@ pub fn utcb(data: &[u8]) {
     }
     if let Some(p) = Perm::from_code(w0) {
         assert_eq!(p.code(), w0);
+    }
+
+    // A server's request to the manager (op, words, then the bytes after the UTCB area as
+    // its payload), and a call into a server.
+    let op = words[utcb::OP];
+    let msg_words: [u64; MSG_WORDS] = core::array::from_fn(|i| words[utcb::MSG + i]);
+    let payload = data.get(utcb::AREA * 8..).unwrap_or(&[]);
+    match server::Request::decode(op, &msg_words, payload) {
+        Ok(server::Request::RequestModule { name }) => {
+            assert!(!name.is_empty() && name.len() <= server::MAX_MODULE_NAME);
+            assert_eq!(name.as_bytes(), payload);
+        }
+        Ok(
+            server::Request::ServiceRegister { name }
+            | server::Request::ServiceUnregister { name }
+            | server::Request::ServiceLookup { name },
+        ) => assert_eq!(name.as_bytes(), payload),
+        Ok(_) => assert!((server::op::HELLO..=server::op::HEAP_GROW).contains(&op)),
+        Err(e) => {
+            let _ = e.to_string();
+        }
+    }
+    match server::Incoming::decode(op, &msg_words) {
+        Ok(server::Incoming::Service(call)) => {
+            assert_eq!(op, kmodlab_ipc::srv::op::SERVICE_CALL);
+            assert_eq!(u64::from(call.op), msg_words[1]);
+        }
+        Ok(server::Incoming::Export(index)) => {
+            assert!(index < server::MAX_EXPORTS);
+            assert_eq!(server::export_call_op(index), Some(op));
+        }
+        Err(_) => {}
     }
 }
 
