@@ -18,7 +18,8 @@
 
 use kmodlab_ipc::mgr::{self, decode, encode};
 use kmodlab_ipc::msg::{
-    LEASE_READ, LEASE_WRITE, MAX_LEASE, MAX_LEASES, MAX_PAYLOAD, Message, Received, ReplyInfo,
+    LEASE_READ, LEASE_WRITE, MAX_LEASE, MAX_LEASES, MAX_PAYLOAD, MSG_WORDS, Message, Received,
+    ReplyInfo,
 };
 use kmodlab_ipc::server::{self, ServerConfig};
 use kmodlab_ipc::task::{Perm, TaskInfo};
