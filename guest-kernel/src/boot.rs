@@ -141,6 +141,16 @@ extern "C" fn kmain_on_stack() -> ! {
         frames_free,
         frames_total
     );
+    if boot.info.cmdline_str().is_some_and(|c| {
+        c.split_whitespace()
+            .any(|w| w == mm::heap::FAULT_IN_ALLOC_KNOB)
+    }) {
+        kprintln!(
+            "{}: the next heap allocation faults",
+            mm::heap::FAULT_IN_ALLOC_KNOB
+        );
+        mm::heap::arm_fault_in_alloc();
+    }
     control::serve(ready)
 }
 

@@ -151,6 +151,9 @@ pub fn run(params: SelfTestParams) -> SelfTestReport {
     );
     check_heap(&mut checks);
     check_mappings(&mut checks);
+    check_segments_sharing_a_page(&mut checks);
+    #[cfg(feature = "monolithic")]
+    check_module_pages_out_of_memory(&mut checks);
     let not_run = checks.0.iter().filter(|c| c.not_run.is_some()).count();
     let failed = checks.0.iter().filter(|c| !c.passed).count() - not_run;
     if not_run > 0 {
@@ -429,6 +432,11 @@ fn check_user_faults(checks: &mut Checks, image: &[u8], syscalls: &Result<(), St
         );
         checks.add(name, passed, format!("{:?}", outcome.map(|o| o.exit)));
     }
+    checks.needing_syscalls(syscalls, "a write longer than 64 KiB gives EINVAL", || {
+        let r = run_init(image, [mode::HUGE_WRITE, 0, 0]);
+        let einval = errno::EINVAL.wrapping_neg();
+        (r == Ok(alloc::vec![einval, einval]), format!("{r:?}"))
+    });
     checks.needing_syscalls(syscalls, "a bad user pointer gives EFAULT", || {
         let r = run_init(image, [mode::BAD_POINTER, 0, 0]);
         (
@@ -488,6 +496,134 @@ fn check_mappings(checks: &mut Checks) {
         "page 0 is unmapped",
         paging::translate(0).is_none() && paging::translate(KERNEL_VIRT_OFFSET).is_none(),
         String::new(),
+    );
+}
+
+/// A minimal ELF executable: two `PT_LOAD` segments of 16 bytes in one page at
+/// `0x40_0000`, code (`flags_a`, holding the entry point) at offset 0x100 and data
+/// (`flags_b`) at offset 0x800.
+fn two_segments_in_one_page(flags_a: u32, flags_b: u32) -> Vec<u8> {
+    const BASE: u64 = 0x40_0000;
+    let mut elf = alloc::vec![0u8; 0x900];
+    elf[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\0");
+    let mut put = |at: usize, bytes: &[u8]| elf[at..at + bytes.len()].copy_from_slice(bytes);
+    put(16, &2u16.to_le_bytes()); // ET_EXEC
+    put(18, &0x3eu16.to_le_bytes()); // EM_X86_64
+    put(20, &1u32.to_le_bytes());
+    put(24, &(BASE + 0x100).to_le_bytes()); // e_entry
+    put(32, &64u64.to_le_bytes()); // e_phoff
+    put(52, &64u16.to_le_bytes()); // e_ehsize
+    put(54, &56u16.to_le_bytes()); // e_phentsize
+    put(56, &2u16.to_le_bytes()); // e_phnum
+    for (i, (flags, offset)) in [(flags_a, 0x100u64), (flags_b, 0x800)]
+        .into_iter()
+        .enumerate()
+    {
+        let ph = 64 + 56 * i;
+        put(ph, &1u32.to_le_bytes()); // PT_LOAD
+        put(ph + 4, &flags.to_le_bytes());
+        put(ph + 8, &offset.to_le_bytes());
+        put(ph + 16, &(BASE + offset).to_le_bytes()); // p_vaddr
+        put(ph + 24, &(BASE + offset).to_le_bytes()); // p_paddr
+        put(ph + 32, &16u64.to_le_bytes()); // p_filesz
+        put(ph + 40, &16u64.to_le_bytes()); // p_memsz
+        put(ph + 48, &0x1000u64.to_le_bytes()); // p_align
+    }
+    elf
+}
+
+/// Two program segments sharing a page load with the permission both need (code and
+/// read-only data: executable, not writable), or are refused when that would break W^X
+/// (code and writable data); either way nothing panics and no frame stays taken.
+fn check_segments_sharing_a_page(checks: &mut Checks) {
+    // The ELF `p_flags` bits.
+    const PF_X: u32 = 1;
+    const PF_W: u32 = 2;
+    const PF_R: u32 = 4;
+    let free_before = mm::frame_stats().1;
+    let shared = crate::task::aspace::AddressSpace::new().map_err(|e| format!("{e:?}"));
+    let loaded = shared.and_then(|mut a| {
+        let image = two_segments_in_one_page(PF_R | PF_X, PF_R);
+        let entry = user::load(&mut a, &image).map_err(|e| e.to_string())?;
+        Ok((entry, a.translate(0x40_0800)))
+    });
+    let refused = crate::task::aspace::AddressSpace::new()
+        .map_err(|e| format!("{e:?}"))
+        .map(|mut a| {
+            user::load(&mut a, &two_segments_in_one_page(PF_R | PF_X, PF_R | PF_W))
+                .map_err(|e| e.to_string())
+        });
+    let free_after = mm::frame_stats().1;
+    let passed = matches!(&loaded, Ok((0x40_0100, Some(m))) if m.executable && !m.writable)
+        && matches!(&refused, Ok(Err(e)) if e.contains("writable and executable"))
+        && free_before == free_after;
+    checks.add(
+        "program segments sharing a page load with W^X kept",
+        passed,
+        format!(
+            "code + rodata: {loaded:?}; code + data: {refused:?}; {free_before} free frames \
+             before, {free_after} after"
+        ),
+    );
+}
+
+/// Running out of frames anywhere in [`paging::map_module_pages`] (for a page, or for a page
+/// table `map_to` needs) is an error that leaves nothing mapped and no frame taken but page
+/// tables; the undo (`unmap_module_pages`) needs no memory. Frames are made to run out after
+/// k successful allocations, for k = 0, 1, 2, … until the mapping succeeds, over four pages
+/// that straddle a 2 MiB boundary of a fresh part of the module area, so that the failure
+/// points include the allocation of a page table.
+#[cfg(feature = "monolithic")]
+fn check_module_pages_out_of_memory(checks: &mut Checks) {
+    use kmodlab_abi::layout::PAGE_SIZE;
+    const TABLE_SPAN: u64 = 512 * PAGE_SIZE;
+    const RESERVED: u64 = 3 * 512;
+    const PAGES: u64 = 4;
+    let name = "running out of frames while mapping module pages maps and leaks nothing";
+    let Some(start) = crate::module::area::reserve(RESERVED) else {
+        checks.add(name, false, "no room in the module area".into());
+        return;
+    };
+    // A page-table boundary with two pages on each side, inside the reservation.
+    let virt = (start + 2 * PAGE_SIZE).next_multiple_of(TABLE_SPAN) - 2 * PAGE_SIZE;
+    let mut failures = 0u64;
+    let mut table_failures = 0u64;
+    let mut problem = None;
+    for k in 0..32u64 {
+        let free_before = mm::frame_stats().1;
+        let (tables_before, table_failures_before) = paging::kernel_table_frames();
+        mm::frame::fail_after(Some(k));
+        let result = paging::map_module_pages(virt, PAGES);
+        mm::frame::fail_after(None);
+        let (tables_after, table_failures_after) = paging::kernel_table_frames();
+        let tables = tables_after - tables_before;
+        table_failures += table_failures_after - table_failures_before;
+        if result.is_ok() {
+            paging::unmap_module_pages(virt, PAGES);
+        } else {
+            failures += 1;
+        }
+        let free_after = mm::frame_stats().1;
+        let mapped = (0..PAGES).filter(|i| paging::translate(virt + i * PAGE_SIZE).is_some());
+        if free_after + tables != free_before || mapped.count() != 0 {
+            problem = Some(format!(
+                "after {k} allocations: {free_before} free frames before, {free_after} after, \
+                 {tables} new page tables; result {result:?}"
+            ));
+            break;
+        }
+        if result.is_ok() {
+            break;
+        }
+    }
+    crate::module::area::release(start, RESERVED);
+    let detail = problem.clone().unwrap_or_else(|| {
+        format!("{failures} failure points, {table_failures} of them a page table's")
+    });
+    checks.add(
+        name,
+        problem.is_none() && failures >= PAGES && table_failures > 0,
+        detail,
     );
 }
 

@@ -115,6 +115,45 @@ fn supervisor_faults_are_reported_with_vector_and_rip() {
     }
 }
 
+/// A fault inside the kernel's allocator, with the heap locked (the kernel command line's
+/// `debug.alloc_fault=1` makes the first allocation after boot execute `ud2` there), is
+/// reported as a kernel fault: the fault report allocates nothing, so it does not wait
+/// forever for the lock the faulting code holds.
+#[test]
+fn a_fault_inside_the_allocator_is_reported_not_a_hang() {
+    if !kvm_usable() {
+        return;
+    }
+    for config in CONFIGS {
+        let vm_config = kmodlab::vm::VmConfig {
+            deadline: common::DEADLINE,
+            cmdline: "debug.alloc_fault=1".into(),
+            ..kmodlab::vm::VmConfig::new(config)
+        };
+        // Decoding the command allocates (the echo's bytes): that allocation faults.
+        let report = common::run_with(&vm_config, vec![Command::Echo(vec![1, 2, 3])]);
+        let RunEnd::KernelFault(f) = report.end else {
+            panic!(
+                "{config:?}: expected a kernel fault, got {}",
+                context(&report)
+            );
+        };
+        assert_eq!((f.vector, f.cpl), (6, 0), "{config:?}: {f:x?}");
+        let text = kernel_text(config);
+        assert!(
+            text.contains(&f.rip),
+            "{config:?}: RIP outside .text: {f:x?}"
+        );
+        assert!(report.controller.replies.is_empty());
+        let lines = report.last_console_lines(10).join("\n");
+        assert!(
+            lines.contains("debug.alloc_fault=1: the next heap allocation faults")
+                && lines.contains("KERNEL FAULT: #UD invalid opcode (vector 6) in supervisor mode"),
+            "{config:?}: console:\n{lines}"
+        );
+    }
+}
+
 #[test]
 fn triple_fault_is_reported() {
     if !kvm_usable() {

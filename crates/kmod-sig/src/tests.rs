@@ -494,3 +494,52 @@ fn a_signer_named_by_key_identifier_is_an_unknown_key() {
         "{e}"
     );
 }
+
+/// The fuzz targets' trusted key (`fuzz/test-key.pub.der`) is the public half of the
+/// committed test key, so that the seeds below, signed with it, verify in the targets.
+fn fuzz_key() -> SigningKey {
+    SigningKey::from_pkcs8_pem(include_str!(
+        "../../kmod-tools/tests/fixtures/signing/test-key.pem"
+    ))
+    .unwrap()
+}
+
+#[test]
+fn the_fuzz_targets_key_is_the_test_keys_public_half() {
+    assert_eq!(
+        fuzz_key().public_key_der().unwrap(),
+        include_bytes!("../fuzz/test-key.pub.der")
+    );
+}
+
+/// Writes the seeds of the fuzz targets (`fuzz/bodies.rs`) to
+/// `$KMODLAB_FUZZ_SEEDS/{signed_file,pkcs7}/`.
+#[test]
+#[ignore = "writes fuzz seeds; set KMODLAB_FUZZ_SEEDS=DIR"]
+fn write_fuzz_seeds() {
+    let out = std::path::PathBuf::from(std::env::var_os("KMODLAB_FUZZ_SEEDS").unwrap());
+    let write = |target: &str, name: &str, bytes: &[u8]| {
+        let dir = out.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), bytes).unwrap();
+    };
+    // The fixed module of `fuzz/bodies.rs`.
+    let module: &[u8] =
+        b"\x7fELF\x02\x01\x01\0kmodlab fuzz module: the signature covers these bytes";
+    let good = fuzz_key().pkcs7_signature(module).unwrap();
+    let other = key().pkcs7_signature(module).unwrap();
+    let of_other_module = fuzz_key().pkcs7_signature(b"\x7fELF another").unwrap();
+    write("pkcs7", "valid", &good);
+    write("pkcs7", "unknown-key", &other);
+    write("pkcs7", "other-module", &of_other_module);
+    write("pkcs7", "truncated", &good[..good.len() / 2]);
+    let signed = fuzz_key().sign(module).unwrap();
+    write("signed_file", "valid", &signed);
+    write("signed_file", "unknown-key", &key().sign(module).unwrap());
+    write("signed_file", "unsigned", module);
+    write("signed_file", "marker-only", MAGIC);
+    let mut long = signed.clone();
+    let at = long.len() - MAGIC.len() - 4;
+    long[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+    write("signed_file", "sig-len-max", &long);
+}

@@ -88,6 +88,155 @@ pub const fn export_index(op: u64) -> Option<u64> {
     }
 }
 
+/// Longest module name a server may ask for ([`op::REQUEST_MODULE`]).
+pub const MAX_MODULE_NAME: usize = 64;
+
+/// A module server's request to the manager, decoded from its op, words and payload (the
+/// server is untrusted: [`Request::decode`] checks everything it can without the manager's
+/// state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// [`op::HELLO`].
+    Hello {
+        /// Capacity of the runtime's reply buffer.
+        reply_cap: u64,
+    },
+    /// [`op::INIT_DONE`].
+    InitDone {
+        /// `init_module`'s status (word 0, truncated to the `i32` the runtime sign-extended).
+        status: i32,
+    },
+    /// [`op::EXIT_DONE`].
+    ExitDone {
+        /// `kmod_alloc` blocks the module did not free.
+        blocks: u64,
+        /// Bytes of them.
+        bytes: u64,
+    },
+    /// [`op::HEAP_GROW`].
+    HeapGrow {
+        /// Bytes the runtime needs.
+        bytes: u64,
+    },
+    /// [`op::REQUEST_MODULE`].
+    RequestModule {
+        /// The module's name: UTF-8, 1 to [`MAX_MODULE_NAME`] bytes.
+        name: &'a str,
+    },
+    /// [`op::SERVICE_REGISTER`].
+    ServiceRegister {
+        /// The service's name (UTF-8; the registry checks the rest).
+        name: &'a str,
+    },
+    /// [`op::SERVICE_UNREGISTER`].
+    ServiceUnregister {
+        /// The service's name.
+        name: &'a str,
+    },
+    /// [`op::SERVICE_LOOKUP`].
+    ServiceLookup {
+        /// The service's name.
+        name: &'a str,
+    },
+}
+
+/// Why a server's request does not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    /// Not an op of the server protocol (`ENOSYS`).
+    UnknownOp(u64),
+    /// A name that is not UTF-8, or (for a module) empty or longer than
+    /// [`MAX_MODULE_NAME`] (`EINVAL`).
+    BadName,
+}
+
+impl core::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RequestError::UnknownOp(op) => write!(f, "op {op} is not a server request"),
+            RequestError::BadName => write!(
+                f,
+                "the name is not UTF-8, or a module name not 1 to {MAX_MODULE_NAME} bytes"
+            ),
+        }
+    }
+}
+
+impl<'a> Request<'a> {
+    /// Decodes a request: `op` and `words` as received, `payload` the bytes copied.
+    pub fn decode(
+        op: u64,
+        words: &[u64; crate::msg::MSG_WORDS],
+        payload: &'a [u8],
+    ) -> Result<Request<'a>, RequestError> {
+        let name = || core::str::from_utf8(payload).map_err(|_| RequestError::BadName);
+        let [w0, w1, ..] = *words;
+        Ok(match op {
+            op::HELLO => Request::Hello { reply_cap: w0 },
+            op::INIT_DONE => Request::InitDone {
+                status: w0 as i64 as i32,
+            },
+            op::EXIT_DONE => Request::ExitDone {
+                blocks: w0,
+                bytes: w1,
+            },
+            op::HEAP_GROW => Request::HeapGrow { bytes: w0 },
+            op::REQUEST_MODULE => {
+                let name = name()?;
+                if name.is_empty() || name.len() > MAX_MODULE_NAME {
+                    return Err(RequestError::BadName);
+                }
+                Request::RequestModule { name }
+            }
+            op::SERVICE_REGISTER => Request::ServiceRegister { name: name()? },
+            op::SERVICE_UNREGISTER => Request::ServiceUnregister { name: name()? },
+            op::SERVICE_LOOKUP => Request::ServiceLookup { name: name()? },
+            other => return Err(RequestError::UnknownOp(other)),
+        })
+    }
+}
+
+/// A call into a module server, decoded from its op and words (the caller is untrusted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incoming {
+    /// [`crate::srv::op::SERVICE_CALL`].
+    Service(crate::srv::ServiceCall),
+    /// A call of export `index` ([`export_index`]).
+    Export(u64),
+}
+
+/// Why a call into a server does not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncomingError {
+    /// Not an op a server serves (`ENOSYS`).
+    UnknownOp(u64),
+    /// A service call whose service op does not fit 32 bits (`EINVAL`).
+    BadServiceOp(u64),
+}
+
+impl Incoming {
+    /// Decodes a call by its op and words.
+    pub fn decode(
+        op: u64,
+        words: &[u64; crate::msg::MSG_WORDS],
+    ) -> Result<Incoming, IncomingError> {
+        if op == crate::srv::op::SERVICE_CALL {
+            let [service, service_op, reply_cap, ..] = *words;
+            let op =
+                u32::try_from(service_op).map_err(|_| IncomingError::BadServiceOp(service_op))?;
+            Ok(Incoming::Service(crate::srv::ServiceCall {
+                service,
+                op,
+                reply_cap,
+            }))
+        } else if let Some(index) = export_index(op) {
+            Ok(Incoming::Export(index))
+        } else {
+            Err(IncomingError::UnknownOp(op))
+        }
+    }
+}
+
 /// An export the server offers: other servers call it with op
 /// `EXPORT_CALL_BASE + its index in `[`ServerConfig::exports`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +327,75 @@ mod tests {
                 signature: vec![4],
             }],
         }
+    }
+
+    #[test]
+    fn server_requests_decode_and_bad_names_are_refused() {
+        let w = [7, 9, 0, 0, 0, 0];
+        assert_eq!(
+            Request::decode(op::HELLO, &w, &[]),
+            Ok(Request::Hello { reply_cap: 7 })
+        );
+        assert_eq!(
+            Request::decode(op::INIT_DONE, &[(-12i64) as u64, 0, 0, 0, 0, 0], &[]),
+            Ok(Request::InitDone { status: -12 })
+        );
+        assert_eq!(
+            Request::decode(op::EXIT_DONE, &w, &[]),
+            Ok(Request::ExitDone {
+                blocks: 7,
+                bytes: 9
+            })
+        );
+        assert_eq!(
+            Request::decode(op::REQUEST_MODULE, &w, b"crc32"),
+            Ok(Request::RequestModule { name: "crc32" })
+        );
+        assert_eq!(
+            Request::decode(op::REQUEST_MODULE, &w, b""),
+            Err(RequestError::BadName)
+        );
+        assert_eq!(
+            Request::decode(op::REQUEST_MODULE, &w, &[b'a'; MAX_MODULE_NAME + 1]),
+            Err(RequestError::BadName)
+        );
+        assert_eq!(
+            Request::decode(op::SERVICE_LOOKUP, &w, &[0xff, 0xfe]),
+            Err(RequestError::BadName)
+        );
+        assert_eq!(
+            Request::decode(op::SERVICE_REGISTER, &w, b""),
+            Ok(Request::ServiceRegister { name: "" })
+        );
+        assert_eq!(
+            Request::decode(op::LAST, &w, &[]),
+            Err(RequestError::UnknownOp(op::LAST))
+        );
+    }
+
+    #[test]
+    fn calls_into_a_server_decode() {
+        let w = [3, 17, 4096, 0, 0, 0];
+        assert_eq!(
+            Incoming::decode(crate::srv::op::SERVICE_CALL, &w),
+            Ok(Incoming::Service(crate::srv::ServiceCall {
+                service: 3,
+                op: 17,
+                reply_cap: 4096
+            }))
+        );
+        assert_eq!(
+            Incoming::decode(crate::srv::op::SERVICE_CALL, &[3, 1 << 32, 0, 0, 0, 0]),
+            Err(IncomingError::BadServiceOp(1 << 32))
+        );
+        assert_eq!(
+            Incoming::decode(EXPORT_CALL_BASE + 2, &w),
+            Ok(Incoming::Export(2))
+        );
+        assert_eq!(
+            Incoming::decode(crate::srv::op::FIRST_PRIVATE, &w),
+            Err(IncomingError::UnknownOp(crate::srv::op::FIRST_PRIVATE))
+        );
     }
 
     #[test]

@@ -11,3 +11,14 @@ pub mod op {
     /// First op of the server protocol that only the manager and server runtime know.
     pub const FIRST_PRIVATE: u64 = 65;
 }
+
+/// A [`op::SERVICE_CALL`]'s words, decoded ([`crate::server::Incoming::decode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceCall {
+    /// The service's index in the server (word 0).
+    pub service: u64,
+    /// The service's op (word 1, which must fit 32 bits).
+    pub op: u32,
+    /// Capacity of the caller's reply buffer (word 2; the server clamps it to its own).
+    pub reply_cap: u64,
+}

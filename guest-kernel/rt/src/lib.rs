@@ -157,6 +157,9 @@ pub mod mode {
     pub const CHURN: u64 = 7;
     /// Loop forever without a system call.
     pub const SPIN_FOREVER: u64 = 8;
+    /// Ask `write` for 64 KiB + 1 bytes and for `u64::MAX` bytes of a valid buffer, and
+    /// report both results (the kernel must refuse both, not allocate the length).
+    pub const HUGE_WRITE: u64 = 9;
 }
 
 /// The IPC self-test's protocol between the kernel and `init` in the IPC modes.

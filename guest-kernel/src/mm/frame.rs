@@ -4,8 +4,10 @@
 //! marked free. Allocation searches from the lowest address, which the page-table setup
 //! relies on (its tables must lie inside the boot mapping's first GiB).
 
+use core::sync::atomic::{AtomicU64, Ordering};
 use kmodlab_abi::boot_info::BootInfo;
 use kmodlab_abi::layout::{MAX_RAM, PAGE_SIZE};
+
 use spin::Mutex;
 
 const MAX_FRAMES: usize = (MAX_RAM / PAGE_SIZE) as usize;
@@ -40,6 +42,18 @@ pub fn init(info: &BootInfo) {
     }
 }
 
+/// Allocations that may still succeed before every further one fails ([`u64::MAX`]: no
+/// limit, the default). Set only by the self-test, to run out of frames at a chosen point.
+static FAIL_AFTER: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Makes allocations fail after `successes` more succeed (`None`: no limit). For the
+/// self-test's out-of-memory checks; it restores `None` before it returns. (The
+/// microkernel's kernel maps no module pages, the only check that uses it.)
+#[cfg_attr(feature = "microkernel", allow(dead_code))]
+pub fn fail_after(successes: Option<u64>) {
+    FAIL_AFTER.store(successes.unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
 /// `(frames managed, frames free)`.
 pub fn frame_stats() -> (u64, u64) {
     let f = FRAMES.lock();
@@ -51,6 +65,13 @@ pub fn alloc_contiguous(count: u64) -> Option<u64> {
     let mut f = FRAMES.lock();
     if count == 0 || count > f.free {
         return None;
+    }
+    let budget = FAIL_AFTER.load(Ordering::Relaxed);
+    if budget == 0 {
+        return None;
+    }
+    if budget != u64::MAX {
+        FAIL_AFTER.store(budget - 1, Ordering::Relaxed);
     }
     let mut run_start = 0u64;
     let mut run_len = 0u64;

@@ -12,7 +12,7 @@
 //! ```
 
 pub mod frame;
-mod heap;
+pub(crate) mod heap;
 pub mod paging;
 
 pub use frame::frame_stats;

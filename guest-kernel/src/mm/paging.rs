@@ -23,7 +23,7 @@ use kmodlab_abi::boot_info::BootInfo;
 use kmodlab_abi::layout::{KERNEL_VIRT_OFFSET, LOW_AREA_END, PAGE_SIZE};
 use spin::Mutex;
 use x86_64::registers::control::{Cr3, Cr3Flags};
-use x86_64::structures::paging::mapper::{MappedFrame, TranslateResult};
+use x86_64::structures::paging::mapper::{MapToError, MappedFrame, TranslateResult};
 use x86_64::structures::paging::{
     FrameAllocator, Mapper, OffsetPageTable, Page, PageSize, PageTable, PageTableFlags as F,
     PhysFrame, Size2MiB, Size4KiB, Translate,
@@ -80,13 +80,33 @@ pub fn kernel_entries_user() -> bool {
     KERNEL_ENTRIES_USER.load(Ordering::Relaxed)
 }
 
+/// Page-table frames allocated for the kernel's tables since boot (they are never freed:
+/// the upper half's tables are shared by every address space), and allocations of one that
+/// failed. The self-test uses them to tell frames a failed mapping kept for tables from
+/// frames it leaked, and to know that a mapping failed for want of a table.
+static KERNEL_TABLE_FRAMES: AtomicU64 = AtomicU64::new(0);
+static KERNEL_TABLE_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// `(page-table frames of the kernel's tables allocated since boot, failed allocations)`.
+pub fn kernel_table_frames() -> (u64, u64) {
+    (
+        KERNEL_TABLE_FRAMES.load(Ordering::Relaxed),
+        KERNEL_TABLE_FAILURES.load(Ordering::Relaxed),
+    )
+}
+
 struct Frames;
 
 // SAFETY: frames come from the frame allocator, which hands each frame out once until it is
 // freed, so a frame returned here is unused.
 unsafe impl FrameAllocator<Size4KiB> for Frames {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
-        frame::alloc().map(|p| PhysFrame::containing_address(PhysAddr::new(p)))
+        let Some(phys) = frame::alloc() else {
+            KERNEL_TABLE_FAILURES.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        KERNEL_TABLE_FRAMES.fetch_add(1, Ordering::Relaxed);
+        Some(PhysFrame::containing_address(PhysAddr::new(phys)))
     }
 }
 
@@ -303,7 +323,8 @@ fn kernel_perm_flags(perm: KernelPerm) -> F {
 }
 
 /// Maps `pages` fresh zeroed frames read-write (not executable) at `virt`, a free range of
-/// the module area. On failure nothing stays mapped or allocated.
+/// the module area. On failure (no frame for a page, or for a page table it needs) nothing
+/// stays mapped or allocated, except page tables, which the kernel half never frees.
 pub fn map_module_pages(virt: u64, pages: u64) -> Result<(), OutOfMemory> {
     debug_assert!(virt >= MODULE_AREA_START && virt + pages * PAGE_SIZE <= MODULE_AREA_END);
     for i in 0..pages {
@@ -311,7 +332,7 @@ pub fn map_module_pages(virt: u64, pages: u64) -> Result<(), OutOfMemory> {
             unmap_module_pages(virt, i);
             return Err(OutOfMemory);
         };
-        with_mapper(|m| {
+        let mapped = with_mapper(|m| {
             let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt + i * PAGE_SIZE));
             let frame = PhysFrame::containing_address(PhysAddr::new(phys));
             let flags = kernel_perm_flags(KernelPerm::ReadWrite);
@@ -321,10 +342,21 @@ pub fn map_module_pages(virt: u64, pages: u64) -> Result<(), OutOfMemory> {
             // allocator hands out only unmapped ranges), and x86 does not cache non-present
             // translations.
             match unsafe { m.map_to_with_table_flags(page, frame, flags, parent, &mut Frames) } {
-                Ok(flush) => flush.ignore(),
+                Ok(flush) => {
+                    flush.ignore();
+                    Ok(())
+                }
+                // No frame for a page table: out of memory, like the page's own frame.
+                Err(MapToError::FrameAllocationFailed) => Err(OutOfMemory),
+                // The area allocator handed out a mapped range: a kernel bug.
                 Err(e) => panic!("cannot map module page {:#x}: {e:?}", page.start_address()),
             }
         });
+        if let Err(e) = mapped {
+            frame::free_contiguous(phys, 1);
+            unmap_module_pages(virt, i);
+            return Err(e);
+        }
     }
     // Zeroed through the new mapping rather than the direct map: on kvm_pvm every first
     // touch of a page through an address costs a shadow-MMU fault, so touching each frame
@@ -380,28 +412,37 @@ pub fn protect_module_pages(virt: u64, pages: u64, perm: KernelPerm) {
     });
 }
 
+/// Pages [`unmap_module_pages`] unmaps between TLB flushes: their frames wait on the stack
+/// (not the heap: the undo of a failed load must not need memory) until the flush.
+const UNMAP_BATCH: usize = 64;
+
 /// Unmaps `pages` module pages at `virt` and frees their frames (the TLB is flushed before
-/// any frame can be reused).
+/// any frame can be reused). Allocates nothing, so it cannot fail for want of memory: it
+/// runs as the undo of loads that did.
 pub fn unmap_module_pages(virt: u64, pages: u64) {
-    let mut frames = alloc::vec::Vec::with_capacity(pages as usize);
-    with_mapper(|m| {
-        for i in 0..pages {
-            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt + i * PAGE_SIZE));
-            match m.unmap(page) {
-                Ok((frame, flush)) => {
-                    flush.ignore();
-                    frames.push(frame.start_address().as_u64());
+    let mut done = 0u64;
+    while done < pages {
+        let batch = (pages - done).min(UNMAP_BATCH as u64);
+        let start = virt + done * PAGE_SIZE;
+        let mut frames = [0u64; UNMAP_BATCH];
+        with_mapper(|m| {
+            for (i, slot) in frames.iter_mut().enumerate().take(batch as usize) {
+                let addr = start + i as u64 * PAGE_SIZE;
+                let page = Page::<Size4KiB>::containing_address(VirtAddr::new(addr));
+                match m.unmap(page) {
+                    Ok((frame, flush)) => {
+                        flush.ignore();
+                        *slot = frame.start_address().as_u64();
+                    }
+                    Err(e) => panic!("module page {addr:#x} is not mapped: {e:?}"),
                 }
-                Err(e) => panic!(
-                    "module page {:#x} is not mapped: {e:?}",
-                    page.start_address()
-                ),
             }
+        });
+        flush_range(start, batch);
+        for &f in frames.iter().take(batch as usize) {
+            frame::free_contiguous(f, 1);
         }
-    });
-    flush_range(virt, pages);
-    for f in frames {
-        frame::free_contiguous(f, 1);
+        done += batch;
     }
 }
 

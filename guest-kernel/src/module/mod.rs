@@ -16,7 +16,7 @@
 //! is announced (Linux's `verify_exported_symbols`): a module loaded meanwhile that exports one
 //! of them is refused, instead of the first module being discarded after its init succeeded.
 
-mod area;
+pub(crate) mod area;
 mod kapi;
 mod load;
 pub mod notify;

@@ -47,6 +47,12 @@ pub extern "C" fn user_main(which: u64, a: u64, b: u64) -> u64 {
             // A kernel address: the kernel must refuse it, not read it.
             report(syscall2(nr::WRITE, guest_rt::KERNEL_PROBE_ADDRESS, 16));
         }
+        mode::HUGE_WRITE => {
+            static TEXT: [u8; 16] = *b"never written!\n\n";
+            let at = TEXT.as_ptr() as u64;
+            report(syscall2(nr::WRITE, at, 64 * 1024 + 1));
+            report(syscall2(nr::WRITE, at, u64::MAX));
+        }
         _ => {
             write(b"init: unknown mode\n");
             return 2;

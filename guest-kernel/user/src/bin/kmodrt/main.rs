@@ -31,7 +31,7 @@ use alloc::vec::Vec;
 use kmodlab_ipc::cap::{OWN_ENDPOINT, SUPERVISOR, notify};
 use kmodlab_ipc::msg::MSG_WORDS;
 use kmodlab_ipc::server::{self, ServerConfig};
-use kmodlab_ipc::{layout, mgr, srv};
+use kmodlab_ipc::{layout, mgr};
 use kmodlab_user::ipc;
 
 /// Largest request payload a call into this server may carry (the receive buffer).
@@ -164,12 +164,19 @@ fn serve() -> ! {
             continue;
         }
         let len = (msg.len as usize).min(request.len());
-        let answer = if msg.op == srv::op::SERVICE_CALL {
-            services::serve_call(&msg, &request[..len], &mut reply)
-        } else if let Some(index) = server::export_index(msg.op) {
-            imports::serve_export(index, &msg, &request[..len])
-        } else {
-            Answer::status(-(guest_rt::errno::ENOSYS as i64))
+        let answer = match server::Incoming::decode(msg.op, &msg.words) {
+            Ok(server::Incoming::Service(call)) => {
+                services::serve_call(&call, &request[..len], &mut reply)
+            }
+            Ok(server::Incoming::Export(index)) => {
+                imports::serve_export(index, &msg, &request[..len])
+            }
+            Err(server::IncomingError::BadServiceOp(_)) => {
+                Answer::status(-(guest_rt::errno::EINVAL as i64))
+            }
+            Err(server::IncomingError::UnknownOp(_)) => {
+                Answer::status(-(guest_rt::errno::ENOSYS as i64))
+            }
         };
         let out = &reply[..answer.len.min(reply.len())];
         msg = ipc::reply_recv(

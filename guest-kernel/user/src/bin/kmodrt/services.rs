@@ -18,7 +18,6 @@ use core::ffi::c_void;
 use guest_rt::errno;
 use kmod_api::abi::ServiceHandler;
 use kmodlab_ipc::cap::SUPERVISOR;
-use kmodlab_ipc::msg::Received;
 use kmodlab_ipc::{server, srv};
 use kmodlab_user::ipc::{self, CallError, Outgoing};
 
@@ -201,18 +200,15 @@ pub unsafe fn call(
 }
 
 /// Serves a [`srv::op::SERVICE_CALL`] from another server or the kernel.
-pub fn serve_call(msg: &Received, request: &[u8], reply: &mut [u8]) -> Answer {
-    let cap = usize::try_from(msg.words[2])
+pub fn serve_call(call: &srv::ServiceCall, request: &[u8], reply: &mut [u8]) -> Answer {
+    let cap = usize::try_from(call.reply_cap)
         .unwrap_or(usize::MAX)
         .min(reply.len());
-    let Ok(op) = u32::try_from(msg.words[1]) else {
-        return Answer::status(i64::from(neg(errno::EINVAL)));
-    };
     // SAFETY: `request` and `reply[..cap]` are this server's own buffers, valid for the call.
     let (status, len) = unsafe {
         call_local(
-            msg.words[0],
-            op,
+            call.service,
+            call.op,
             request.as_ptr(),
             request.len(),
             reply.as_mut_ptr(),

@@ -522,58 +522,59 @@ impl Manager {
             self.answer(token, -(errno::ESRCH as i64), [0; MSG_WORDS], Vec::new());
             return;
         }
-        let name = core::str::from_utf8(payload).ok();
         let err = |e: u64| -(e as i64);
-        match msg.op {
-            server::op::HELLO => self.hello(id, token, msg.words[0]),
-            server::op::INIT_DONE => self.init_done(id, token, msg.words[0] as i64 as i32),
-            server::op::EXIT_DONE => self.exit_done(id, token, msg.words[0], msg.words[1]),
-            server::op::HEAP_GROW => {
-                let (status, words) = match self.grow_heap(id, msg.words[0]) {
+        let request = match server::Request::decode(msg.op, &msg.words, payload) {
+            Ok(r) => r,
+            Err(e) => {
+                let errno = match e {
+                    server::RequestError::UnknownOp(_) => errno::ENOSYS,
+                    server::RequestError::BadName => errno::EINVAL,
+                };
+                self.answer(token, err(errno), [0; MSG_WORDS], Vec::new());
+                return;
+            }
+        };
+        match request {
+            server::Request::Hello { reply_cap } => self.hello(id, token, reply_cap),
+            server::Request::InitDone { status } => self.init_done(id, token, status),
+            server::Request::ExitDone { blocks, bytes } => self.exit_done(id, token, blocks, bytes),
+            server::Request::HeapGrow { bytes } => {
+                let (status, words) = match self.grow_heap(id, bytes) {
                     Ok((start, len)) => (0, [start, len, 0, 0, 0, 0]),
                     Err(e) => (err(e), [0; MSG_WORDS]),
                 };
                 self.answer(token, status, words, Vec::new());
             }
-            server::op::REQUEST_MODULE => match name {
-                Some(n) if !n.is_empty() && n.len() <= 64 => {
-                    let n = String::from(n);
-                    self.request_module(id, token, &n);
-                }
-                _ => self.answer(token, err(errno::EINVAL), [0; MSG_WORDS], Vec::new()),
-            },
-            server::op::SERVICE_REGISTER => {
+            server::Request::RequestModule { name } => {
+                let n = String::from(name);
+                self.request_module(id, token, &n);
+            }
+            server::Request::ServiceRegister { name } => {
                 let owned = self.registry.services_of(id);
-                let (status, words) = match name.map(|n| {
-                    if owned >= MAX_SERVICES_PER_MODULE {
-                        Err(kmod_manager::registry::ServiceError::TooMany)
-                    } else {
-                        self.registry.register_service(id, n)
-                    }
-                }) {
-                    Some(Ok(sid)) => (0, [sid, 0, 0, 0, 0, 0]),
-                    Some(Err(e)) => (err(e.errno()), [0; MSG_WORDS]),
-                    None => (err(errno::EINVAL), [0; MSG_WORDS]),
+                let (status, words) = match if owned >= MAX_SERVICES_PER_MODULE {
+                    Err(kmod_manager::registry::ServiceError::TooMany)
+                } else {
+                    self.registry.register_service(id, name)
+                } {
+                    Ok(sid) => (0, [sid, 0, 0, 0, 0, 0]),
+                    Err(e) => (err(e.errno()), [0; MSG_WORDS]),
                 };
                 self.answer(token, status, words, Vec::new());
             }
-            server::op::SERVICE_UNREGISTER => {
-                let (status, words) = match name.map(|n| self.registry.unregister_service(id, n)) {
-                    Some(Ok(sid)) => (0, [sid, 0, 0, 0, 0, 0]),
-                    Some(Err(e)) => (err(e.errno()), [0; MSG_WORDS]),
-                    None => (err(errno::EINVAL), [0; MSG_WORDS]),
+            server::Request::ServiceUnregister { name } => {
+                let (status, words) = match self.registry.unregister_service(id, name) {
+                    Ok(sid) => (0, [sid, 0, 0, 0, 0, 0]),
+                    Err(e) => (err(e.errno()), [0; MSG_WORDS]),
                 };
                 self.answer(token, status, words, Vec::new());
             }
-            server::op::SERVICE_LOOKUP => {
-                let (status, words) = match name.map(|n| self.lookup_for(id, n)) {
-                    Some(Ok((slot, sid))) => (0, [slot, sid, 0, 0, 0, 0]),
-                    Some(Err(e)) => (err(e), [0; MSG_WORDS]),
-                    None => (err(errno::EINVAL), [0; MSG_WORDS]),
+            server::Request::ServiceLookup { name } => {
+                let (status, words) = match self.lookup_for(id, name) {
+                    Ok((slot, sid)) => (0, [slot, sid, 0, 0, 0, 0]),
+                    Err(e) => (err(e), [0; MSG_WORDS]),
                 };
                 self.answer(token, status, words, Vec::new());
             }
-            _ => self.answer(token, err(errno::ENOSYS), [0; MSG_WORDS], Vec::new()),
         }
     }
 
