@@ -110,6 +110,8 @@ fn loadavg() -> String {
 pub fn faults(args: &FaultsArgs) -> ExitCode {
     let opts = args.options();
     let load_start = loadavg();
+    // The tree as it is when the campaign starts (it may change during a long one).
+    let git = crate::compare::environment::git(crate::compare::environment::source_tree());
     let (_, started_utc) = crate::compare::environment::now_utc();
     if opts.config == KernelConfig::Monolithic && args.count.is_none() {
         let _ = writeln!(
@@ -135,7 +137,6 @@ pub fn faults(args: &FaultsArgs) -> ExitCode {
         }
     };
     let host = crate::host::HostInfo::detect();
-    let git = crate::compare::environment::git(crate::compare::environment::source_tree());
     let env = Environment {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         cpu_model: host.cpu_model,
