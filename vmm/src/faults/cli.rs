@@ -23,8 +23,10 @@ pub enum CampaignConfig {
 pub const DEFAULT_COUNT_MICROKERNEL: u64 = 10_000;
 /// Injections when `--count` is not given, monolithic: each exception costs a boot there.
 pub const DEFAULT_COUNT_MONOLITHIC: u64 = 50;
-/// Injections per boot when `--batch` is not given.
-pub const DEFAULT_BATCH: u64 = 250;
+/// Injections per boot when `--batch` is not given, microkernel.
+pub const DEFAULT_BATCH_MICROKERNEL: u64 = 250;
+/// Injections per boot when `--batch` is not given, monolithic (a crash ends a boot anyway).
+pub const DEFAULT_BATCH_MONOLITHIC: u64 = 10;
 
 /// `kmodlab faults`.
 #[derive(Debug, clap::Args)]
@@ -40,9 +42,10 @@ pub struct FaultsArgs {
     /// same plan on any host.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Injections per boot.
-    #[arg(long, default_value_t = DEFAULT_BATCH, value_parser = clap::value_parser!(u64).range(1..=100_000))]
-    pub batch: u64,
+    /// Injections per boot (default: 250 in the microkernel; 10 in the monolithic
+    /// configuration, where a hang costs the batch's whole deadline, which grows with it).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub batch: Option<u64>,
     /// The microkernel's watchdog budget in ms (kernel `watchdog_ms=`): how long a `loop`
     /// fault computes before the kernel stops its server.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=10_000))]
@@ -78,7 +81,10 @@ impl FaultsArgs {
             config,
             count,
             seed: self.seed,
-            batch: self.batch,
+            batch: self.batch.unwrap_or(match config {
+                KernelConfig::Monolithic => DEFAULT_BATCH_MONOLITHIC,
+                KernelConfig::Microkernel => DEFAULT_BATCH_MICROKERNEL,
+            }),
             watchdog_ms: self.watchdog_ms,
             command_timeout: Duration::from_secs(self.hang_secs),
             ram_bytes: 256 << 20,
@@ -138,7 +144,12 @@ pub fn faults(args: &FaultsArgs) -> ExitCode {
     };
     let host = crate::host::HostInfo::detect();
     let env = Environment {
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        // The binary's path says nothing about what ran (a copy, cargo run, …): the commit
+        // does.
+        command: std::iter::once("kmodlab".to_string())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" "),
         cpu_model: host.cpu_model,
         commit: git.commit,
         dirty: git.dirty,

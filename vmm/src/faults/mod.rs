@@ -78,7 +78,9 @@ impl Options {
     /// The VM deadline of a batch of `len` injections: room for the boot and `len`
     /// injections at well over their usual cost, so that only a hang reaches it.
     pub fn batch_deadline(&self, len: u64) -> Duration {
-        let per = Duration::from_millis(400 + self.watchdog_ms);
+        // ~30 ms is usual per injection on a loaded kvm_pvm host, plus the watchdog's
+        // budget for a `loop`.
+        let per = Duration::from_millis(200 + self.watchdog_ms);
         Duration::from_secs(10)
             + self.command_timeout
             + per.saturating_mul(u32::try_from(len).unwrap_or(u32::MAX))
@@ -807,6 +809,79 @@ mod tests {
         assert_eq!(console_location(console), Some(("faulty".into(), 0x1a2)));
         assert_eq!(console_location("no such line"), None);
         assert_eq!(console_location("rip is in module x at offset 0x"), None);
+    }
+
+    fn contained(index: u64, fault: Fault, phase: Phase) -> Outcome {
+        Outcome {
+            injection: Injection {
+                index,
+                fault,
+                phase,
+                neighbour: plan::Neighbour::None,
+                seed: 0,
+            },
+            verdict: Verdict::Contained,
+            fired: true,
+            reported: fault.is_exception(),
+            lie_refused: !fault.is_exception(),
+            services_answered: true,
+            leaked_frames: 0,
+            heap_growth: 0,
+            recovery_us: Some(1000),
+            vector: fault.is_exception().then_some(14),
+            problems: Vec::new(),
+        }
+    }
+
+    fn campaign(outcomes: Vec<Outcome>) -> Campaign {
+        Campaign {
+            config: "microkernel".into(),
+            count: outcomes.len() as u64,
+            seed: 0,
+            batch: 10,
+            watchdog_ms: 100,
+            boots: 1,
+            wall_secs: 1.0,
+            kvm_flavour: "pvm".into(),
+            outcomes,
+        }
+    }
+
+    #[test]
+    fn the_goal_fails_on_any_crash_hang_leak_or_unreported_fault() {
+        let good = || {
+            vec![
+                contained(0, Fault::Null, Phase::Init),
+                contained(1, Fault::Garbage, Phase::Call),
+            ]
+        };
+        let c = campaign(good());
+        assert!(c.goal_met());
+        let t = c.totals();
+        assert_eq!(
+            (t.exceptions, t.reported_with_offset, t.lies, t.lies_refused),
+            (1, 1, 1, 1)
+        );
+        let spoil: [fn(&mut Outcome); 6] = [
+            |o| o.verdict = Verdict::KernelCrash,
+            |o| o.verdict = Verdict::Hang,
+            |o| o.leaked_frames = 1,
+            |o| o.reported = false,
+            |o| o.services_answered = false,
+            |o| o.verdict = Verdict::Degraded,
+        ];
+        for (i, f) in spoil.iter().enumerate() {
+            let mut v = good();
+            f(&mut v[0]);
+            assert!(!campaign(v).goal_met(), "spoiler {i}");
+        }
+        let mut v = good();
+        v[1].lie_refused = false;
+        assert!(!campaign(v).goal_met());
+        // Fewer injections than asked for (a campaign cut short) is not the goal either.
+        let mut short = campaign(good());
+        short.count = 3;
+        assert!(!short.goal_met());
     }
 
     #[test]
