@@ -126,9 +126,9 @@ static STATE: [AtomicU64; STATE_WORDS] = [const { AtomicU64::new(0) }; STATE_WOR
 #[inline(never)]
 unsafe fn load_word(p: u64) -> u64 {
     let value: u64;
-    // SAFETY: not safe, on purpose: a load through a pointer read from corrupted state.
-    // Inline asm, so that the compiler neither assumes the pointer is valid nor drops the
-    // load.
+    // SAFETY: sound only for a readable `p` (the chain as built); for the scribbled chain
+    // not safe, on purpose: a load that faults. Inline asm, so that the compiler neither
+    // assumes the pointer is valid nor drops the load.
     unsafe {
         core::arch::asm!("mov {0}, qword ptr [{1}]", out(reg) value, in(reg) p, options(nostack, readonly))
     };
