@@ -15,8 +15,11 @@
 //!   [`user::UserSlice`] (range and mapping checked) before the kernel touches it.
 //! - **Measure without the VMM in the way.** Timed regions contain no VM exit: the guest
 //!   times N iterations with the TSC and reports once per command.
-//! - **Single CPU, no interrupts.** The kernel runs with interrupts disabled; the VMM's
-//!   deadline, not a guest timer, stops a run that does not finish.
+//! - **Single CPU; interrupts only in user mode.** The kernel runs with interrupts disabled;
+//!   user mode runs with them enabled so that the VMM's time-slice interrupt can preempt a
+//!   program that never makes a system call. The VMM's deadline stops a run that does not
+//!   finish.
+//! - **One seam between the configurations**: [`backend`] (see `DESIGN.md`).
 #![no_std]
 #![no_main]
 

@@ -246,12 +246,24 @@ impl ModuleBackend for Microkernel {
                 reply_cap,
             },
         )
-        .map_err(|e| Failure {
-            errno: match e {
-                KernelCallError::Errno(e) => e,
-                KernelCallError::NoAnswer => errno::EIO,
+        .map_err(|e| match e {
+            KernelCallError::Errno(errno::EPIPE) => Failure {
+                errno: errno::EPIPE,
+                message: format!("service {service}: its server died during the call"),
             },
-            message: format!("service {service}: the call to its server failed ({e:?})"),
+            KernelCallError::Errno(n) => Failure {
+                errno: n,
+                message: format!(
+                    "service {service}: the call to its server failed: {}",
+                    errno::describe(n)
+                ),
+            },
+            KernelCallError::NoAnswer => Failure {
+                errno: errno::EIO,
+                message: format!(
+                    "service {service}: its server will never answer (every task is blocked)"
+                ),
+            },
         })?;
         if reply.status < 0 {
             return Err(Failure {

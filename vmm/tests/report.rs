@@ -244,8 +244,12 @@ fn the_gate_judges_counts_exactly_and_timings_robustly() {
     let mut fast = r.clone();
     scale_timings(&mut fast, 0.5);
     let f = check::compare(&fast, &r, &tol);
+    // Every monolithic timing fails; the micro ÷ mono ratios moved too, which the absolute
+    // rule only notes.
     assert!(
-        !f.is_empty() && f.iter().all(|x| x.verdict == Verdict::Fail),
+        f.iter().any(|x| x.config == "monolithic")
+            && f.iter()
+                .all(|x| (x.verdict == Verdict::Fail) == (x.config != "both")),
         "{f:#?}"
     );
     assert!(
@@ -289,7 +293,15 @@ fn check_passes_on_an_honest_baseline_and_fails_on_doctored_ones() {
 
     // Honest: counts identical; timings judged by the same-run ratios (what CI does: on a
     // busy shared host absolute timings of two runs differ by more than any sane limit).
-    let out = kmodlab(&["check", "--baseline", b, "--timings", "ratio"]);
+    let out = kmodlab(&[
+        "check",
+        "--baseline",
+        b,
+        "--timings",
+        "ratio",
+        "--max-slowdown",
+        "1.0",
+    ]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -324,6 +336,29 @@ fn check_passes_on_an_honest_baseline_and_fails_on_doctored_ones() {
         "{stdout}"
     );
     assert!(stdout.contains("check: 1 failed"), "{stdout}");
+
+    // A baseline whose monolithic loads took four times as long: this run's micro ÷ mono
+    // ratios are four times the baseline's, by the medians and by the minima alike.
+    let mut mono_slow = honest.clone();
+    scale_timings(&mut mono_slow, 4.0);
+    let doctored = s.0.join("ratio.json");
+    write(&doctored, &mono_slow);
+    let out = kmodlab(&[
+        "check",
+        "--baseline",
+        doctored.to_str().unwrap(),
+        "--timings",
+        "ratio",
+        "--max-slowdown",
+        "1.0",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("| FAIL | both | load hello: micro ÷ mono |")
+            && stdout.contains("%; limit 100 %) |"),
+        "{stdout}"
+    );
 
     let mut fast = honest.clone();
     scale_timings(&mut fast, 0.5);

@@ -22,11 +22,12 @@
 //!   tables for every module, instead of one [`Loader`] that keeps them.
 //! - `--per-module`: also print one line per module (best pass).
 //!
-//! - `--provider table|hash`: where undefined symbols resolve. `table` (the default): an
-//!   [`ExportTable`] holding every name the set leaves undefined at stand-in kernel addresses,
-//!   one hash lookup per undefined symbol, as in a kernel. `hash`: the stand-in kernel of the
-//!   loader's end-to-end tests, which computes an address from the name (FNV-1a) and reads no
-//!   table.
+//! - `--provider table|hash|null`: where undefined symbols resolve. `table` (the default):
+//!   an [`ExportTable`] holding every name the set leaves undefined at stand-in kernel
+//!   addresses, one hash lookup per undefined symbol, as in a kernel. `hash`: the stand-in
+//!   kernel of the loader's end-to-end tests, which computes an address from the name
+//!   (FNV-1a, over the name's bytes) and reads no table. `null`: every name resolves to one
+//!   address without being read, so that `resolve` shows the loader's own share of the step.
 //!
 //! Modules the loader refuses are counted and skipped (their error is printed).
 
@@ -34,8 +35,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kmod_loader::{
-    ExportTable, FnProvider, Loader, ProvidedSymbol, ProviderId, RegionMemory, Regions,
-    SymbolProvider, copy_sections, layout, relocate, resolve, validate,
+    ExportTable, Loader, ProvidedSymbol, ProviderId, RegionMemory, Regions, SymbolProvider,
+    copy_sections, layout, relocate, resolve, validate,
 };
 
 const CORE_BASE: u64 = 0xffff_ffff_c000_0000;
@@ -48,8 +49,15 @@ struct Options {
     fresh_memory: bool,
     simple: bool,
     per_module: bool,
-    table_provider: bool,
+    provider: Provider,
     paths: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Provider {
+    Table,
+    Hash,
+    Null,
 }
 
 fn usage(message: &str) -> ! {
@@ -64,7 +72,7 @@ fn options() -> Options {
         fresh_memory: false,
         simple: false,
         per_module: false,
-        table_provider: true,
+        provider: Provider::Table,
         paths: Vec::new(),
     };
     let mut args = std::env::args_os().skip(1);
@@ -80,10 +88,11 @@ fn options() -> Options {
             Some("--fresh-memory") => options.fresh_memory = true,
             Some("--simple") => options.simple = true,
             Some("--provider") => {
-                options.table_provider = match args.next().as_ref().and_then(|v| v.to_str()) {
-                    Some("table") => true,
-                    Some("hash") => false,
-                    _ => usage("--provider needs `table` or `hash`"),
+                options.provider = match args.next().as_ref().and_then(|v| v.to_str()) {
+                    Some("table") => Provider::Table,
+                    Some("hash") => Provider::Hash,
+                    Some("null") => Provider::Null,
+                    _ => usage("--provider needs `table`, `hash` or `null`"),
                 }
             }
             Some("--per-module") => options.per_module = true,
@@ -118,12 +127,45 @@ fn module_files(path: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// A stand-in kernel address for `name` (FNV-1a into 16 MiB, 16-byte aligned).
-fn kernel_address(name: &str) -> u64 {
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+/// A stand-in kernel address for `name` (FNV-1a into 16 MiB, 16-byte aligned): the
+/// end-to-end tests' `kernel_address`, over bytes.
+fn kernel_address(name: &[u8]) -> u64 {
+    let hash = name.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
     KERNEL_BASE + (hash % (16 << 20)) / 16 * 16
+}
+
+/// The `hash` stand-in kernel: an address computed from each name's bytes.
+struct ComputedKernel;
+
+impl SymbolProvider for ComputedKernel {
+    fn lookup(&self, name: &str) -> Option<ProvidedSymbol> {
+        self.lookup_bytes(name.as_bytes())
+    }
+
+    fn lookup_bytes(&self, name: &[u8]) -> Option<ProvidedSymbol> {
+        Some(ProvidedSymbol {
+            address: kernel_address(name),
+            provider: ProviderId(0),
+        })
+    }
+}
+
+/// The `null` stand-in kernel: one address for every name, which it does not read.
+struct NullKernel;
+
+impl SymbolProvider for NullKernel {
+    fn lookup(&self, _: &str) -> Option<ProvidedSymbol> {
+        self.lookup_bytes(&[])
+    }
+
+    fn lookup_bytes(&self, _: &[u8]) -> Option<ProvidedSymbol> {
+        Some(ProvidedSymbol {
+            address: KERNEL_BASE,
+            provider: ProviderId(0),
+        })
+    }
 }
 
 struct Input {
@@ -245,7 +287,7 @@ fn main() {
                 if !name.is_empty() && name != "_GLOBAL_OFFSET_TABLE_" && table.get(name).is_none()
                 {
                     table
-                        .insert(name, kernel_address(name), ProviderId(0))
+                        .insert(name, kernel_address(name.as_bytes()), ProviderId(0))
                         .expect("new name");
                 }
             }
@@ -281,16 +323,10 @@ fn main() {
         init: vec![0; max(|i| i.init_size)],
     };
 
-    let computed = FnProvider(|name: &str| {
-        Some(ProvidedSymbol {
-            address: kernel_address(name),
-            provider: ProviderId(0),
-        })
-    });
-    let kernel: &dyn SymbolProvider = if options.table_provider {
-        &table
-    } else {
-        &computed
+    let kernel: &dyn SymbolProvider = match options.provider {
+        Provider::Table => &table,
+        Provider::Hash => &ComputedKernel,
+        Provider::Null => &NullKernel,
     };
     let mut loader = (!options.simple).then(Loader::new);
     // Per-step passes.
@@ -363,10 +399,10 @@ fn main() {
         bytes as f64 / 1e6,
         relocations,
         table.len(),
-        if options.table_provider {
-            "resolved through an ExportTable"
-        } else {
-            "addresses computed from names"
+        match options.provider {
+            Provider::Table => "resolved through an ExportTable",
+            Provider::Hash => "addresses computed from names",
+            Provider::Null => "one address for every name, unread",
         },
         options.passes,
         if options.fresh_memory {

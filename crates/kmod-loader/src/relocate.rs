@@ -23,7 +23,7 @@ use crate::counts::{CopyCounts, RelocateCounts};
 use crate::error::{Error, SectionRef};
 use crate::layout::{GOT_SLOT_SIZE, Layout};
 use crate::resolve::{Resolution, Source};
-use crate::validate::{Module, PAGE_SIZE, RegionKind};
+use crate::validate::{KindSet, Module, PAGE_SIZE, RegionKind};
 
 /// The relocation types the loader applies (x86-64 psABI names). The discriminant is the
 /// kind's position in [`RelocationKind::ALL`].
@@ -593,33 +593,35 @@ impl SymbolAddresses {
         self.present.clear();
         // Each loaded section's final address, then each symbol's from its section's.
         self.section_bases.clear();
-        self.section_bases.extend(
-            layout
-                .placement_slice()
-                .iter()
-                .map(|placement| placement.and_then(|p| bases.get(p.region).checked_add(p.offset))),
-        );
+        self.section_bases
+            .extend(layout.placement_slice().iter().map(|placement| {
+                // No overflow: `Regions::check` proved each region's end addressable, and a
+                // placement lies inside its region.
+                placement.map(|p| bases.get(p.region).wrapping_add(p.offset))
+            }));
         let section_bases = &self.section_bases;
-        let symbols = module.symtab();
-        self.addresses.reserve(symbols.len());
-        self.present.reserve(symbols.len());
-        for sym in symbols {
+        // SHN_UNDEF needs no test of its own: section 0 (SHT_NULL) is never loaded.
+        let address_of = |sym: &elf::Sym64<LE>| {
             let shndx = sym.st_shndx.get(LE);
             let value = sym.st_value.get(LE);
-            let address = if shndx == elf::SHN_UNDEF {
-                None
-            } else if shndx == elf::SHN_ABS {
+            if shndx == elf::SHN_ABS {
                 Some(value)
             } else {
+                // No overflow: validation proved `value` at most its section's size.
                 section_bases
                     .get(usize::from(shndx.0))
                     .copied()
                     .flatten()
-                    .and_then(|base| base.checked_add(value))
-            };
-            self.addresses.push(address.unwrap_or(0));
-            self.present.push(address.is_some());
-        }
+                    .map(|base| base.wrapping_add(value))
+            }
+        };
+        // Two passes over the (cached) symbol table, each a loop the compiler keeps free of
+        // per-element capacity checks and branches.
+        let symbols = module.symtab();
+        self.addresses
+            .extend(symbols.iter().map(|sym| address_of(sym).unwrap_or(0)));
+        self.present
+            .extend(symbols.iter().map(|sym| address_of(sym).is_some()));
         // The null symbol: relocations against index 0 use S = 0.
         self.set(0, Some(0));
         for resolved in resolution.symbols() {
@@ -742,8 +744,15 @@ pub(crate) fn relocate_with(
                 provided,
             })?;
         let entries = section.entries();
+        let kinds = section.kinds();
         if check_addresses {
             apply::<true>(entries, memory, place_base, addresses, &got)
+        } else if kinds.is_subset(PC_RELATIVE_32) {
+            apply_signed_32::<true>(entries, memory, place_base, &addresses.addresses)
+        } else if kinds.is_subset(SIGNED_32) {
+            apply_signed_32::<false>(entries, memory, place_base, &addresses.addresses)
+        } else if kinds.is_subset(ABSOLUTE_64) {
+            apply_absolute_64(entries, memory, &addresses.addresses)
         } else {
             apply::<false>(entries, memory, place_base, addresses, &got)
         }
@@ -910,6 +919,96 @@ fn apply<const CHECK_ADDRESSES: bool>(
         };
         if !written {
             return Err(ApplyFault::Outside { offset, r_type });
+        }
+    }
+    Ok(())
+}
+
+/// The kinds [`apply_signed_32`] handles: 32-bit signed fields, `S + A - P` or `S + A`.
+const SIGNED_32: KindSet = KindSet::of(&[
+    RelocationKind::Pc32,
+    RelocationKind::Plt32,
+    RelocationKind::Abs32S,
+]);
+/// The kinds of [`SIGNED_32`] that are PC-relative (`S + A - P`): the ORC unwind tables,
+/// the exception tables and most other tables of 32-bit offsets are nothing else.
+const PC_RELATIVE_32: KindSet = KindSet::of(&[RelocationKind::Pc32, RelocationKind::Plt32]);
+/// The kind [`apply_absolute_64`] handles.
+const ABSOLUTE_64: KindSet = KindSet::of(&[RelocationKind::Abs64]);
+
+/// `P`'s mask in [`SIGNED_32`]'s formula, by ELF type modulo 16: all ones for PC32 (2) and
+/// PLT32 (4), 0 for 32S (11).
+const SIGNED_32_PLACE_MASK: [u64; 16] = {
+    // Written out, not indexed into (the crate denies indexing even in constants); the
+    // assertion ties the positions to the ELF numbers.
+    assert!(elf::R_X86_64_PC32.0 == 2 && elf::R_X86_64_PLT32.0 == 4 && elf::R_X86_64_32S.0 == 11);
+    const ALL: u64 = u64::MAX;
+    [0, 0, ALL, 0, ALL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+};
+
+/// [`apply`] for a section whose entries are all of the [`SIGNED_32`] kinds (validation
+/// says which kinds a section has): most of a kernel module's relocations (code, ORC
+/// tables, exception tables), in a loop without a branch per kind. With `PC_ONLY`, all are
+/// of the [`PC_RELATIVE_32`] kinds.
+#[inline(never)]
+fn apply_signed_32<const PC_ONLY: bool>(
+    entries: &[elf::Rela64<LE>],
+    memory: &mut [u8],
+    place_base: u64,
+    addresses: &[u64],
+) -> Result<(), ApplyFault> {
+    for rela in entries {
+        let offset = rela.r_offset.get(LE);
+        let info = rela.r_info.get(LE);
+        let symbol = (info >> 32) as u32;
+        let Some(&address) = addresses.get(symbol as usize) else {
+            return Err(ApplyFault::NoAddress { offset, symbol });
+        };
+        let place_mask = if PC_ONLY {
+            u64::MAX
+        } else {
+            SIGNED_32_PLACE_MASK
+                .get((info & 15) as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        let value = address
+            .wrapping_add_signed(rela.r_addend.get(LE))
+            .wrapping_sub(place_base.wrapping_add(offset) & place_mask);
+        // The field must give back the whole value when the CPU sign-extends it.
+        if value.wrapping_add(1 << 31) > u64::from(u32::MAX) {
+            return Err(ApplyFault::overflow(offset, info as u32, symbol, value));
+        }
+        if !put(memory, offset, (value as u32).to_le_bytes()) {
+            return Err(ApplyFault::Outside {
+                offset,
+                r_type: info as u32,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// [`apply`] for a section whose entries are all R_X86_64_64 (data: pointer tables).
+#[inline(never)]
+fn apply_absolute_64(
+    entries: &[elf::Rela64<LE>],
+    memory: &mut [u8],
+    addresses: &[u64],
+) -> Result<(), ApplyFault> {
+    for rela in entries {
+        let offset = rela.r_offset.get(LE);
+        let info = rela.r_info.get(LE);
+        let symbol = (info >> 32) as u32;
+        let Some(&address) = addresses.get(symbol as usize) else {
+            return Err(ApplyFault::NoAddress { offset, symbol });
+        };
+        let value = address.wrapping_add_signed(rela.r_addend.get(LE));
+        if !put(memory, offset, value.to_le_bytes()) {
+            return Err(ApplyFault::Outside {
+                offset,
+                r_type: info as u32,
+            });
         }
     }
     Ok(())

@@ -314,6 +314,7 @@ pub struct RelocationSection<'data> {
     /// Index of the section it patches.
     pub target: u32,
     entries: &'data [elf::Rela64<LE>],
+    kinds: KindSet,
 }
 
 impl<'data> RelocationSection<'data> {
@@ -325,6 +326,11 @@ impl<'data> RelocationSection<'data> {
     /// The raw entries.
     pub(crate) fn entries(&self) -> &'data [elf::Rela64<LE>] {
         self.entries
+    }
+
+    /// The kinds its entries have (validation saw each of them).
+    pub(crate) fn kinds(&self) -> KindSet {
+        self.kinds
     }
 
     /// Number of entries.
@@ -354,6 +360,29 @@ pub(crate) struct RelocationSectionEntry {
     index: u32,
     target: u32,
     entries: Span,
+    kinds: KindSet,
+}
+
+/// A set of relocation kinds: bit [`RelocationKind::ordinal`] for each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct KindSet(u16);
+
+impl KindSet {
+    /// The set of `kinds`.
+    pub(crate) const fn of(kinds: &[RelocationKind]) -> Self {
+        let mut bits = 0u16;
+        let mut rest = kinds;
+        while let [kind, tail @ ..] = rest {
+            bits |= 1 << *kind as u8;
+            rest = tail;
+        }
+        Self(bits)
+    }
+
+    /// Whether every kind of `self` is in `other`.
+    pub(crate) fn is_subset(self, other: Self) -> bool {
+        self.0 & !other.0 == 0
+    }
 }
 
 /// An export: `__ksymtab_NAME` is defined, and so is `NAME` (symbol index `symbol`).
@@ -384,6 +413,8 @@ pub struct ModuleTables {
     section_limits: Vec<(u64, u8)>,
     /// Defined non-local symbols (indices), for the name index.
     global_candidates: Vec<u32>,
+    /// Defined symbols whose name starts with [`KSYMTAB_PREFIX`] (indices), in table order.
+    export_candidates: Vec<u32>,
     /// Flags of each symbol (`USES_GOT`, …).
     symbol_flags: Vec<u8>,
     relocation_sections: Vec<RelocationSectionEntry>,
@@ -400,6 +431,7 @@ impl ModuleTables {
         self.sections.clear();
         self.section_limits.clear();
         self.global_candidates.clear();
+        self.export_candidates.clear();
         self.symbol_flags.clear();
         self.relocation_sections.clear();
         self.undefined.clear();
@@ -578,6 +610,7 @@ impl<'data> Module<'data> {
                 target: r.target,
                 // Validation proved the span holds whole entries.
                 entries: pod::slice_from_all_bytes(r.entries.of(data)).unwrap_or(&[]),
+                kinds: r.kinds,
             }
         })
     }
@@ -633,6 +666,32 @@ fn modinfo_pairs(modinfo: &str) -> impl Iterator<Item = (&str, &str)> {
         .map(|entry| entry.split_once('=').unwrap_or((entry, "")))
 }
 
+/// Counts `.modinfo`'s entries and finds the value of its first `name` entry (what
+/// [`modinfo_pairs`] would give, one NUL search per entry instead of a `char` search).
+fn scan_modinfo(modinfo: &str) -> (usize, &str) {
+    let bytes = modinfo.as_bytes();
+    let mut entries = 0usize;
+    let mut name = None;
+    let mut start = 0usize;
+    for end in memchr::memchr_iter(0, bytes).chain(core::iter::once(bytes.len())) {
+        if end > start {
+            entries = entries.saturating_add(1);
+            if name.is_none() {
+                let entry = bytes.get(start..end).unwrap_or(&[]);
+                // The key is what precedes the first `=`; an entry without one is all key.
+                if entry == b"name" {
+                    name = Some("");
+                } else if entry.starts_with(b"name=") {
+                    // Both ends are ASCII bytes (`=`, NUL or the end): char boundaries.
+                    name = modinfo.get(start.saturating_add(5)..end);
+                }
+            }
+        }
+        start = end.saturating_add(1);
+    }
+    (entries, name.unwrap_or(""))
+}
+
 /// `data[offset..offset + size]`, or `None` when out of bounds or overflowing.
 fn file_range(data: &[u8], offset: u64, size: u64) -> Option<&[u8]> {
     let start = usize::try_from(offset).ok()?;
@@ -684,8 +743,7 @@ fn index_u32(index: usize) -> u32 {
 fn disposition(name_tail: &[u8], flags: u64) -> Disposition {
     let alloc = flags & elf::SHF_ALLOC.0 != 0;
     // Linux drops SHF_ALLOC from these two before layout: they are read, never loaded.
-    if !alloc || names_equal(name_tail, 0, b".modinfo") || names_equal(name_tail, 0, b"__versions")
-    {
+    if !alloc || name_is(name_tail, b".modinfo") || name_is(name_tail, b"__versions") {
         return Disposition::NotLoaded;
     }
     let region = if name_tail.starts_with(b".init") {
@@ -761,15 +819,8 @@ fn index<'data>(data: &'data [u8], tables: &mut ModuleTables) -> Result<Found<'d
     let exports = find_exports(symtab.entries, symtab.strtab, tables)?;
     counts.exports = exports.len();
     let modinfo = read_modinfo(data, &tables.sections)?;
-    // One pass: count the entries and keep the first `name=`.
-    let mut name = None;
-    for (key, value) in modinfo_pairs(modinfo) {
-        counts.modinfo_entries = counts.modinfo_entries.saturating_add(1);
-        if name.is_none() && key == "name" {
-            name = Some(value);
-        }
-    }
-    let name = name.unwrap_or("");
+    let (entries, name) = scan_modinfo(modinfo);
+    counts.modinfo_entries = entries;
     Ok(Found {
         symtab: symtab.entries,
         strtab: symtab.strtab,
@@ -1017,9 +1068,10 @@ enum Part {
 /// a well-formed object never does, and a crafted one could make one section's relocations
 /// patch another's contents.
 ///
-/// The parts are sorted as packed `(start, end)` integers and scanned for one that starts
-/// before the furthest end so far; only when there is one are they sorted again with their
-/// names, to report the same pair whatever the packing.
+/// The parts are visited in ascending `(start, end)` order (a merge
+/// of three lists that a linker writes in order, a sort otherwise) and checked for one that
+/// starts before the furthest end so far; only when there is one are they sorted again with
+/// their names, to report the same pair whatever the packing.
 fn check_overlaps(
     data: &[u8],
     header: HeaderFields,
@@ -1030,26 +1082,66 @@ fn check_overlaps(
         .shoff
         .saturating_add(section_table_size(header.shnum));
     let key = |start: u64, end: u64| (u128::from(start) << 64) | u128::from(end);
+    // Three lists, each ascending in a file a linker wrote: the header and the contents of
+    // the sections that are not relocation tables (in section order), the relocation tables
+    // (in section order), and the section header table. Checked as a merge of the three, in
+    // linear time; only a file that breaks that order is sorted.
+    let is_relocations =
+        |s: &SectionEntry| s.sh_type == elf::SHT_RELA.0 || s.sh_type == elf::SHT_REL.0;
     keys.push(key(0, u64::from(EHDR_SIZE)));
-    keys.push(key(header.shoff, table_end));
-    for s in sections {
-        if s.contents.start != s.contents.end {
-            // read_sections proved offset + size lies inside the file.
-            keys.push(key(s.offset, s.offset.saturating_add(s.size)));
+    let mut ends = [0usize; 2];
+    for (relocations, end) in [false, true].into_iter().zip(ends.iter_mut()) {
+        for s in sections {
+            if s.contents.start != s.contents.end && is_relocations(s) == relocations {
+                // read_sections proved offset + size lies inside the file.
+                keys.push(key(s.offset, s.offset.saturating_add(s.size)));
+            }
         }
+        *end = keys.len();
     }
-    keys.sort_unstable();
-    let mut furthest = 0u64;
-    let mut overlap = false;
-    for &k in keys.iter() {
-        let (start, end) = ((k >> 64) as u64, k as u64);
-        overlap |= start < furthest;
-        furthest = furthest.max(end);
-    }
+    keys.push(key(header.shoff, table_end));
+    let [contents_end, relocations_end] = ends;
+    let (contents, rest) = keys.split_at_checked(contents_end).unwrap_or_default();
+    let (relocations, table) = rest
+        .split_at_checked(relocations_end.saturating_sub(contents_end))
+        .unwrap_or_default();
+    let overlap = if contents.is_sorted() && relocations.is_sorted() {
+        merged_overlap([contents, relocations, table])
+    } else {
+        keys.sort_unstable();
+        merged_overlap([keys.as_slice(), &[], &[]])
+    };
     if overlap {
         report_overlap(data, header, sections)?;
     }
     Ok(())
+}
+
+/// Whether any two of the `(start, end)` ranges packed in `lists` (each sorted) share bytes:
+/// visited in ascending order, a range that starts before the furthest end so far overlaps.
+fn merged_overlap(mut lists: [&[u128]; 3]) -> bool {
+    let mut furthest = 0u64;
+    let mut overlap = false;
+    loop {
+        // The list whose next range starts first.
+        let mut next: Option<(usize, u128)> = None;
+        for (i, list) in lists.iter().enumerate() {
+            if let Some(&k) = list.first()
+                && next.is_none_or(|(_, best)| k < best)
+            {
+                next = Some((i, k));
+            }
+        }
+        let Some((i, k)) = next else {
+            return overlap;
+        };
+        if let Some(list) = lists.get_mut(i) {
+            *list = list.get(1..).unwrap_or(&[]);
+        }
+        let (start, end) = ((k >> 64) as u64, k as u64);
+        overlap |= start < furthest;
+        furthest = furthest.max(end);
+    }
 }
 
 /// The exact overlap report: the first pair, in `(start, end)` order, that shares bytes.
@@ -1178,7 +1270,7 @@ fn read_symbols<'data>(
     // A name is NUL-terminated inside the table exactly when it starts at or before the
     // table's last NUL: one comparison per symbol instead of a scan.
     let names_end = memchr::memrchr(0, strtab).map_or(0, |last| last.saturating_add(1));
-    if !scan_symbols(entries, names_end, tables) {
+    if !scan_symbols(entries, strtab, names_end, tables) {
         return Err(symbol_fault(
             data,
             &tables.sections,
@@ -1195,15 +1287,21 @@ fn read_symbols<'data>(
 }
 
 /// Checks every symbol and records what later steps need (flags, undefined symbols, defined
-/// non-local ones): the per-symbol loop of validation, without a branch per symbol kind
-/// (faults are ORed, lists grow by a computed 0 or 1). Returns `false` when some symbol is
-/// wrong; [`symbol_fault`] then finds the first fault.
-#[inline(never)]
-fn scan_symbols(entries: &[elf::Sym64<LE>], names_end: usize, tables: &mut ModuleTables) -> bool {
+/// non-local ones, defined ones named like an export): the per-symbol loop of validation,
+/// with one branch per symbol kind, which the table's order (locals, then globals, most
+/// undefined ones together) makes predictable. Faults are ORed, not branched on: returns
+/// `false` when some symbol is wrong, and [`symbol_fault`] then finds the first fault.
+fn scan_symbols(
+    entries: &[elf::Sym64<LE>],
+    strtab: &[u8],
+    names_end: usize,
+    tables: &mut ModuleTables,
+) -> bool {
     let ModuleTables {
         sections,
         section_limits,
         global_candidates,
+        export_candidates,
         symbol_flags,
         undefined,
         ..
@@ -1216,38 +1314,93 @@ fn scan_symbols(entries: &[elf::Sym64<LE>], names_end: usize, tables: &mut Modul
         };
         (s.size, flag)
     }));
+    // What every index past the sections reads (such an index is a fault).
+    section_limits.push((0, 0));
+    // One more: the relocation scan's sentinel for indices past the table.
+    symbol_flags.resize(entries.len().saturating_add(1), OUT_OF_RANGE | ALWAYS);
+    let mut lists = SymbolLists {
+        undefined: core::mem::take(undefined),
+        globals: core::mem::take(global_candidates),
+        exports: core::mem::take(export_candidates),
+    };
+    let ok = scan_symbol_entries(
+        entries,
+        strtab,
+        names_end,
+        section_limits,
+        sections.len(),
+        symbol_flags,
+        &mut lists,
+    );
+    *undefined = lists.undefined;
+    *global_candidates = lists.globals;
+    *export_candidates = lists.exports;
+    ok
+}
+
+/// The lists [`scan_symbol_entries`] fills, moved out of the tables so that the loop keeps
+/// them in registers (through `tables` it would reload every field after each store).
+struct SymbolLists {
+    undefined: Vec<u32>,
+    globals: Vec<u32>,
+    exports: Vec<u32>,
+}
+
+/// The loop of [`scan_symbols`].
+#[inline(never)]
+fn scan_symbol_entries(
+    entries: &[elf::Sym64<LE>],
+    strtab: &[u8],
+    names_end: usize,
+    section_limits: &[(u64, u8)],
+    section_count: usize,
+    symbol_flags: &mut [u8],
+    lists: &mut SymbolLists,
+) -> bool {
+    const PREFIX_LEN: usize = KSYMTAB_PREFIX.len();
+    let prefix: &[u8; PREFIX_LEN] = KSYMTAB_PREFIX
+        .as_bytes()
+        .first_chunk()
+        .unwrap_or(&[0; PREFIX_LEN]);
     // Section indices a symbol may use: below the section count and below SHN_LORESERVE
     // (SHN_COMMON and the other reserved values are faults).
-    let usable = sections.len().min(usize::from(elf::SHN_LORESERVE));
-    let count = entries.len();
-    symbol_flags.resize(count, 0);
-    undefined.resize(count, 0);
-    global_candidates.resize(count, 0);
-    let (mut undefined_len, mut candidates_len) = (0usize, 0usize);
+    let usable = section_count.min(usize::from(elf::SHN_LORESERVE));
+    // Indices past the sections read the sentinel; they are faults (`shndx >= usable`).
+    let Some(last_limit) = section_limits.len().checked_sub(1) else {
+        return false;
+    };
     let mut bad = false;
     for ((i, sym), flags) in entries.iter().enumerate().zip(symbol_flags.iter_mut()) {
         let st_name = usize::try_from(sym.st_name.get(LE)).unwrap_or(usize::MAX);
         let shndx = usize::from(sym.st_shndx.get(LE).0);
         let value = sym.st_value.get(LE);
-        let is_undefined = shndx == usize::from(elf::SHN_UNDEF.0);
-        let in_section = !is_undefined && shndx != usize::from(elf::SHN_ABS.0);
-        let (size, unloaded) = section_limits.get(shndx).copied().unwrap_or((0, 0));
+        let in_section =
+            shndx != usize::from(elf::SHN_UNDEF.0) && shndx != usize::from(elf::SHN_ABS.0);
+        let (size, unloaded) = section_limits
+            .get(shndx.min(last_limit))
+            .copied()
+            .unwrap_or((0, 0));
         bad |= (st_name >= names_end) | (in_section & ((shndx >= usable) | (value > size)));
-        *flags = if in_section { unloaded } else { 0 };
+        *flags = ALWAYS | if in_section { unloaded } else { 0 };
         let index = index_u32(i);
-        if let Some(slot) = undefined.get_mut(undefined_len) {
-            *slot = index;
+        if shndx == usize::from(elf::SHN_UNDEF.0) {
+            if i != 0 {
+                lists.undefined.push(index);
+            }
+            continue;
         }
-        undefined_len = undefined_len.wrapping_add(usize::from(is_undefined & (i != 0)));
-        let defined_global =
-            !is_undefined && sym.st_bind() != elf::STB_LOCAL && sym.st_type() != elf::STT_SECTION;
-        if let Some(slot) = global_candidates.get_mut(candidates_len) {
-            *slot = index;
+        if sym.st_bind() != elf::STB_LOCAL && sym.st_type() != elf::STT_SECTION {
+            lists.globals.push(index);
         }
-        candidates_len = candidates_len.wrapping_add(usize::from(defined_global));
+        // A fixed-size comparison: this runs for every defined symbol.
+        if strtab
+            .get(st_name..)
+            .and_then(|tail| tail.first_chunk::<PREFIX_LEN>())
+            == Some(prefix)
+        {
+            lists.exports.push(index);
+        }
     }
-    undefined.truncate(undefined_len);
-    global_candidates.truncate(candidates_len);
     !bad
 }
 
@@ -1376,16 +1529,12 @@ fn read_relocations(
                 entsize: RELA_SIZE,
             }
         })?;
-        if !scan_entries(
-            entries,
-            target.size,
-            symbol_flags,
-            got_symbols,
-            &mut by_kind,
-        ) {
+        let mut kinds = KindSet::default();
+        if !scan_entries(entries, target.size, symbol_flags, &mut by_kind, &mut kinds) {
             // Something in this section is wrong or needs more than the scan does: go over
-            // it again, one entry at a time, in order.
-            check_entries(entries, target.size, symbol_flags, got_symbols).map_err(|fault| {
+            // it again, one entry at a time, in order (without the scan's sentinel).
+            let flags = symbol_flags.get_mut(..symbols.len()).unwrap_or_default();
+            check_entries(entries, target.size, flags, got_symbols).map_err(|fault| {
                 fault.into_error(data, sections, symbols, target_index, symbol_count)
             })?;
         }
@@ -1393,6 +1542,7 @@ fn read_relocations(
             index,
             target: target_index,
             entries: section.contents,
+            kinds,
         });
     }
     counts.relocation_sections = relocation_sections.len();
@@ -1492,10 +1642,9 @@ struct EntryCheck {
     /// Bytes written.
     width: u64,
     /// Symbol flags (with [`ALWAYS`]) that make an entry of this type rare: `OUT_OF_RANGE` for
-    /// every type, `IN_UNLOADED_SECTION` for types that write, `ALWAYS` for unsupported types.
+    /// every type, `IN_UNLOADED_SECTION` for types that write, `ALWAYS` for unsupported types
+    /// and for the GOTPCREL family (whose symbols [`check_entries`] gives GOT slots).
     mask: u8,
-    /// 1 for the GOTPCREL family, whose symbols need GOT slots.
-    got: u8,
 }
 
 const fn entry_check(r_type: u32) -> EntryCheck {
@@ -1504,14 +1653,13 @@ const fn entry_check(r_type: u32) -> EntryCheck {
     if info.width != 0 {
         mask |= IN_UNLOADED_SECTION;
     }
-    if info.kind.is_none() {
+    if info.kind.is_none() || info.got {
         mask |= ALWAYS;
     }
     EntryCheck {
         unit: info.count_unit,
         width: info.width,
         mask,
-        got: info.got as u8,
     }
 }
 
@@ -1532,84 +1680,64 @@ const ENTRY_CHECKS: [EntryCheck; 44] = {
 
 /// Checks and counts one relocation section's entries, the hot loop of validation: returns
 /// `false` when some entry is wrong or rare (unsupported type, symbol out of range, field
-/// outside the section, a symbol without an address, a GOT kind), which
-/// [`check_entries`] then handles exactly.
+/// outside the section, a symbol without an address, a GOT kind), or the section is too small
+/// for the fast test of field ranges, which [`check_entries`] then handles exactly.
+///
+/// `symbol_flags` has one more element than there are symbols: `OUT_OF_RANGE`, which every
+/// index past the table reads.
 fn scan_entries(
     entries: &[elf::Rela64<LE>],
     target_size: u64,
-    symbol_flags: &mut [u8],
-    got_symbols: &mut Vec<u32>,
+    symbol_flags: &[u8],
     by_kind: &mut [u64; RelocationKind::ALL.len()],
+    kinds: &mut KindSet,
 ) -> bool {
-    let mut ok = true;
-    let mut got = false;
+    let mut ok = target_size >= 8;
     for chunk in entries.chunks(COUNT_FIELD_MAX) {
-        let (chunk_ok, chunk_got, packed) = scan_chunk(chunk, target_size, symbol_flags);
+        let (chunk_ok, packed) = scan_chunk(chunk, target_size, symbol_flags);
         ok &= chunk_ok;
-        got |= chunk_got;
         for (field, count) in by_kind.iter_mut().enumerate() {
             let shift = COUNT_FIELD_BITS.saturating_mul(index_u32(field));
             let n = packed.checked_shr(shift).unwrap_or(0) & u128::from(COUNT_FIELD_MAX as u32);
             *count = count.wrapping_add(u64::try_from(n).unwrap_or(0));
+            if n != 0 {
+                kinds.0 |= 1u16.checked_shl(index_u32(field)).unwrap_or(0);
+            }
         }
-    }
-    if ok && got {
-        give_got_slots(entries, symbol_flags, got_symbols);
     }
     ok
 }
 
-/// Notes, in order of first use, the symbols of the section's GOTPCREL-family entries, which
-/// the scan found valid.
-fn give_got_slots(
-    entries: &[elf::Rela64<LE>],
-    symbol_flags: &mut [u8],
-    got_symbols: &mut Vec<u32>,
-) {
-    for rela in entries {
-        if !type_info_of(rela.r_type(LE, false).0).got {
-            continue;
-        }
-        let symbol = rela.r_sym(LE, false);
-        if let Some(flags) = usize::try_from(symbol)
-            .ok()
-            .and_then(|i| symbol_flags.get_mut(i))
-            && *flags & USES_GOT == 0
-        {
-            *flags |= USES_GOT;
-            got_symbols.push(symbol);
-        }
-    }
-}
-
-/// [`scan_entries`] for at most [`COUNT_FIELD_MAX`] entries; returns whether none is rare,
-/// whether some is a GOT kind, and the packed kind counter. No branch per entry: faults are
+/// [`scan_entries`] for at most [`COUNT_FIELD_MAX`] entries of a section of at least 8 bytes;
+/// returns whether none is rare, and the packed kind counter. No branch per entry: faults are
 /// ORed, kinds are counted in 12-bit fields of one register.
 #[inline(never)]
-fn scan_chunk(
-    entries: &[elf::Rela64<LE>],
-    target_size: u64,
-    symbol_flags: &[u8],
-) -> (bool, bool, u128) {
+fn scan_chunk(entries: &[elf::Rela64<LE>], target_size: u64, symbol_flags: &[u8]) -> (bool, u128) {
     const LAST: usize = ENTRY_CHECKS.len() - 1;
     const NO_CHECK: EntryCheck = entry_check(u32::MAX);
+    // The sentinel: indices past the table are clamped to it (no branch, no bounds failure).
+    let Some(sentinel) = symbol_flags.len().checked_sub(1) else {
+        return (false, 0);
+    };
     let mut rare = 0u8;
-    let mut got = 0u8;
     let mut packed = 0u128;
     for rela in entries {
         let offset = rela.r_offset.get(LE);
-        let r_type = usize::try_from(rela.r_type(LE, false).0).map_or(LAST, |t| t.min(LAST));
+        let info = rela.r_info.get(LE);
+        let r_type = usize::try_from(info as u32).map_or(LAST, |t| t.min(LAST));
         let check = ENTRY_CHECKS.get(r_type).unwrap_or(&NO_CHECK);
-        let symbol = usize::try_from(rela.r_sym(LE, false)).unwrap_or(usize::MAX);
-        let flags = symbol_flags.get(symbol).copied().unwrap_or(OUT_OF_RANGE) | ALWAYS;
-        // Loaded sections are at most MAX_REGION_SIZE: the saturated end of a field past it
-        // is past the section too.
-        let outside = offset.saturating_add(check.width) > target_size;
+        let symbol = usize::try_from(info >> 32).map_or(sentinel, |s| s.min(sentinel));
+        let flags = symbol_flags
+            .get(symbol)
+            .copied()
+            .unwrap_or(OUT_OF_RANGE | ALWAYS);
+        // The field `offset..offset + width` lies inside the section, without an overflowing
+        // sum: the section has at least 8 bytes, and widths are at most 8.
+        let outside = offset > target_size.wrapping_sub(check.width);
         rare |= (flags & check.mask) | u8::from(outside);
-        got |= check.got;
         packed = packed.wrapping_add(check.unit);
     }
-    (rare == 0, got != 0, packed)
+    (rare == 0, packed)
 }
 
 /// Checks one relocation section's entries in order, reporting the first fault, and gives
@@ -1734,23 +1862,15 @@ fn find_exports<'data>(
         .first_chunk()
         .unwrap_or(&[0; PREFIX_LEN]);
     let mut exports = Vec::new();
-    for (i, sym) in symbols.iter().map(decode_symbol).enumerate() {
-        // Undefined symbols export nothing: their names are not even read here.
-        if sym.definition == Definition::Undefined {
-            continue;
-        }
-        let Ok(start) = usize::try_from(sym.st_name) else {
+    // The symbol scan found the defined symbols named `__ksymtab_…`.
+    for &index in &tables.export_candidates {
+        let Some(sym) = usize::try_from(index)
+            .ok()
+            .and_then(|i| symbols.get(i))
+            .map(decode_symbol)
+        else {
             continue;
         };
-        // A fixed-size comparison, inlined: this runs for every defined symbol.
-        if strtab
-            .get(start..)
-            .and_then(|tail| tail.first_chunk::<PREFIX_LEN>())
-            != Some(prefix)
-        {
-            continue;
-        }
-        let index = index_u32(i);
         let exported_bytes = c_bytes(strtab, sym.st_name)
             .and_then(|name| name.get(prefix.len()..))
             .unwrap_or(&[]);
@@ -1817,6 +1937,12 @@ fn find_exports<'data>(
     Ok(exports)
 }
 
+/// Whether the NUL-terminated string at the start of `tail` is exactly `name`: a comparison of
+/// fixed size, which compiles to a few integer compares instead of a call.
+fn name_is<const N: usize>(tail: &[u8], name: &[u8; N]) -> bool {
+    tail.first_chunk::<N>() == Some(name) && tail.get(N) == Some(&0)
+}
+
 /// Whether the string at `offset` of `strtab` is exactly `name`.
 fn names_equal(strtab: &[u8], offset: u32, name: &[u8]) -> bool {
     let Ok(start) = usize::try_from(offset) else {
@@ -1831,11 +1957,52 @@ fn names_equal(strtab: &[u8], offset: u32, name: &[u8]) -> bool {
 fn read_modinfo<'data>(data: &'data [u8], sections: &[SectionEntry]) -> Result<&'data str, Error> {
     let Some(section) = sections
         .iter()
-        .find(|s| names_equal(s.name_tail.of(data), 0, b".modinfo") && !s.is_nobits())
+        .find(|s| name_is(s.name_tail.of(data), b".modinfo") && !s.is_nobits())
     else {
         return Ok("");
     };
     core::str::from_utf8(section.contents.of(data)).map_err(|e| Error::BadModinfo {
         offset: u64::try_from(e.valid_up_to()).unwrap_or(u64::MAX),
     })
+}
+
+#[cfg(test)]
+mod overlap_tests {
+    use super::merged_overlap;
+
+    fn key(start: u64, end: u64) -> u128 {
+        (u128::from(start) << 64) | u128::from(end)
+    }
+
+    /// The merge of three sorted lists must agree with a sort of their union.
+    #[test]
+    fn merge_agrees_with_sorting() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let mut lists: [Vec<u128>; 3] = Default::default();
+            for list in lists.iter_mut() {
+                for _ in 0..next() % 5 {
+                    let start = next() % 64;
+                    list.push(key(start, start + next() % 16));
+                }
+                list.sort_unstable();
+            }
+            let mut all: Vec<u128> = lists.concat();
+            all.sort_unstable();
+            let mut furthest = 0u64;
+            let mut expected = false;
+            for &k in &all {
+                expected |= ((k >> 64) as u64) < furthest;
+                furthest = furthest.max(k as u64);
+            }
+            let got = merged_overlap([&lists[0], &lists[1], &lists[2]]);
+            assert_eq!(got, expected, "{lists:?}");
+        }
+    }
 }

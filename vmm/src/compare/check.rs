@@ -9,10 +9,17 @@
 //!     permutation test on the raw samples says p < [`Tolerances::p_value`] *and* its median
 //!     moved by more than [`Tolerances::slowdown`];
 //!   - [`TimingRule::Ratio`]: the micro ÷ mono ratio of each load, both measured in the same
-//!     run, fails if it moved by more than [`Tolerances::slowdown`]. The host's load slows
-//!     both configurations of one run alike, so the ratio survives a busy shared machine
-//!     where absolute timings do not (on the 2-core kvm_pvm host, medians of the same build
-//!     moved by up to 2× between runs a minute apart): CI uses this rule.
+//!     run, fails if it moved up by more than [`Tolerances::slowdown`] **both** as the ratio
+//!     of the medians and as the ratio of the minima (the least disturbed sample). The host's
+//!     load slows both configurations of one run alike as long as they do the same kind of
+//!     work; the microkernel traps to the hypervisor far more often, and each trap can be
+//!     descheduled, so on a busy host one estimator alone still moves: on the 2-core kvm_pvm
+//!     host at load average ~10, quick runs of one build a minute apart moved the median
+//!     ratio by up to 2.5× (crc32) and the minimum ratio by up to 2× (big); both together
+//!     by up to ~80 % (the kvclient chain, whose servers trap most). A real regression
+//!     moves both, so CI uses this rule with a 100 % limit: on such a host the gate catches
+//!     a doubling of the microkernel's cost relative to the monolithic kernel's, and every
+//!     change of a count.
 
 use std::fmt::Write;
 
@@ -323,8 +330,9 @@ impl Gate<'_> {
     }
 }
 
-/// The micro ÷ mono ratios of load medians in `r`, per row, where both are measured.
-fn ratios(r: &Report) -> Vec<(String, f64)> {
+/// The micro ÷ mono ratios of the load medians and of the load minima in `r`, per row, where
+/// both configurations are measured.
+fn ratios(r: &Report) -> Vec<(String, f64, f64)> {
     let (Some(mono), Some(micro)) = (r.config("monolithic"), r.config("microkernel")) else {
         return Vec::new();
     };
@@ -338,7 +346,13 @@ fn ratios(r: &Report) -> Vec<(String, f64)> {
                 .find(|m| m.name == l.name)?
                 .outcome
                 .measured()?;
-            (a.load.median > 0.0).then(|| (l.name.clone(), b.load.median / a.load.median))
+            (a.load.median > 0.0 && a.load.min > 0.0).then(|| {
+                (
+                    l.name.clone(),
+                    b.load.median / a.load.median,
+                    b.load.min / a.load.min,
+                )
+            })
         })
         .collect()
 }
@@ -374,20 +388,31 @@ pub fn compare(baseline: &Report, current: &Report, tol: &Tolerances) -> Vec<Fin
         }
     }
     let base_ratios = ratios(baseline);
-    for (row, now) in ratios(current) {
-        if let Some((_, before)) = base_ratios.iter().find(|(r, _)| *r == row) {
-            let moved = now / before - 1.0;
-            if moved.abs() > tol.slowdown && tol.rule != TimingRule::Off {
-                let fails = tol.rule == TimingRule::Ratio && moved > 0.0;
+    for (row, median, min) in ratios(current) {
+        if let Some((_, b_median, b_min)) = base_ratios.iter().find(|(r, ..)| *r == row) {
+            let moved = median / b_median - 1.0;
+            let moved_min = min / b_min - 1.0;
+            let beyond = |m: f64| m.abs() > tol.slowdown;
+            if (beyond(moved) || beyond(moved_min)) && tol.rule != TimingRule::Off {
+                let fails = tol.rule == TimingRule::Ratio
+                    && moved > tol.slowdown
+                    && moved_min > tol.slowdown;
+                let faster = moved < -tol.slowdown && moved_min < -tol.slowdown;
+                if !fails && !faster && tol.rule == TimingRule::Ratio {
+                    // One estimator alone moved: the noise of a busy host (see the module
+                    // docs), not a finding.
+                    continue;
+                }
                 gate.push(
                     if fails { Verdict::Fail } else { Verdict::Note },
                     "both",
                     &format!("load {row}: micro ÷ mono"),
-                    format!("{before:.2}×"),
-                    format!("{now:.2}×"),
+                    format!("{b_median:.2}× (min {b_min:.2}×)"),
+                    format!("{median:.2}× (min {min:.2}×)"),
                     format!(
-                        "the same-run ratio moved by {:.0} % (limit {:.0} %)",
+                        "the same-run ratio moved by {:.0} % (of the minima {:.0} %; limit {:.0} %)",
                         100.0 * moved,
+                        100.0 * moved_min,
                         100.0 * tol.slowdown
                     ),
                 );

@@ -417,7 +417,7 @@ fn footprint_table(r: &Report, out: &mut String) {
     );
     let _ = writeln!(
         out,
-        "| module | configuration | section bytes | section pages | page-table pages | stacks | kernel objects | IPC buffers | heap | metadata | total |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| module | configuration | section bytes | section pages | page-table pages | stacks | kernel objects | IPC buffers | heap | metadata | server runtime | total |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for c in CONFIGS {
         let Some(cr) = r.config(c) else { continue };
@@ -432,7 +432,7 @@ fn footprint_table(r: &Report, out: &mut String) {
                 }
                 let _ = writeln!(
                     out,
-                    "| {module} | {c} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {module} | {c} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     count(f.section_bytes as f64),
                     f.section_pages,
                     f.page_table_pages,
@@ -441,6 +441,7 @@ fn footprint_table(r: &Report, out: &mut String) {
                     count(f.ipc_buffer_bytes as f64),
                     count(f.heap_bytes as f64),
                     count(f.metadata_bytes as f64),
+                    count(f.runtime_bytes as f64),
                     count(f.total_bytes() as f64)
                 );
             }
@@ -471,6 +472,140 @@ fn fault_table(r: &Report, out: &mut String, notes: &mut Notes) {
                 let _ = writeln!(out, "| {c} | faulty | {} | | |", notes.mark(o));
             }
         }
+    }
+}
+
+/// The step of `init_module` whose medians differ most between the configurations, among
+/// those that differ by more than a quarter (the same work in both, e.g. the signature check,
+/// moves by less on a busy host, and naming it would explain noise).
+fn largest_step_difference(mono: &LoadMeasurement, micro: &LoadMeasurement) -> Option<String> {
+    let step = |m: &LoadMeasurement, name: &str| {
+        m.steps
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0.0, |(_, s)| s.median)
+    };
+    micro
+        .steps
+        .iter()
+        .map(|(name, s)| (name, s.median, step(mono, name)))
+        .filter(|(_, b, a)| (b - a).abs() > 0.25 * a.max(*b))
+        .map(|(name, b, a)| (name, b - a))
+        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+        .map(|(name, d)| {
+            format!(
+                "{name} ({} {} cycles)",
+                if d > 0.0 { "+" } else { "−" },
+                count(d.abs())
+            )
+        })
+}
+
+/// The microkernel's half of the reading: every figure a ratio to the monolithic kernel's
+/// from the same run.
+fn micro_reading(mono: &ConfigResult, micro: &ConfigResult, us: f64, lines: &mut Vec<String>) {
+    let load = |c: &ConfigResult, name: &str| {
+        c.loads
+            .iter()
+            .find(|l| l.name == name)
+            .and_then(|l| l.outcome.measured())
+            .cloned()
+    };
+    let mut rows = Vec::new();
+    let mut steps = Vec::new();
+    for l in &mono.loads {
+        if let (Some(a), Some(b)) = (load(mono, &l.name), load(micro, &l.name))
+            && a.load.median > 0.0
+        {
+            rows.push(format!(
+                "{} {} µs ({:.2}×)",
+                l.name,
+                num(b.load.median * us),
+                b.load.median / a.load.median
+            ));
+            if let Some(d) = largest_step_difference(&a, &b) {
+                steps.push(format!("{}: {d}", l.name));
+            }
+        }
+    }
+    if !rows.is_empty() {
+        lines.push(format!(
+            "In the microkernel the same files load into their own servers (the module manager validates, lays out, relocates and starts them in user mode): {}. The step that differs most from the monolithic kernel, per row: {}.",
+            rows.join(", "),
+            steps.join("; ")
+        ));
+    }
+    let call = |c: &ConfigResult, name: &str, bytes: u32| {
+        c.calls
+            .iter()
+            .find(|x| x.name == name && x.bytes == bytes)
+            .and_then(|x| x.outcome.measured())
+            .cloned()
+    };
+    let mut calls = Vec::new();
+    for (name, bytes) in [
+        ("crc32_compute", 0),
+        ("crc32-service", 0),
+        ("crc32-service", 4096),
+        ("kvstore-chain", 64),
+    ] {
+        if let (Some(a), Some(b)) = (call(mono, name, bytes), call(micro, name, bytes))
+            && a.per_call.median > 0.0
+        {
+            calls.push(format!(
+                "{name} {bytes} B {} cycles ({}×; {} system calls and {} IPC messages per call)",
+                num(b.per_call.median),
+                num(b.per_call.median / a.per_call.median),
+                count(b.per_call_counts.syscalls),
+                count(b.per_call_counts.ipc_messages)
+            ));
+        }
+    }
+    if !calls.is_empty() {
+        lines.push(format!(
+            "A call between modules becomes IPC between their servers: {}. The ratio is largest for empty requests, where the direct call costs almost nothing, and falls as the work per call grows.",
+            calls.join(", ")
+        ));
+    }
+    let footprint = |c: &ConfigResult, name: &str| {
+        load(c, name).and_then(|m| {
+            m.footprint
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, f)| f.total_bytes())
+        })
+    };
+    if let (Some(a), Some(b)) = (footprint(mono, "hello"), footprint(micro, "hello"))
+        && a > 0
+    {
+        lines.push(format!(
+            "A module server costs memory a module in the kernel does not: hello takes {} KiB in its server against {} KiB in the kernel ({:.1}×) — its own stack, page tables, heap arena, IPC buffer and copy of the server runtime (see the footprint table).",
+            num(b as f64 / 1024.0),
+            num(a as f64 / 1024.0),
+            b as f64 / a as f64
+        ));
+    }
+    if let Outcome::Measured(f) = &micro.fault_isolation
+        && f.kernel_survived
+    {
+        lines.push(format!(
+            "A fault in a module's server is contained: {}; the kernel and the other servers keep running{}.",
+            f.outcome,
+            f.recovery_ms.map_or(String::new(), |ms| format!(
+                ", and unloading the faulted module, loading it again and its service's first answer took {} ms",
+                num(ms)
+            ))
+        ));
+    }
+    if let (Some(a), Some(b)) = (&mono.kernel, &micro.kernel)
+        && a.image.text > 0
+    {
+        lines.push(format!(
+            "Privileged code: the microkernel's .text is {} KiB against the monolithic kernel's {} KiB ({:.2}×); the loader, module list and symbol table are not in it.",
+            num(b.image.text as f64 / 1024.0),
+            num(a.image.text as f64 / 1024.0),
+            b.image.text as f64 / a.image.text as f64
+        ));
     }
 }
 
@@ -551,6 +686,12 @@ fn reading(r: &Report, out: &mut String) {
             ));
         }
     }
+    if let (Some(m), Some(k)) = (mono, micro)
+        && measured(mono)
+        && measured(micro)
+    {
+        micro_reading(m, k, us, &mut lines);
+    }
     if measured(mono) && !measured(micro) {
         lines.push(
             "The microkernel column is empty because this build's microkernel configuration cannot load modules yet: every cell carries the guest's own error. The ratios fill in when it can, from the same run."
@@ -559,7 +700,7 @@ fn reading(r: &Report, out: &mut String) {
     }
     if r.host.kvm_flavour == "pvm" {
         lines.push(
-            "**KVM flavour caveat (kvm_pvm).** On this host every crossing between guest user and supervisor mode and every exit to the VMM costs far more than on hardware KVM (a null system call round trip takes 7,000–120,000 cycles here against ~100–200 ns natively), so the microkernel configuration, which crosses more often, is penalised more here than it would be on VMX/SVM hardware; page-table writes and `invlpg` also trap, which inflates the allocate, protect and copy steps. Guest user mode can read guest kernel memory on kvm_pvm, so isolation results hold against faults, not against a malicious reader. Compare ratios across hosts only within one KVM flavour."
+            "**KVM flavour caveat (kvm_pvm).** On this host every crossing between guest user and supervisor mode and every exit to the VMM costs far more than on hardware KVM (a null system call round trip takes 7,000–120,000 cycles here against ~100–200 ns natively), so the microkernel configuration, which crosses more often, is penalised more here than it would be on VMX/SVM hardware; page-table writes and `invlpg` also trap, which inflates the allocate, protect and copy steps. kvm_pvm keeps one shadow page table for guest user and supervisor mode, so unless the kernel splits its page tables (`kpti`), guest user mode can read, and write, every kernel page the kernel itself has touched: isolation then holds against faults (null and wild pointers, bad instructions, loops), not against a malicious server. Compare ratios across hosts only within one KVM flavour."
                 .into(),
         );
     } else {

@@ -15,7 +15,7 @@ use super::report::{
     BootResult, CallMeasurement, CallResult, ConfigResult, FaultIsolation, KernelFacts,
     LoadMeasurement, LoadResult, Outcome, Parameters, PerOp,
 };
-use super::session::{ExitCounts, GuestSession, SessionError, boot_once};
+use super::session::{ExitCounts, GuestSession, SessionError, boot_once, work_exits};
 use super::stats::Summary;
 use super::usermods::UserModule;
 use crate::devices::serial::Echo;
@@ -513,7 +513,7 @@ impl<'p> Session<'p> {
                         ipc_bytes: r.counters.ipc_bytes as f64 / timed,
                         // Warm-up rounds are in the command too; no exit happens outside
                         // the rounds.
-                        vm_exits: exits.values().sum::<u64>() as f64 / rounds,
+                        vm_exits: work_exits(&exits) as f64 / rounds,
                     },
                 })
             }
@@ -604,7 +604,7 @@ impl<'p> Session<'p> {
                     .chunks_exact(8)
                     .map(|c| u64::from_le_bytes(c.try_into().expect("8-byte chunk")))
                     .collect();
-                Ok((values, r.counters, exits.values().sum()))
+                Ok((values, r.counters, work_exits(&exits)))
             }
             Ok((Reply::ModuleError(e), _)) => Err(Box::new(module_outcome(&e))),
             Ok((other, _)) => Err(Box::new(Outcome::Failed {
@@ -711,8 +711,38 @@ fn step_summaries<'a>(
         .collect()
 }
 
+/// Recovery after a contained fault, as an administrator does it: unload the faulted module,
+/// load it again (not armed this time) and call its service. Returns the host's wall-clock
+/// milliseconds from the start of the unload to the service's answer (the control channel's
+/// round trips included), or `None` if any step failed.
+fn recover(g: &mut GuestSession) -> Option<f64> {
+    let start = std::time::Instant::now();
+    let steps = [
+        Command::DeleteModule {
+            name: "faulty".into(),
+        },
+        Command::InitModule {
+            name: "faulty".into(),
+            params: "mode=none at=call".into(),
+        },
+        Command::Bench(BenchRequest::ServiceCall(ServiceBench {
+            service: "faulty".into(),
+            op: 0,
+            request: Vec::new(),
+            reply_capacity: 64,
+        })),
+    ];
+    for step in steps {
+        match g.command(step) {
+            Ok((Reply::Done | Reply::Module(_) | Reply::Bench(_), _)) => {}
+            _ => return None,
+        }
+    }
+    Some(start.elapsed().as_secs_f64() * 1e3)
+}
+
 /// Loads `faulty` to fault when its service is called, calls it, and records what the
-/// system did.
+/// system did; where the kernel survives, how long recovery takes.
 fn fault_isolation(config: KernelConfig, plan: &Plan) -> Outcome<FaultIsolation> {
     const PARAMS: &str = "mode=null at=call";
     let trigger = format!("faulty {PARAMS}, then a call of its service");
@@ -761,12 +791,13 @@ fn fault_isolation(config: KernelConfig, plan: &Plan) -> Outcome<FaultIsolation>
             };
             // Contained only if the kernel still serves commands.
             let alive = matches!(g.command(Command::ListModules), Ok((Reply::Modules(_), _)));
+            let recovery_ms = if alive { recover(&mut g) } else { None };
             g.shutdown();
             Outcome::Measured(FaultIsolation {
                 trigger,
                 kernel_survived: alive,
                 outcome,
-                recovery_ms: None,
+                recovery_ms,
             })
         }
     }

@@ -22,6 +22,29 @@ use crate::vm::{self, BootTimings, GuestImages, RunEnd, VmConfig, VmError};
 /// VM exits by reason.
 pub type ExitCounts = BTreeMap<String, u64>;
 
+/// Events of the VMM's own clock rather than the guest's work: the kick that ends a user
+/// program's time slice (`interrupted`, also a host signal), the interrupt window the VMM
+/// asks for to inject it, and the injections themselves (counted beside the exits). How many
+/// land in an operation depends on how long it took, so they are not a deterministic count
+/// of the operation.
+pub const TIMER_EXIT_REASONS: [&str; 4] = [
+    "interrupted",
+    "irq_window_open",
+    "preempt_deferred",
+    "preempt_injected",
+];
+
+/// The exits in `exits` that the guest's work caused (port I/O, MMIO, `hlt`, ...), without
+/// [`TIMER_EXIT_REASONS`]: the "VM exits per operation" the reports count and the gate
+/// compares exactly.
+pub fn work_exits(exits: &ExitCounts) -> u64 {
+    exits
+        .iter()
+        .filter(|(reason, _)| !TIMER_EXIT_REASONS.contains(&reason.as_str()))
+        .map(|(_, n)| n)
+        .sum()
+}
+
 /// Why a session failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
