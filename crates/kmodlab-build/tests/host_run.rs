@@ -498,7 +498,10 @@ fn modules_run_on_a_host_kernel_api() {
     let loaded = arena.load(&faulty, &provider);
     set_charp(&loaded, "mode", "garbage");
     let ret = run_init(&loaded);
-    assert!((-8191..=-4096).contains(&ret), "garbage init returned {ret}");
+    assert!(
+        (-8191..=-4096).contains(&ret),
+        "garbage init returned {ret}"
+    );
     assert!(take_log().contains(&format!("garbage: init fails with errno {}", -ret)));
 
     // at=call: loads cleanly, and faults when its service is called.
