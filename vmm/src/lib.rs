@@ -10,6 +10,7 @@
 //! - [`artifacts`]: the embedded guest kernel, user programs and modules.
 //! - [`compare`]: `kmodlab compare`, `report` and `check`: both configurations measured side
 //!   by side, and the CI regression gate.
+//! - [`faults`]: `kmodlab faults`, the fault-injection campaign.
 //! - [`image`]: what a kernel image's privileged code is made of.
 
 pub mod arch;
@@ -17,6 +18,7 @@ pub mod artifacts;
 pub mod compare;
 pub mod control;
 pub mod devices;
+pub mod faults;
 pub mod host;
 pub mod image;
 pub mod kvm;

@@ -180,6 +180,9 @@ enum Command {
     /// Run the quick comparison and fail if a count changed or a timing regressed against a
     /// baseline (the CI gate).
     Check(kmodlab::compare::cli::CheckArgs),
+    /// Inject faults into modules of a running system (faulty in every mode, at init, exit
+    /// and during calls) and count crashes, hangs, leaks and recovery times.
+    Faults(kmodlab::faults::cli::FaultsArgs),
 }
 
 /// `--ram-mib`: even (guest RAM is mapped in 2 MiB pages) and within 64..=3072.
@@ -265,6 +268,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => kmodlab::compare::cli::compare(&args),
         Command::Report(args) => kmodlab::compare::cli::report(&args),
         Command::Check(args) => kmodlab::compare::cli::check(&args),
+        Command::Faults(args) => kmodlab::faults::cli::faults(&args),
     }
 }
 

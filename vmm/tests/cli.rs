@@ -181,3 +181,33 @@ fn sign_makes_a_key_signs_a_module_and_modinfo_shows_it_like_kmod() {
         stderr(&out)
     );
 }
+
+#[test]
+fn faults_refuses_bad_counts_with_a_clear_message() {
+    for (args, says) in [
+        (&["faults", "--count", "0"][..], "0 is not in 1..=10000000"),
+        (
+            &["faults", "--count", "lots"],
+            "invalid digit found in string",
+        ),
+        (&["faults", "--count", "-5"], "unexpected argument '-5'"),
+        (&["faults", "--batch", "0"], "0 is not in 1..=100000"),
+        (&["faults", "--seed", "x"], "invalid digit found in string"),
+        (&["faults", "--config", "hybrid"], "invalid value 'hybrid'"),
+        (&["faults", "--watchdog-ms", "1"], "1 is not in 10..=10000"),
+    ] {
+        let out = kmodlab(args);
+        assert_eq!(
+            out.status.code(),
+            Some(USAGE),
+            "kmodlab {args:?}: {}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty(), "kmodlab {args:?} printed to stdout");
+        assert!(
+            stderr(&out).contains(says),
+            "kmodlab {args:?}: expected {says:?} in: {}",
+            stderr(&out)
+        );
+    }
+}

@@ -1192,8 +1192,10 @@ fn fault_location(console: &str) -> Option<(String, u64)> {
 
 /// `faulty`'s modes with the vector a module server takes (user mode: no double fault; the
 /// default `wild` target is not canonical, hence #GP).
-const FAULTS: [(&str, u8); 9] = [
+const FAULTS: [(&str, u8); 10] = [
     ("mode=null", 14),
+    // Its own state scribbled with seed 1's bytes: a load through a non-canonical pointer.
+    ("mode=scribble", 13),
     // Never blocks: the kernel's watchdog stops the server.
     ("mode=loop", WATCHDOG_VECTOR),
     ("mode=ud", 6),

@@ -1557,8 +1557,11 @@ fn faulty_module_crashes_the_monolithic_kernel_with_the_fault_reported() {
         return;
     }
     // (params, expected vector, whether the fault is in exit)
-    let cases: [(&str, u8, bool); 8] = [
+    let cases: [(&str, u8, bool); 9] = [
         ("mode=null", 14, false),
+        // Its own state scribbled with seed 1's bytes: a load through a non-canonical
+        // pointer.
+        ("mode=scribble", 13, false),
         ("mode=ud", 6, false),
         ("mode=div0", 0, false),
         ("mode=panic", 6, false),

@@ -478,6 +478,8 @@ fn modules_run_on_a_host_kernel_api() {
         ("panic", &[libc::SIGILL][..]),
         // Rust's runtime turns a guard-page hit into an abort with a message.
         ("stack", &[libc::SIGSEGV, libc::SIGABRT, libc::SIGBUS][..]),
+        // Its state's pointer chain, scribbled: a wild load.
+        ("scribble", &[libc::SIGSEGV, libc::SIGBUS][..]),
         ("loop", &[][..]),
         ("none", &[][..]),
     ] {
@@ -491,6 +493,16 @@ fn modules_run_on_a_host_kernel_api() {
             (_, other) => panic!("faulty mode={mode}: {other:?}"),
         }
     }
+
+    // mode=garbage at=init: init fails with an errno past the errno table (no fault).
+    let loaded = arena.load(&faulty, &provider);
+    set_charp(&loaded, "mode", "garbage");
+    let ret = run_init(&loaded);
+    assert!(
+        (-8191..=-4096).contains(&ret),
+        "garbage init returned {ret}"
+    );
+    assert!(take_log().contains(&format!("garbage: init fails with errno {}", -ret)));
 
     // at=call: loads cleanly, and faults when its service is called.
     let loaded = arena.load(&faulty, &provider);
