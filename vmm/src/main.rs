@@ -71,6 +71,29 @@ struct VmArgs {
     /// module manager.
     #[arg(long)]
     sig_enforce: bool,
+    /// Give user mode page tables of its own (kernel command line `kpti=on|off`; auto: on
+    /// kvm_pvm, where nothing else keeps guest user mode out of guest kernel memory, off on
+    /// hardware KVM, where the U/S bits do).
+    #[arg(long, value_enum, default_value = "auto")]
+    kpti: KptiArg,
+}
+
+/// `--kpti`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum KptiArg {
+    On,
+    Off,
+    Auto,
+}
+
+impl From<KptiArg> for kmodlab_abi::kpti::Kpti {
+    fn from(k: KptiArg) -> Self {
+        match k {
+            KptiArg::On => Self::On,
+            KptiArg::Off => Self::Off,
+            KptiArg::Auto => Self::Auto,
+        }
+    }
 }
 
 impl VmArgs {
@@ -94,6 +117,7 @@ impl VmArgs {
         if self.sig_enforce {
             words.push("module.sig_enforce=1");
         }
+        words.extend(kmodlab_abi::kpti::Kpti::from(self.kpti).cmdline_word());
         words.join(" ")
     }
 

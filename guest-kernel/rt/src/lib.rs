@@ -157,6 +157,19 @@ pub mod mode {
     pub const CHURN: u64 = 7;
     /// Loop forever without a system call.
     pub const SPIN_FOREVER: u64 = 8;
+    /// Access the address in `rdx` as [`super::probe`]`::*` `rsi` says, report what was read
+    /// (a read) or [`super::probe::MARK`] (a write), and exit 0. A fault ends the program.
+    pub const PROBE: u64 = 9;
+}
+
+/// Accesses for [`mode::PROBE`]: the self-test's user-mode probes of kernel memory.
+pub mod probe {
+    /// Read 8 bytes.
+    pub const READ: u64 = 1;
+    /// Write [`MARK`] over 8 bytes.
+    pub const WRITE: u64 = 2;
+    /// What a probing write stores ("PROBEWRT").
+    pub const MARK: u64 = 0x5452_5745_424f_5250;
 }
 
 /// The IPC self-test's protocol between the kernel and `init` in the IPC modes.

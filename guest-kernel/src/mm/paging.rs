@@ -59,6 +59,9 @@ static PAGING: Mutex<()> = Mutex::new(());
 static KERNEL_PML4: AtomicU64 = AtomicU64::new(0);
 /// Physical address of the PML4 in CR3 (kept here: reading CR3 traps on kvm_pvm).
 static ACTIVE_ROOT: AtomicU64 = AtomicU64::new(0);
+/// Physical address of the PML4 whose upper half every user view copies (the entry area of
+/// the kernel/user split, see `arch::entry`); 0 while the split is off.
+static USER_VIEW_TEMPLATE: AtomicU64 = AtomicU64::new(0);
 
 /// The virtual address at which physical address `phys` can be accessed.
 pub fn phys_to_virt(phys: u64) -> u64 {
@@ -217,6 +220,59 @@ pub fn alloc_kernel_stack(pages: u64) -> u64 {
         }
     });
     top
+}
+
+/// How the user view of the page tables maps a kernel page (see `arch::entry`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserViewPerm {
+    /// Read-only data.
+    ReadOnly,
+    /// Read-write data.
+    ReadWrite,
+    /// Code.
+    Execute,
+}
+
+/// Builds the upper half every user view shares: each of `pages` (page-aligned kernel
+/// addresses, mapped in the kernel's tables) at its kernel address, to the same frame, with
+/// the given permissions, and nothing else. Called once, at boot; the tables are never freed.
+pub fn build_user_view_template(pages: &[(u64, UserViewPerm)]) {
+    let phys = frame::alloc().expect("a frame for the user-view PML4");
+    let table = phys_to_virt(phys) as *mut PageTable;
+    // SAFETY: the frame was just allocated for this table alone and is reached through the
+    // direct map; zeroing it makes an empty PML4.
+    unsafe { table.write(PageTable::new()) };
+    let parent = kernel(F::PRESENT | F::WRITABLE);
+    for &(virt, perm) in pages {
+        let m = translate(virt).unwrap_or_else(|| panic!("user view: {virt:#x} is not mapped"));
+        let flags = kernel(match perm {
+            UserViewPerm::ReadOnly => F::PRESENT | F::NO_EXECUTE,
+            UserViewPerm::ReadWrite => F::PRESENT | F::WRITABLE | F::NO_EXECUTE,
+            UserViewPerm::Execute => F::PRESENT,
+        });
+        let _guard = PAGING.lock();
+        // SAFETY: the template is referenced by nothing but this loop until it is published
+        // below; its table frames are reachable through the direct map.
+        let mut m2 = unsafe { OffsetPageTable::new(&mut *table, VirtAddr::new(PHYS_MAP_BASE)) };
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
+        let frame = PhysFrame::containing_address(PhysAddr::new(m.phys & !(PAGE_SIZE - 1)));
+        // SAFETY: the template is not active anywhere yet (so no TLB entry to flush), and the
+        // frame is the one the kernel's tables map at the same address: the user view aliases
+        // the kernel's page, it does not hand out a frame.
+        match unsafe { m2.map_to_with_table_flags(page, frame, flags, parent, &mut Frames) } {
+            Ok(flush) => flush.ignore(),
+            Err(e) => panic!("user view: cannot map {virt:#x}: {e:?}"),
+        }
+    }
+    USER_VIEW_TEMPLATE.store(phys, Ordering::Relaxed);
+}
+
+/// The PML4 whose upper half a new user view copies, if the kernel/user split is on.
+pub fn user_view_template() -> Option<u64> {
+    match USER_VIEW_TEMPLATE.load(Ordering::Relaxed) {
+        0 => None,
+        p => Some(p),
+    }
 }
 
 /// Permissions of a mapped page, as seen by a self-test or a pointer check.

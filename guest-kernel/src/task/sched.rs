@@ -125,17 +125,22 @@ pub fn preemption_enabled() -> bool {
 
 /// Runs task `id` until its next system call or trap, and handles it.
 fn run_one(id: TaskId) {
-    let Some((root, mut ctx)) = with_tasks(|t| {
+    let Some((root, user_root, mut ctx)) = with_tasks(|t| {
         let task = t.get_mut(id)?;
         task.running_since
             .get_or_insert_with(guest_rt::rdtsc_ordered);
-        Some((task.aspace.root(), task.ctx.clone()))
+        Some((
+            task.aspace.root(),
+            task.aspace.user_root(),
+            task.ctx.clone(),
+        ))
     }) else {
         return;
     };
     // SAFETY: every address space maps the kernel half; the task (and so its tables) stays
     // alive until it is destroyed, which switches away first (task::destroy).
     unsafe { crate::mm::paging::activate(root) };
+    crate::arch::entry::set_tables(root, user_root);
     status_write(
         status::USER_ENTRIES,
         USER_ENTRIES.fetch_add(1, Ordering::Relaxed) + 1,
