@@ -5,6 +5,10 @@
 //! exception in user mode) saves the user registers back into the context and returns from
 //! `run` with the reason. The kernel thus stays an ordinary loop around `run`, and a
 //! scheduler is just a choice of which context to run next.
+//!
+//! The code between the kernel and user mode is in `.entry_text`, mapped in the user view of
+//! the page tables too (see [`super::entry`]): with the split on, the exit switches CR3 to the
+//! task's user view as its last step and the `syscall` entry switches back as its first.
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -131,10 +135,14 @@ impl UserContext {
         self.fault = None;
         // SAFETY: `self` stays borrowed (and so alive and unmoved) for the whole call; the
         // asm saves and restores every callee-saved register and the kernel stack pointer, so
-        // the kernel's state survives whatever the user code does to registers. (Whether user
-        // code can *read* kernel memory depends on the hypervisor: not on hardware KVM, where
-        // kernel pages are supervisor-only; yes on kvm_pvm, see mm::paging. Kernel text and
-        // read-only data are never writable, and the self-test checks both every boot.)
+        // the kernel's state survives whatever the user code does to registers. The CR3 the
+        // exit loads and the one the entry loads back were set together by
+        // `entry::set_tables` for the task whose tables are active (both 0: no switch), and
+        // the user view maps everything the entry and exit code touch (see `entry`). (What
+        // user code can *read or write* of the kernel depends on the hypervisor and the split:
+        // nothing on hardware KVM, where kernel pages are supervisor-only, or with the split
+        // on; on kvm_pvm with it off, what the kernel touched under the same CR3. Kernel text
+        // and read-only data are never writable. The self-test probes it every boot.)
         let code = unsafe { enter_user(self) };
         Ok(match code {
             0 => Trap::Syscall,

@@ -8,9 +8,11 @@
 //!
 //! On kvm_pvm, natively running supervisor code can only reach pages whose entries have U/S
 //! set at every level (the hypervisor runs guest supervisor code in hardware ring 3 and maps
-//! guest entries as they are), so there kernel entries carry U/S too. Kernel/user isolation
-//! then rests on the hypervisor keeping the upper half away from guest user mode, which the
-//! self-test checks on every boot ("user mode cannot read kernel memory").
+//! guest entries as they are), so there kernel entries carry U/S too. kvm_pvm keeps one shadow
+//! table per guest CR3 for both guest modes, so user mode then reaches what the kernel touched
+//! under the same CR3; only the kernel/user page-table split (`kpti=`, `arch::entry`, on by
+//! default there) keeps it out: user mode runs on a user view that maps nothing of the kernel
+//! but the entry area ([`build_user_view_template`]). The self-test probes it every boot.
 
 // The module-area functions below serve the monolithic module subsystem alone; the
 // microkernel's kernel maps no module code.

@@ -559,7 +559,7 @@ fn reading(r: &Report, out: &mut String) {
     }
     if r.host.kvm_flavour == "pvm" {
         lines.push(
-            "**KVM flavour caveat (kvm_pvm).** On this host every crossing between guest user and supervisor mode and every exit to the VMM costs far more than on hardware KVM (a null system call round trip takes 7,000–120,000 cycles here against ~100–200 ns natively), so the microkernel configuration, which crosses more often, is penalised more here than it would be on VMX/SVM hardware; page-table writes and `invlpg` also trap, which inflates the allocate, protect and copy steps. Guest user mode can read guest kernel memory on kvm_pvm, so isolation results hold against faults, not against a malicious reader. Compare ratios across hosts only within one KVM flavour."
+            "**KVM flavour caveat (kvm_pvm).** On this host every crossing between guest user and supervisor mode and every exit to the VMM costs far more than on hardware KVM (a null system call round trip takes 7,000–120,000 cycles here against ~100–200 ns natively), so the microkernel configuration, which crosses more often, is penalised more here than it would be on VMX/SVM hardware; page-table writes and `invlpg` also trap, which inflates the allocate, protect and copy steps. Guest user mode runs on page tables of its own on kvm_pvm (the kernel's default `kpti` there; without it, user mode could read and write what the kernel touched), which adds two CR3 switches to every crossing. Compare ratios across hosts only within one KVM flavour."
                 .into(),
         );
     } else {
