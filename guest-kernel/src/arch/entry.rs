@@ -27,6 +27,14 @@
 //! and the trap-stack pages the CPU pushes a trap frame on), as in Linux's KPTI, whose entry
 //! area is user-readable too. They hold the task's own registers and the return addresses of
 //! the trap path, nothing of any other task. Everything else faults (the self-test probes it).
+//!
+//! Known limit: a trap taken at a kernel RIP while the user CR3 is still loaded (the first
+//! five instructions of the `syscall` entry, the last four of the exit) does not switch
+//! tables, so its handler faults and the guest triple-faults. Nothing can trap there: the
+//! instructions touch only pages the user view maps, interrupts are off (SFMASK clears IF on
+//! `syscall`; the VMM injects its time-slice interrupt only at a user RIP), and no NMI is ever
+//! injected. Linux's answer for NMIs (read CR3 in the handler) costs a trap on kvm_pvm, and
+//! is left for when the kernel takes NMIs.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
