@@ -1,9 +1,8 @@
 //! The entry area of the kernel/user page-table split (`kpti=`, see [`kmodlab_abi::kpti`]).
 //!
 //! With the split on, user mode runs on a PML4 of its own (an address space's *user view*:
-//! the user half, plus the pages below at their kernel addresses) and the kernel on its own
-//! PML4, which maps all of the kernel (`task::sched` loads it; the kernel reaches user memory
-//! through the task's tables and the direct map, never through user addresses). On kvm_pvm that is what keeps user mode
+//! the user half, plus the pages below at their kernel addresses) and the kernel on the
+//! address space's normal PML4, which maps everything. On kvm_pvm that is what keeps user mode
 //! away from kernel memory: the hypervisor keeps one shadow table per guest CR3, and a root
 //! starts with an empty shadow, so what the kernel touches under its own root is out of user
 //! mode's reach (`results/pvm/2026-12-01-isolation-and-preemption.md`, Q1 and Q3).
@@ -50,8 +49,7 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 /// read-only, so user mode can never change which tables the next entry switches to.
 #[repr(C, align(4096))]
 pub struct EntryConsts {
-    /// The PML4 the kernel runs on (what a `syscall` or trap from user mode loads), 0: no
-    /// switch.
+    /// The task's kernel PML4 (what a `syscall` or trap from user mode loads), 0: no switch.
     pub kernel_cr3: AtomicU64,
     /// The task's user view (what the exit to user mode loads), 0: no switch.
     pub user_cr3: AtomicU64,
@@ -125,9 +123,9 @@ pub fn init(trap_stack: (u64, u64), double_fault_stack: (u64, u64), idt: (u64, u
     ENABLED.store(true, Ordering::Relaxed);
 }
 
-/// Sets the tables the next entry to user mode and the entries back use: `kernel` is the
-/// active PML4, `user` the task's user view (`None`: the task runs on `kernel`, its own
-/// PML4, and nothing is switched).
+/// Sets the tables the next entry to user mode and the entries back use: `user` is the
+/// task's user view (`None`: the task runs on `kernel`, its normal PML4, and nothing is
+/// switched).
 pub fn set_tables(kernel: u64, user: Option<u64>) {
     let (k, u) = match user {
         Some(u) => (kernel, u),

@@ -137,20 +137,10 @@ fn run_one(id: TaskId) {
     }) else {
         return;
     };
-    // With the kernel/user split, the kernel stays on its own PML4 and only user mode runs
-    // on the task's tables (its user view): the kernel never dereferences a user pointer (it
-    // goes through the task's tables and the direct map, see task::aspace), so it needs no
-    // task's lower half, and a task switch costs no CR3 write beyond the exit's and entry's
-    // own (on kvm_pvm ~10 k cycles each; the kernel's shadow also stays warm in one root).
-    let kernel_root = match user_root {
-        Some(_) => crate::mm::paging::kernel_pml4(),
-        None => root,
-    };
-    // SAFETY: every address space maps the kernel half, and the kernel's PML4 is the source of
-    // it; the task (and so its tables) stays alive until it is destroyed, which switches away
-    // first (task::destroy).
-    unsafe { crate::mm::paging::activate(kernel_root) };
-    crate::arch::entry::set_tables(kernel_root, user_root);
+    // SAFETY: every address space maps the kernel half; the task (and so its tables) stays
+    // alive until it is destroyed, which switches away first (task::destroy).
+    unsafe { crate::mm::paging::activate(root) };
+    crate::arch::entry::set_tables(root, user_root);
     status_write(
         status::USER_ENTRIES,
         USER_ENTRIES.fetch_add(1, Ordering::Relaxed) + 1,
