@@ -112,10 +112,29 @@ extern "C" fn kmain(tsc_entry: u64) -> ! {
         tsc_memory_ready,
     });
     let stack_top = mm::alloc_kernel_stack(KERNEL_STACK_PAGES);
-    arch::init_trap_stacks();
+    arch::init_trap_stacks(kpti_wanted(&state().info));
     // SAFETY: stack_top is the top of a freshly mapped, unused kernel stack, and kmain_on_stack
     // never returns, so nothing ever uses the boot stack's frames again.
     unsafe { arch::switch_stack(stack_top, kmain_on_stack) }
+}
+
+/// Whether to split the page tables between user and kernel mode (`kpti=on|off|auto` on the
+/// command line; auto: on where nothing else isolates the kernel, i.e. on kvm_pvm). A value
+/// that is none of those is reported and read as auto.
+fn kpti_wanted(info: &BootInfo) -> bool {
+    use kmodlab_abi::kpti::Kpti;
+    let pvm = info.flavour == kmodlab_abi::KvmFlavour::Pvm;
+    let mode = Kpti::from_cmdline(info.cmdline_str().unwrap_or("")).unwrap_or_else(|e| {
+        kprintln!("{e}; using auto");
+        Kpti::Auto
+    });
+    let on = mode.resolve(pvm);
+    kprintln!(
+        "kpti: {} ({mode:?}; user mode runs on {} page tables)",
+        if on { "on" } else { "off" },
+        if on { "its own" } else { "the kernel's" }
+    );
+    on
 }
 
 extern "C" fn kmain_on_stack() -> ! {

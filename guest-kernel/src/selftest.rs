@@ -6,8 +6,9 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::arch::asm;
+use core::sync::atomic::AtomicU64;
 
-use guest_rt::{errno, fault, mode, timed_loop};
+use guest_rt::{errno, fault, mode, probe, timed_loop};
 use kmodlab_abi::channel::{Check, FaultKind, Reply, SelfTestParams, SelfTestReport};
 use kmodlab_abi::layout::KERNEL_VIRT_OFFSET;
 
@@ -118,6 +119,7 @@ pub fn run(params: SelfTestParams) -> SelfTestReport {
     let (mut user_loop_cycles, mut syscall_cycles) = (Vec::new(), Vec::new());
     let mut ipc_cycles = Vec::new();
     let mut isolation = false;
+    let mut isolation_warning = None;
     match init_image() {
         Err(e) => checks.add("init program present", false, e),
         Ok(image) => {
@@ -140,7 +142,7 @@ pub fn run(params: SelfTestParams) -> SelfTestReport {
             check_user_faults(&mut checks, image, &syscalls);
             ipc_cycles = check_ipc(&mut checks, image, n.into(), &syscalls);
             check_preemption(&mut checks, image, &syscalls);
-            isolation = check_isolation(&mut checks, image);
+            (isolation, isolation_warning) = check_isolation(&mut checks, image);
         }
     }
     let frames_after = mm::frame_stats().1;
@@ -176,32 +178,157 @@ pub fn run(params: SelfTestParams) -> SelfTestReport {
         ipc_cycles,
         checks: checks.0,
         user_kernel_isolation: isolation,
+        kpti: crate::arch::entry::enabled(),
+        isolation_warning,
     }
 }
 
-/// Whether user mode faults when it reads kernel memory. On PVM it does not (kernel entries
-/// carry U/S, see mm::paging), which is reported rather than failed; anywhere else it must.
-fn check_isolation(checks: &mut Checks, image: &[u8]) -> bool {
-    let outcome = user::run(image, [mode::FAULT, fault::READ_KERNEL, 0]);
-    let isolated = matches!(
-        &outcome,
-        Ok(o) if matches!(o.exit, Exit::Faulted(f) if f.vector == 14 && f.cpl == 3)
-    );
-    if paging::kernel_entries_user() {
-        if !isolated {
-            kprintln!(
-                "self-test: WARNING: on kvm_pvm, user mode can read kernel memory (kernel pages \
-                 must be user-accessible for native supervisor execution)"
-            );
-        }
-    } else {
-        checks.add(
-            "user mode cannot read kernel memory",
-            isolated,
-            format!("{:?}", outcome.map(|o| o.exit)),
-        );
+/// A page of the self-test's own in a kernel data section, which user probes may overwrite.
+#[repr(C, align(4096))]
+struct ProbePage([AtomicU64; 512]);
+
+/// Probed in .data.
+static DATA_PROBE: ProbePage = ProbePage([const { AtomicU64::new(0x6b6d_6c61_6264_6174) }; 512]);
+/// Probed in .bss.
+static BSS_PROBE: ProbePage = ProbePage([const { AtomicU64::new(0) }; 512]);
+/// Probed in .rodata.
+#[repr(C, align(4096))]
+struct ReadOnlyProbe([u64; 512]);
+static RODATA_PROBE: ReadOnlyProbe = ReadOnlyProbe([0x6b6d_6c61_626f_6f72; 512]);
+
+/// How one user-mode probe ended: `Ok(true)` the access faulted (#PF at CPL 3 on the probed
+/// address), `Ok(false)` it succeeded, `Err` something else happened (the text says what; e.g.
+/// a fault elsewhere, which proves nothing about the address).
+type ProbeResult = Result<bool, String>;
+
+/// Runs `init` in probe mode (`op` at `addr`) in a task of its own, after `touch` ran in the
+/// kernel on that task's page tables: on kvm_pvm, what user mode can reach depends on what the
+/// kernel touched under the same CR3, so the probe recreates the kernel's own accesses (a
+/// system call writing its counters, the heap and its stack) under the task's root first.
+fn probe_once(image: &[u8], op: u64, addr: u64, touch: &dyn Fn()) -> ProbeResult {
+    use crate::task::{State, sched, with_tasks};
+    let id = user::spawn(
+        image,
+        "probe",
+        [mode::PROBE, op, addr],
+        user::Session::new(),
+    )
+    .map_err(|e| format!("{e}"))?;
+    if let Some(root) = with_tasks(|t| t.get(id).map(|x| x.aspace.root())) {
+        // SAFETY: every address space maps the kernel half; the task (and so its tables) lives
+        // until task::destroy below, which switches away from them first.
+        unsafe { paging::activate(root) };
+        touch();
     }
-    isolated
+    let _ = sched::run_until(|| with_tasks(|t| t.get(id).is_none_or(|x| x.state.ended())));
+    let end = with_tasks(|t| t.get(id).map(|x| (x.state.clone(), x.last_fault)));
+    crate::task::destroy(id);
+    match end {
+        Some((State::Faulted(_), Some(f))) if f.vector == 14 && f.cpl == 3 && f.cr2 == addr => {
+            Ok(true)
+        }
+        Some((State::Exited(0), _)) => Ok(false),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+/// Whether user mode faults when it reads or writes each kind of kernel memory after the
+/// kernel touched it: text, rodata, .data, .bss, a heap page, the current kernel stack, the
+/// TSS page, and another task's page through the kernel's direct map. Every probe is a check
+/// wherever something isolates the kernel: U/S on hardware KVM, the page-table split
+/// (`kpti=on`, see `arch::entry`) on either. On kvm_pvm with the split off nothing does
+/// (`results/pvm/2026-12-01-isolation-and-preemption.md`, Q1, Q2): there the probes' outcomes
+/// become one warning instead. Returns whether every probe faulted, and the warning.
+fn check_isolation(checks: &mut Checks, image: &[u8]) -> (bool, Option<String>) {
+    use crate::task::with_tasks;
+    use kmodlab_ipc::layout::STACK_TOP;
+    let reported = !paging::kernel_entries_user() || crate::arch::entry::enabled();
+    let layout = crate::boot::image_layout();
+    let heap = alloc::boxed::Box::new(ProbePage([const { AtomicU64::new(1) }; 512]));
+    // A slot of this very stack frame: a user write that lands can only change these words.
+    let stack = [const { AtomicU64::new(1) }; 8];
+    // Another task, never run (created, not woken): one page of its own, which the kernel
+    // writes through the direct map (as IPC copies do) under the probing task's root.
+    let page_size = kmodlab_abi::layout::PAGE_SIZE;
+    let victim = with_tasks(|t| t.create("probe-victim", None, 0, user::Session::none())).ok();
+    let victim_page = victim.and_then(|v| {
+        with_tasks(|t| {
+            let x = t.get_mut(v)?;
+            x.aspace
+                .map_zeroed(STACK_TOP - page_size, 1, kmodlab_ipc::task::Perm::ReadWrite)
+                .ok()
+        })
+        .map(paging::phys_to_virt)
+    });
+    let tss_unused = KERNEL_VIRT_OFFSET + kmodlab_abi::layout::TSS_GPA + 0x800;
+    let mut targets: Vec<(&str, u64, bool)> = alloc::vec![
+        ("kernel text", layout.text.0, false),
+        ("kernel rodata", RODATA_PROBE.0.as_ptr() as u64, false),
+        ("kernel .data", DATA_PROBE.0.as_ptr() as u64, true),
+        ("kernel .bss", BSS_PROBE.0.as_ptr() as u64, true),
+        ("a kernel heap page", heap.0.as_ptr() as u64, true),
+        ("the current kernel stack", stack.as_ptr() as u64, true),
+        ("the TSS page", tss_unused, true),
+    ];
+    match victim_page {
+        Some(p) => targets.push(("another task's page", p, true)),
+        None => checks.add(
+            "a second task for the isolation probes starts",
+            false,
+            "no task or memory for it".into(),
+        ),
+    }
+    let mut isolated = true;
+    let mut reachable = Vec::new();
+    for &(name, addr, kernel_writes) in &targets {
+        let touch = || {
+            // SAFETY: `addr` is one of the targets above: mapped kernel memory that the
+            // kernel may read; written only where `kernel_writes`, and then only words that
+            // belong to the self-test (its own statics and locals, the unused part of the TSS
+            // page, a page of a task that never runs), written with what they already hold.
+            unsafe {
+                let v = core::ptr::read_volatile(addr as *const u64);
+                if kernel_writes {
+                    core::ptr::write_volatile(addr as *mut u64, v);
+                }
+            }
+        };
+        for (op_name, op) in [("read", probe::READ), ("write", probe::WRITE)] {
+            let r = probe_once(image, op, addr, &touch);
+            let faulted = r == Ok(true);
+            isolated &= faulted;
+            if reported {
+                checks.add(
+                    &format!("user mode cannot {op_name} {name}"),
+                    faulted,
+                    format!("{addr:#x}: {r:?}"),
+                );
+            } else if !faulted {
+                reachable.push(match r {
+                    Ok(_) => format!("{op_name} {name}"),
+                    Err(e) => format!("{op_name} {name} (probe ended as {e})"),
+                });
+            }
+        }
+    }
+    if let Some(v) = victim {
+        crate::task::destroy(v);
+    }
+    core::hint::black_box(&stack);
+    drop(heap);
+    let warning = (!reported && !reachable.is_empty()).then(|| {
+        format!(
+            "kpti=off on kvm_pvm: guest user mode can read and write what the guest kernel \
+             touched under the same page tables; the probes could {} (kernel pages need U/S for \
+             native supervisor execution here; boot with kpti=on for user page tables of their \
+             own)",
+            reachable.join(", ")
+        )
+    });
+    if let Some(w) = &warning {
+        kprintln!("self-test: WARNING: {w}");
+    }
+    (isolated, warning)
 }
 
 /// Runs an IPC server and a client (both `init`), the client holding a capability to the

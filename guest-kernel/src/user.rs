@@ -4,6 +4,7 @@
 //! Module servers are not started here: the module manager builds them (microkernel
 //! configuration) with the task system calls.
 
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -91,8 +92,10 @@ pub fn load(aspace: &mut AddressSpace, image: &[u8]) -> Result<u64, LoadError> {
     let entry = elf.entry();
     let stack_bottom = STACK_TOP - USER_STACK_PAGES * PAGE_SIZE;
     let mut entry_ok = false;
-    // Pages mapped so far and their permission: segments may share a page.
-    let mut mapped: Vec<(u64, Perm)> = Vec::new();
+    // Pages mapped so far and their permission: segments may share a page. A map, not a
+    // list: the module manager's 32 MiB arena alone is 8,192 pages, and a linear search per
+    // page took minutes where supervisor code is emulated (`--hardware-setup`).
+    let mut mapped: BTreeMap<u64, Perm> = BTreeMap::new();
     for ph in elf.elf_program_headers() {
         if ph.p_type(endian) != PT_LOAD {
             continue;
@@ -125,8 +128,8 @@ pub fn load(aspace: &mut AddressSpace, image: &[u8]) -> Result<u64, LoadError> {
         }
         let first_page = vaddr & !(PAGE_SIZE - 1);
         for page in (first_page..end).step_by(PAGE_SIZE as usize) {
-            match mapped.iter_mut().find(|(p, _)| *p == page) {
-                Some((_, have)) => {
+            match mapped.get_mut(&page) {
+                Some(have) => {
                     let both =
                         combine(*have, perm).ok_or(LoadError::WritableAndExecutable { vaddr })?;
                     if both != *have {
@@ -140,7 +143,7 @@ pub fn load(aspace: &mut AddressSpace, image: &[u8]) -> Result<u64, LoadError> {
                     aspace
                         .map_zeroed(page, 1, perm)
                         .map_err(|e| map_err(e, vaddr))?;
-                    mapped.push((page, perm));
+                    mapped.insert(page, perm);
                 }
             }
         }

@@ -71,6 +71,29 @@ struct VmArgs {
     /// module manager.
     #[arg(long)]
     sig_enforce: bool,
+    /// Give user mode page tables of its own (kernel command line `kpti=on|off`; auto: on
+    /// kvm_pvm, where nothing else keeps guest user mode out of guest kernel memory, off on
+    /// hardware KVM, where the U/S bits do).
+    #[arg(long, value_enum, default_value = "auto")]
+    kpti: KptiArg,
+}
+
+/// `--kpti`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum KptiArg {
+    On,
+    Off,
+    Auto,
+}
+
+impl From<KptiArg> for kmodlab_abi::kpti::Kpti {
+    fn from(k: KptiArg) -> Self {
+        match k {
+            KptiArg::On => Self::On,
+            KptiArg::Off => Self::Off,
+            KptiArg::Auto => Self::Auto,
+        }
+    }
 }
 
 impl VmArgs {
@@ -94,6 +117,7 @@ impl VmArgs {
         if self.sig_enforce {
             words.push("module.sig_enforce=1");
         }
+        words.extend(kmodlab_abi::kpti::Kpti::from(self.kpti).cmdline_word());
         words.join(" ")
     }
 
@@ -128,6 +152,11 @@ enum Command {
         /// Repetitions of each measurement (medians are reported).
         #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u32).range(1..=1001))]
         runs: u32,
+        /// Null system calls (and IPC round trips) per timed run. On kvm_pvm, loops longer
+        /// than a host time slice are descheduled while the TSC runs on: on a busy host keep
+        /// them short (≤ 100) and read the minima.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        syscall_iterations: u32,
         /// Debug: on a kvm_pvm host, boot with the guest setup of hardware KVM (no VIF page,
         /// kernel pages without U/S), to run the hardware paging, boot and fault paths on a
         /// machine without VMX/SVM. Supervisor code is then emulated (slow, timings
@@ -242,8 +271,19 @@ fn main() -> ExitCode {
             json,
             iterations,
             runs,
+            syscall_iterations,
             hardware_setup,
-        } => boot(&vm, json, iterations, runs, hardware_setup, t0),
+        } => boot(
+            &vm,
+            json,
+            SelfTestParams {
+                loop_iterations: iterations,
+                runs,
+                syscall_iterations,
+            },
+            hardware_setup,
+            t0,
+        ),
         Command::Run {
             vm,
             user,
@@ -282,16 +322,10 @@ fn tool(result: Result<ExitCode, kmod_tools::cli::ToolError>) -> ExitCode {
 fn boot(
     vm: &VmArgs,
     json: bool,
-    iterations: u32,
-    runs: u32,
+    params: SelfTestParams,
     hardware_setup: bool,
     t0: Instant,
 ) -> ExitCode {
-    let params = SelfTestParams {
-        loop_iterations: iterations,
-        runs,
-        ..SelfTestParams::default()
-    };
     if vm.no_module_unload {
         warn("note: booting the kernel built without module unloading");
     }

@@ -74,9 +74,15 @@ pub struct BootSummary {
     pub heap_bytes: u64,
     /// The self-test's functional checks.
     pub checks: Vec<Check>,
-    /// Whether guest user mode is kept from reading guest kernel memory. `false` on kvm_pvm,
-    /// where native supervisor execution needs user-accessible kernel pages.
+    /// Whether every user-mode probe of guest kernel memory faulted (reads and writes of
+    /// text, data, heap, stack, TSS and another task's page, after the kernel touched them).
+    /// `false` on kvm_pvm with `kpti` off, where native supervisor execution needs
+    /// user-accessible kernel pages and the hypervisor shares one shadow table per CR3.
     pub user_kernel_isolation: bool,
+    /// Whether guest user mode ran on page tables of its own (`--kpti`, kernel `kpti=`).
+    pub kpti: bool,
+    /// The guest kernel's warning about what its user mode could read and write, if any.
+    pub isolation_warning: Option<String>,
     /// How the run ended.
     pub guest_end: String,
 }
@@ -200,6 +206,8 @@ pub fn boot(
         heap_bytes: ready.heap_bytes,
         checks: st.checks,
         user_kernel_isolation: st.user_kernel_isolation,
+        kpti: st.kpti,
+        isolation_warning: st.isolation_warning,
         guest_end: report.end.describe(),
     })
 }
@@ -226,12 +234,14 @@ impl BootSummary {
                 w.push(format!("self-test check NOT RUN: {} ({why})", c.name));
             }
         }
-        if !self.user_kernel_isolation {
+        if let Some(guest) = &self.isolation_warning {
+            w.push(format!(
+                "{guest}; the module subsystem's isolation results of this run hold against \
+                 faults, not against a malicious module server"
+            ));
+        } else if !self.user_kernel_isolation {
             w.push(
-                "guest user mode can read guest kernel memory: on kvm_pvm, supervisor code only \
-                 runs natively from pages marked user-accessible, so the guest kernel marks its \
-                 pages so; the module subsystem's isolation results on this host hold against \
-                 faults, not against a malicious reader"
+                "guest user mode reached guest kernel memory (see the failed isolation checks)"
                     .to_string(),
             );
         }
@@ -318,6 +328,7 @@ impl BootSummary {
              user loop:       {}\n\
              null syscall:    {}\n\
              null IPC:        {}\n\
+             user page tables: {}\n\
              self-test: {}/{} checks passed{}\n\
              VM exits: {}\n",
             self.kmodlab_version,
@@ -345,6 +356,12 @@ impl BootSummary {
             user_loop,
             syscall,
             ipc,
+            match (self.kpti, self.user_kernel_isolation) {
+                (true, true) => "split (kpti on): every user probe of kernel memory faulted",
+                (true, false) => "split (kpti on), but a user probe reached kernel memory",
+                (false, true) => "shared with the kernel (kpti off); U/S isolates",
+                (false, false) => "shared with the kernel (kpti off); NOT isolated",
+            },
             passed,
             self.checks.len(),
             not_run,

@@ -803,10 +803,16 @@ pub struct SelfTestReport {
     pub ipc_cycles: Vec<u64>,
     /// Functional checks, each named, in the order they ran.
     pub checks: Vec<Check>,
-    /// Whether guest user mode was kept from reading kernel memory. Always a check on
-    /// hardware KVM; on kvm_pvm kernel pages must be user-accessible for supervisor code to
-    /// run natively, so this reports the platform's behaviour instead of failing a check.
+    /// Whether every user-mode probe of kernel memory (reads and writes of text, data, heap,
+    /// stack, TSS, another task's page, after the kernel touched them) faulted. Checks
+    /// wherever something isolates the kernel (hardware KVM, or the page-table split); on
+    /// kvm_pvm with the split off, the platform's behaviour is reported instead
+    /// ([`Self::isolation_warning`]).
     pub user_kernel_isolation: bool,
+    /// Whether user mode ran on page tables of its own (`kpti=`, see [`crate::kpti`]).
+    pub kpti: bool,
+    /// The kernel's one warning about what user mode could read and write, if anything.
+    pub isolation_warning: Option<String>,
 }
 
 /// One functional check of the self-test.

@@ -21,6 +21,7 @@ pub mod boot_info;
 pub mod channel;
 pub mod initramfs;
 pub mod input;
+pub mod kpti;
 pub mod layout;
 pub mod modinfo;
 pub mod modules_dep;

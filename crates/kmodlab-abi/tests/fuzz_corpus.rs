@@ -126,6 +126,8 @@ fn write_seed_frames() {
                 not_run: None,
             }],
             user_kernel_isolation: true,
+            kpti: true,
+            isolation_warning: None,
         }),
         Reply::Echo(vec![9, 8, 7]),
         Reply::UserFaultContained(fault),

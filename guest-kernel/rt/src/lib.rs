@@ -160,6 +160,19 @@ pub mod mode {
     /// Ask `write` for 64 KiB + 1 bytes and for `u64::MAX` bytes of a valid buffer, and
     /// report both results (the kernel must refuse both, not allocate the length).
     pub const HUGE_WRITE: u64 = 9;
+    /// Access the address in `rdx` as [`super::probe`]`::*` `rsi` says, report what was read
+    /// (a read) or [`super::probe::MARK`] (a write), and exit 0. A fault ends the program.
+    pub const PROBE: u64 = 10;
+}
+
+/// Accesses for [`mode::PROBE`]: the self-test's user-mode probes of kernel memory.
+pub mod probe {
+    /// Read 8 bytes.
+    pub const READ: u64 = 1;
+    /// Write [`MARK`] over 8 bytes.
+    pub const WRITE: u64 = 2;
+    /// What a probing write stores ("PROBEWRT").
+    pub const MARK: u64 = 0x5452_5745_424f_5250;
 }
 
 /// The IPC self-test's protocol between the kernel and `init` in the IPC modes.

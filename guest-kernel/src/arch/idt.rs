@@ -74,7 +74,7 @@ isr_stub_\n:
     jmp isr_common
     .endm
 
-    .section .text.isr, "ax"
+    .section .entry_text, "ax"
     ISR_NOERR 0
     ISR_NOERR 1
     ISR_NOERR 2
@@ -113,6 +113,16 @@ isr_stub_\n:
 
 isr_common:
     push rax
+    // From user mode (the interrupted RIP in the user half) under the split: switch to the
+    // task's kernel tables first. A trap in supervisor mode is already on them.
+    mov rax, [rsp + 24]
+    bt rax, 63
+    jc 1f
+    mov rax, [rip + {consts}]
+    test rax, rax
+    jz 1f
+    mov cr3, rax
+1:
     push rbx
     push rcx
     push rdx
@@ -160,6 +170,7 @@ kmodlab_isr_stubs:
     .quad isr_stub_40, isr_stub_41, isr_stub_42, isr_stub_43, isr_stub_44, isr_stub_45, isr_stub_46, isr_stub_47
     "#,
     dispatch = sym dispatch,
+    consts = sym super::entry::ENTRY_CONSTS,
 );
 
 unsafe extern "C" {
@@ -177,7 +188,9 @@ const fn gate(handler: u64, ist: u8) -> [u64; 2] {
     [low, handler >> 32]
 }
 
-#[repr(C, align(16))]
+/// Page-aligned, so that the user view of the page tables (super::entry), which must map the
+/// IDT, maps no other kernel data with it.
+#[repr(C, align(4096))]
 struct Idt([[u64; 2]; VECTORS]);
 
 static IDT: Mutex<Idt> = Mutex::new(Idt([[0; 2]; VECTORS]));
@@ -202,6 +215,15 @@ pub fn init() {
     // SAFETY: the IDT lives in a static, so it outlives its use by the CPU, and every entry
     // points at a stub that saves state and calls `dispatch`.
     unsafe { lidt(&ptr) };
+}
+
+/// `[start, end)` of the IDT.
+pub fn table_range() -> (u64, u64) {
+    let start = IDT.lock().0.as_ptr() as u64;
+    (
+        start,
+        start + core::mem::size_of::<[[u64; 2]; VECTORS]>() as u64,
+    )
 }
 
 /// Switches the double-fault gate to IST1, once the TSS has that stack.

@@ -1,6 +1,7 @@
 //! x86-64 specifics: traps, system calls, user mode, stacks.
 
 pub mod cpu;
+pub mod entry;
 pub mod gdt;
 pub mod idt;
 pub mod syscall;
@@ -16,12 +17,24 @@ pub fn init_traps() {
     syscall::init();
 }
 
-/// Gives the TSS its stacks (user-mode traps, double faults); needs memory management.
-pub fn init_trap_stacks() {
+/// Gives the TSS its stacks (user-mode traps, double faults), and builds the entry area of
+/// the kernel/user page-table split if `kpti` (see [`entry`]); needs memory management.
+pub fn init_trap_stacks(kpti: bool) {
     let trap_top = crate::mm::alloc_kernel_stack(gdt::TRAP_STACK_PAGES);
     let double_fault_top = crate::mm::alloc_kernel_stack(gdt::DOUBLE_FAULT_STACK_PAGES);
     gdt::set_tss_stacks(trap_top, double_fault_top);
     idt::enable_double_fault_stack();
+    if kpti {
+        let page = kmodlab_abi::layout::PAGE_SIZE;
+        entry::init(
+            (trap_top - gdt::TRAP_STACK_PAGES * page, trap_top),
+            (
+                double_fault_top - gdt::DOUBLE_FAULT_STACK_PAGES * page,
+                double_fault_top,
+            ),
+            idt::table_range(),
+        );
+    }
 }
 
 /// Moves onto the stack ending at `top` and calls `f`, which must not return.

@@ -5,6 +5,10 @@
 //! exception in user mode) saves the user registers back into the context and returns from
 //! `run` with the reason. The kernel thus stays an ordinary loop around `run`, and a
 //! scheduler is just a choice of which context to run next.
+//!
+//! The code between the kernel and user mode is in `.entry_text`, mapped in the user view of
+//! the page tables too (see [`super::entry`]): with the split on, the exit switches CR3 to the
+//! task's user view as its last step and the `syscall` entry switches back as its first.
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -131,10 +135,14 @@ impl UserContext {
         self.fault = None;
         // SAFETY: `self` stays borrowed (and so alive and unmoved) for the whole call; the
         // asm saves and restores every callee-saved register and the kernel stack pointer, so
-        // the kernel's state survives whatever the user code does to registers. (Whether user
-        // code can *read* kernel memory depends on the hypervisor: not on hardware KVM, where
-        // kernel pages are supervisor-only; yes on kvm_pvm, see mm::paging. Kernel text and
-        // read-only data are never writable, and the self-test checks both every boot.)
+        // the kernel's state survives whatever the user code does to registers. The CR3 the
+        // exit loads and the one the entry loads back were set together by
+        // `entry::set_tables` for the task whose tables are active (both 0: no switch), and
+        // the user view maps everything the entry and exit code touch (see `entry`). (What
+        // user code can *read or write* of the kernel depends on the hypervisor and the split:
+        // nothing on hardware KVM, where kernel pages are supervisor-only, or with the split
+        // on; on kvm_pvm with it off, what the kernel touched under the same CR3. Kernel text
+        // and read-only data are never writable. The self-test probes it every boot.)
         let code = unsafe { enter_user(self) };
         Ok(match code {
             0 => Trap::Syscall,
@@ -153,9 +161,13 @@ unsafe extern "C" {
     fn resume_kernel(code: u64) -> !;
 }
 
+// Entry and exit code lives in `.entry_text`, which the user view of the page tables maps too
+// (see super::entry): the exit code runs its last instructions under the user CR3 and the
+// `syscall` entry its first ones. `{consts}` + 0 / + 8 are the kernel and user CR3 (0: no
+// switch), `{scratch}` the entry area's scratch words (see super::entry::EntryScratch).
 global_asm!(
     r#"
-    .section .text.user_mode, "ax"
+    .section .entry_text, "ax"
 enter_user:
     push rbx
     push rbp
@@ -165,6 +177,8 @@ enter_user:
     push r15
     mov [rip + {kernel_rsp}], rsp
     mov [rip + {current_ctx}], rdi
+    mov rax, [rdi + 40]
+    mov [rip + {scratch} + 8], rax
     cmp qword ptr [rdi + 144], 0
     jne 3f
     mov rcx, [rdi + 120]
@@ -183,17 +197,25 @@ enter_user:
     mov r15, [rdi + 112]
     mov byte ptr [rip + {in_user}], 1
     mov rsp, [rdi + 128]
-    mov rdi, [rdi + 40]
+    mov rdi, [rip + {consts} + 8]
+    test rdi, rdi
+    jz 1f
+    mov cr3, rdi
+1:
+    mov rdi, [rip + {scratch} + 8]
     sysretq
 3:
-    // Back after a trap: every register restored, through an interrupt frame.
-    push {user_ss}
-    push qword ptr [rdi + 128]
+    // Back after a trap: every register restored, through an interrupt frame built in the
+    // scratch page (readable under the user view, unlike the kernel stack).
+    mov rax, [rdi + 120]
+    mov [rip + {scratch} + 16], rax
+    mov qword ptr [rip + {scratch} + 24], {user_cs}
     mov rax, [rdi + 136]
     or rax, {rflags_if}
-    push rax
-    push {user_cs}
-    push qword ptr [rdi + 120]
+    mov [rip + {scratch} + 32], rax
+    mov rax, [rdi + 128]
+    mov [rip + {scratch} + 40], rax
+    mov qword ptr [rip + {scratch} + 48], {user_ss}
     mov rax, [rdi + 0]
     mov rbx, [rdi + 8]
     mov rcx, [rdi + 16]
@@ -209,10 +231,23 @@ enter_user:
     mov r14, [rdi + 104]
     mov r15, [rdi + 112]
     mov byte ptr [rip + {in_user}], 1
-    mov rdi, [rdi + 40]
+    lea rsp, [rip + {scratch} + 16]
+    mov rdi, [rip + {consts} + 8]
+    test rdi, rdi
+    jz 4f
+    mov cr3, rdi
+4:
+    mov rdi, [rip + {scratch} + 8]
     iretq
 
 syscall_entry:
+    mov [rip + {scratch}], rax
+    mov rax, [rip + {consts}]
+    test rax, rax
+    jz 5f
+    mov cr3, rax
+5:
+    mov rax, [rip + {scratch}]
     mov byte ptr [rip + {in_user}], 0
     mov [rip + {user_rsp}], rsp
     mov rsp, [rip + {current_ctx}]
@@ -252,6 +287,8 @@ resume_kernel:
     current_ctx = sym CURRENT_CTX,
     user_rsp = sym USER_RSP_SCRATCH,
     in_user = sym IN_USER,
+    consts = sym super::entry::ENTRY_CONSTS,
+    scratch = sym super::entry::ENTRY_SCRATCH,
     user_ss = const USER_SS,
     user_cs = const USER_CS,
     rflags_if = const RFLAGS_IF,

@@ -8,9 +8,11 @@
 //!
 //! On kvm_pvm, natively running supervisor code can only reach pages whose entries have U/S
 //! set at every level (the hypervisor runs guest supervisor code in hardware ring 3 and maps
-//! guest entries as they are), so there kernel entries carry U/S too. Kernel/user isolation
-//! then rests on the hypervisor keeping the upper half away from guest user mode, which the
-//! self-test checks on every boot ("user mode cannot read kernel memory").
+//! guest entries as they are), so there kernel entries carry U/S too. kvm_pvm keeps one shadow
+//! table per guest CR3 for both guest modes, so user mode then reaches what the kernel touched
+//! under the same CR3; only the kernel/user page-table split (`kpti=`, `arch::entry`, on by
+//! default there) keeps it out: user mode runs on a user view that maps nothing of the kernel
+//! but the entry area ([`build_user_view_template`]). The self-test probes it every boot.
 
 // The module-area functions below serve the monolithic module subsystem alone; the
 // microkernel's kernel maps no module code.
@@ -59,6 +61,9 @@ static PAGING: Mutex<()> = Mutex::new(());
 static KERNEL_PML4: AtomicU64 = AtomicU64::new(0);
 /// Physical address of the PML4 in CR3 (kept here: reading CR3 traps on kvm_pvm).
 static ACTIVE_ROOT: AtomicU64 = AtomicU64::new(0);
+/// Physical address of the PML4 whose upper half every user view copies (the entry area of
+/// the kernel/user split, see `arch::entry`); 0 while the split is off.
+static USER_VIEW_TEMPLATE: AtomicU64 = AtomicU64::new(0);
 
 /// The virtual address at which physical address `phys` can be accessed.
 pub fn phys_to_virt(phys: u64) -> u64 {
@@ -237,6 +242,59 @@ pub fn alloc_kernel_stack(pages: u64) -> u64 {
         }
     });
     top
+}
+
+/// How the user view of the page tables maps a kernel page (see `arch::entry`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserViewPerm {
+    /// Read-only data.
+    ReadOnly,
+    /// Read-write data.
+    ReadWrite,
+    /// Code.
+    Execute,
+}
+
+/// Builds the upper half every user view shares: each of `pages` (page-aligned kernel
+/// addresses, mapped in the kernel's tables) at its kernel address, to the same frame, with
+/// the given permissions, and nothing else. Called once, at boot; the tables are never freed.
+pub fn build_user_view_template(pages: &[(u64, UserViewPerm)]) {
+    let phys = frame::alloc().expect("a frame for the user-view PML4");
+    let table = phys_to_virt(phys) as *mut PageTable;
+    // SAFETY: the frame was just allocated for this table alone and is reached through the
+    // direct map; zeroing it makes an empty PML4.
+    unsafe { table.write(PageTable::new()) };
+    let parent = kernel(F::PRESENT | F::WRITABLE);
+    for &(virt, perm) in pages {
+        let m = translate(virt).unwrap_or_else(|| panic!("user view: {virt:#x} is not mapped"));
+        let flags = kernel(match perm {
+            UserViewPerm::ReadOnly => F::PRESENT | F::NO_EXECUTE,
+            UserViewPerm::ReadWrite => F::PRESENT | F::WRITABLE | F::NO_EXECUTE,
+            UserViewPerm::Execute => F::PRESENT,
+        });
+        let _guard = PAGING.lock();
+        // SAFETY: the template is referenced by nothing but this loop until it is published
+        // below; its table frames are reachable through the direct map.
+        let mut m2 = unsafe { OffsetPageTable::new(&mut *table, VirtAddr::new(PHYS_MAP_BASE)) };
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
+        let frame = PhysFrame::containing_address(PhysAddr::new(m.phys & !(PAGE_SIZE - 1)));
+        // SAFETY: the template is not active anywhere yet (so no TLB entry to flush), and the
+        // frame is the one the kernel's tables map at the same address: the user view aliases
+        // the kernel's page, it does not hand out a frame.
+        match unsafe { m2.map_to_with_table_flags(page, frame, flags, parent, &mut Frames) } {
+            Ok(flush) => flush.ignore(),
+            Err(e) => panic!("user view: cannot map {virt:#x}: {e:?}"),
+        }
+    }
+    USER_VIEW_TEMPLATE.store(phys, Ordering::Relaxed);
+}
+
+/// The PML4 whose upper half a new user view copies, if the kernel/user split is on.
+pub fn user_view_template() -> Option<u64> {
+    match USER_VIEW_TEMPLATE.load(Ordering::Relaxed) {
+        0 => None,
+        p => Some(p),
+    }
 }
 
 /// Permissions of a mapped page, as seen by a self-test or a pointer check.

@@ -4,6 +4,10 @@
 //! is the task's own; every page of it belongs to exactly one address space and is freed with
 //! it.
 //!
+//! With the kernel/user page-table split on (`kpti=`, see `arch::entry`), an address space
+//! has a second PML4, its *user view*, which user mode runs on: the same lower-half entries
+//! (kept in step by every mapping change here), and in the upper half only the entry area.
+//!
 //! The kernel never dereferences a user pointer: it translates the address in the task's own
 //! tables and reaches the frame through the direct map, so it can copy to and from any task
 //! (not only the one whose tables are active) and a bad address is an error, not a fault.
@@ -61,6 +65,8 @@ unsafe impl FrameAllocator<Size4KiB> for CountingFrames<'_> {
 pub struct AddressSpace {
     /// Physical address of its PML4.
     pml4: u64,
+    /// Physical address of its user view's PML4, 0 if the split is off.
+    user_view: u64,
     /// User pages mapped (leaf frames).
     pages: u64,
     /// Page-table frames of the user half (PDPT, PD, PT; the PML4 not counted).
@@ -102,11 +108,54 @@ impl AddressSpace {
                 table[i] = kernel[i].clone();
             }
         }
+        let user_view = match paging::user_view_template() {
+            None => 0,
+            Some(template) => {
+                let Some(view) = frame::alloc() else {
+                    frame::free_contiguous(pml4, 1);
+                    return Err(MapError::OutOfMemory);
+                };
+                let table = paging::phys_to_virt(view) as *mut PageTable;
+                let template = paging::phys_to_virt(template) as *const PageTable;
+                // SAFETY: `view` is a frame just allocated for this table alone; the template
+                // is only read (it is fixed after boot); the two frames are distinct.
+                unsafe {
+                    table.write(PageTable::new());
+                    let (table, template) = (&mut *table, &*template);
+                    for i in 256..512 {
+                        table[i] = template[i].clone();
+                    }
+                }
+                view
+            }
+        };
         Ok(AddressSpace {
             pml4,
+            user_view,
             pages: 0,
             table_pages: 0,
         })
+    }
+
+    /// Physical address of the user view's PML4 (what CR3 holds while the task runs in user
+    /// mode), if the kernel/user split is on.
+    pub fn user_root(&self) -> Option<u64> {
+        (self.user_view != 0).then_some(self.user_view)
+    }
+
+    /// Copies the lower-half PML4 entry that covers `vaddr` into the user view (after a
+    /// mapping may have created it).
+    fn sync_user_view(&mut self, vaddr: u64) {
+        if self.user_view == 0 {
+            return;
+        }
+        let slot = ((vaddr >> 39) & 511) as usize;
+        let table = paging::phys_to_virt(self.pml4) as *const PageTable;
+        let view = paging::phys_to_virt(self.user_view) as *mut PageTable;
+        // SAFETY: both PML4 frames belong to this address space, which `&mut self` borrows
+        // exclusively; `slot` is below 256 (user addresses only), so only the user half of
+        // the view changes, to exactly what the task's own PML4 holds.
+        unsafe { (&mut *view)[slot] = (&*table)[slot].clone() };
     }
 
     /// Physical address of the PML4 (what CR3 holds while the task runs).
@@ -159,6 +208,7 @@ impl AddressSpace {
             )
         };
         self.table_pages = tables;
+        self.sync_user_view(vaddr);
         match result {
             Ok(flush) => {
                 flush.ignore();
@@ -354,6 +404,14 @@ impl AddressSpace {
         // SAFETY: the PML4 belongs to this address space, which `&mut self` borrows
         // exclusively; its lower-half entries point at tables that belong to it alone.
         let table = unsafe { &mut *(paging::phys_to_virt(self.pml4) as *mut PageTable) };
+        if self.user_view != 0 {
+            // SAFETY: the user view's PML4 belongs to this address space too; its lower half
+            // points at the same tables, which the loop below frees.
+            let view = unsafe { &mut *(paging::phys_to_virt(self.user_view) as *mut PageTable) };
+            for i in 0..256 {
+                view[i].set_unused();
+            }
+        }
         for i in 0..256 {
             let entry = &mut table[i];
             if entry.flags().contains(F::PRESENT) {
@@ -372,6 +430,9 @@ impl Drop for AddressSpace {
         debug_assert_ne!(paging::active_root(), self.pml4);
         self.clear_user_half();
         frame::free_contiguous(self.pml4, 1);
+        if self.user_view != 0 {
+            frame::free_contiguous(self.user_view, 1);
+        }
     }
 }
 

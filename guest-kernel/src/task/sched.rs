@@ -125,17 +125,26 @@ pub fn preemption_enabled() -> bool {
 
 /// Runs task `id` until its next system call or trap, and handles it.
 fn run_one(id: TaskId) {
-    let Some((root, mut ctx)) = with_tasks(|t| {
+    let Some((root, user_root, mut ctx)) = with_tasks(|t| {
         let task = t.get_mut(id)?;
         task.running_since
             .get_or_insert_with(guest_rt::rdtsc_ordered);
-        Some((task.aspace.root(), task.ctx.clone()))
+        Some((
+            task.aspace.root(),
+            task.aspace.user_root(),
+            task.ctx.clone(),
+        ))
     }) else {
         return;
     };
     // SAFETY: every address space maps the kernel half; the task (and so its tables) stays
     // alive until it is destroyed, which switches away first (task::destroy).
     unsafe { crate::mm::paging::activate(root) };
+    // With the split on, the entry loads `root` (not the kernel's own PML4, which would save
+    // a CR3 write per task switch): kvm_pvm can deliver the VMM's time-slice interrupt at a
+    // user RIP without switching to TSS.RSP0 (measured: the trap stub then runs on the user
+    // stack), so the trap path must keep the task's user half mapped.
+    crate::arch::entry::set_tables(root, user_root);
     status_write(
         status::USER_ENTRIES,
         USER_ENTRIES.fetch_add(1, Ordering::Relaxed) + 1,

@@ -8,7 +8,7 @@ extern crate alloc;
 
 use core::arch::asm;
 
-use guest_rt::{fault, ipc_test, mode, nr, timed_loop};
+use guest_rt::{fault, ipc_test, mode, nr, probe, timed_loop};
 use kmodlab_ipc::cap::OWN_ENDPOINT;
 use kmodlab_user::ipc::{self, Outgoing};
 
@@ -43,6 +43,19 @@ pub extern "C" fn user_main(which: u64, a: u64, b: u64) -> u64 {
             core::hint::spin_loop();
         },
         mode::IPC_CLIENT => return client(a, b),
+        mode::PROBE => match a {
+            probe::READ => {
+                // SAFETY: none: the kernel asks for this read of an address that is not the
+                // program's own; it either faults (ending the program) or reads 8 bytes.
+                report(unsafe { core::ptr::read_volatile(b as *const u64) })
+            }
+            probe::WRITE => {
+                // SAFETY: none, as above: the write faults or lands where the kernel asked.
+                unsafe { core::ptr::write_volatile(b as *mut u64, probe::MARK) };
+                report(probe::MARK)
+            }
+            _ => return 2,
+        },
         mode::BAD_POINTER => {
             // A kernel address: the kernel must refuse it, not read it.
             report(syscall2(nr::WRITE, guest_rt::KERNEL_PROBE_ADDRESS, 16));
