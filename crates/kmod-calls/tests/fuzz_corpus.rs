@@ -5,42 +5,23 @@
 
 #[path = "../fuzz/bodies.rs"]
 mod bodies;
+#[path = "../../fuzz_replay.rs"]
+mod fuzz_replay;
 
 use std::path::PathBuf;
 
-/// Runs every corpus file of `target` through `body`; returns how many there were.
-fn replay(target: &str, body: fn(&[u8])) -> usize {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    files.sort();
-    for file in &files {
-        let data = std::fs::read(file).unwrap();
-        body(&data);
-    }
-    files.len()
-}
-
 #[test]
 fn export_table_corpus_replays_without_a_crash() {
-    let n = replay("export_table", bodies::export_table);
-    assert!(
-        n >= 10,
-        "only {n} corpus files for export_table: was the corpus committed?"
+    fuzz_replay::replay(
+        env!("CARGO_MANIFEST_DIR"),
+        "export_table",
+        bodies::export_table,
     );
 }
 
 #[test]
 fn call_corpus_replays_without_a_crash() {
-    let n = replay("call", bodies::call);
-    assert!(
-        n >= 10,
-        "only {n} corpus files for call: was the corpus committed?"
-    );
+    fuzz_replay::replay(env!("CARGO_MANIFEST_DIR"), "call", bodies::call);
 }
 
 /// Writes the seeds the campaign in `results/fuzz/` started from to

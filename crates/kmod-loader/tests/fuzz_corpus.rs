@@ -5,31 +5,10 @@
 
 #[path = "../fuzz/bodies.rs"]
 mod bodies;
-
-use std::path::PathBuf;
-
-/// Runs every corpus file of `target` through `body`; returns how many there were.
-fn replay(target: &str, body: fn(&[u8])) -> usize {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    files.sort();
-    for file in &files {
-        let data = std::fs::read(file).unwrap();
-        body(&data);
-    }
-    files.len()
-}
+#[path = "../../fuzz_replay.rs"]
+mod fuzz_replay;
 
 #[test]
 fn load_corpus_replays_without_a_crash() {
-    let n = replay("load", bodies::load);
-    assert!(
-        n >= 10,
-        "only {n} corpus files for load: was the corpus committed?"
-    );
+    fuzz_replay::replay(env!("CARGO_MANIFEST_DIR"), "load", bodies::load);
 }

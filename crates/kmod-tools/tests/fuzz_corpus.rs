@@ -5,49 +5,28 @@
 
 #[path = "../fuzz/bodies.rs"]
 mod bodies;
-
-use std::path::PathBuf;
-
-/// Runs every corpus file of `target` through `body`; returns how many there were.
-fn replay(target: &str, body: fn(&[u8])) -> usize {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    files.sort();
-    for file in &files {
-        let data = std::fs::read(file).unwrap();
-        body(&data);
-    }
-    files.len()
-}
+#[path = "../../fuzz_replay.rs"]
+mod fuzz_replay;
 
 #[test]
 fn module_file_corpus_replays_without_a_crash() {
-    let n = replay("module_file", bodies::module_file);
-    assert!(
-        n >= 10,
-        "only {n} corpus files for module_file: was the corpus committed?"
+    fuzz_replay::replay(
+        env!("CARGO_MANIFEST_DIR"),
+        "module_file",
+        bodies::module_file,
     );
 }
 
 #[test]
 fn decompress_corpus_replays_without_a_crash() {
-    let n = replay("decompress", bodies::decompress);
-    assert!(
-        n >= 10,
-        "only {n} corpus files for decompress: was the corpus committed?"
-    );
+    fuzz_replay::replay(env!("CARGO_MANIFEST_DIR"), "decompress", bodies::decompress);
 }
 
 #[test]
 fn depmod_inputs_corpus_replays_without_a_crash() {
-    let n = replay("depmod_inputs", bodies::depmod_inputs);
-    assert!(
-        n >= 10,
-        "only {n} corpus files for depmod_inputs: was the corpus committed?"
+    fuzz_replay::replay(
+        env!("CARGO_MANIFEST_DIR"),
+        "depmod_inputs",
+        bodies::depmod_inputs,
     );
 }
