@@ -244,20 +244,11 @@ impl Document {
             "median µs"
         );
         for r in &self.rows {
-            let t = &r.totals;
+            let c = r.cells();
             let _ = writeln!(
                 s,
                 "  {:<11} {:<5} {:>7} {:>9} {:>7} {:>5} {:>8} {:>7} {:>10}  {}",
-                r.fault.name(),
-                r.phase.name(),
-                t.injected,
-                t.contained,
-                t.kernel_crashes,
-                t.hangs,
-                reported(t, r.fault),
-                t.leaked_frames,
-                r.median_recovery_us.map_or("-".into(), |m| m.to_string()),
-                vectors(&r.vectors)
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]
             );
         }
         if !self.not_contained.is_empty() {
@@ -334,21 +325,7 @@ impl Document {
             "| fault | at | injected | contained | crashes | hangs | reported | leaked frames | median recovery µs | vectors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
         );
         for r in &self.rows {
-            let t = &r.totals;
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                r.fault.name(),
-                r.phase.name(),
-                t.injected,
-                t.contained,
-                t.kernel_crashes,
-                t.hangs,
-                reported(t, r.fault),
-                t.leaked_frames,
-                r.median_recovery_us.map_or("-".into(), |m| m.to_string()),
-                vectors(&r.vectors)
-            );
+            let _ = writeln!(s, "| {} |", r.cells().join(" | "));
         }
         if !self.not_contained.is_empty() {
             let _ = writeln!(
@@ -366,6 +343,27 @@ impl Document {
             }
         }
         s
+    }
+}
+
+impl Row {
+    /// The row's cells, as both tables (terminal and Markdown) show them: fault, phase,
+    /// injected, contained, crashes, hangs, reported, leaked frames, median recovery, vectors.
+    fn cells(&self) -> [String; 10] {
+        let t = &self.totals;
+        [
+            self.fault.name().to_string(),
+            self.phase.name().to_string(),
+            t.injected.to_string(),
+            t.contained.to_string(),
+            t.kernel_crashes.to_string(),
+            t.hangs.to_string(),
+            reported(t, self.fault),
+            t.leaked_frames.to_string(),
+            self.median_recovery_us
+                .map_or("-".into(), |m| m.to_string()),
+            vectors(&self.vectors),
+        ]
     }
 }
 
