@@ -10,6 +10,7 @@
 
 mod common;
 
+use common::script_run::{Run, delete_module, init_module, shell};
 use common::{echo, kvm_usable};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -18,10 +19,8 @@ use std::time::{Duration, Instant};
 
 use kmodlab::KernelConfig;
 use kmodlab::control::Script;
-use kmodlab::vm::{self, GuestImages, RunEnd, RunReport, VmConfig};
-use kmodlab_abi::channel::{
-    Command, MemoryStats, ModuleError, ModuleRecord, ModuleState, Reply, ShellOutput, vector_name,
-};
+use kmodlab::vm::{self, GuestImages, RunEnd, VmConfig};
+use kmodlab_abi::channel::{Command, ModuleRecord, ModuleState, Reply, vector_name};
 use kmodlab_abi::initramfs::Archive;
 use kmodlab_abi::modules_dep::{ModulesDep, module_name};
 // The one errno table (kmod_api::errno), as the kernel and the modules use it.
@@ -102,102 +101,6 @@ impl Boot {
         .unwrap_or_else(|e| panic!("the VMM could not run the guest: {e}"));
         Run { report }
     }
-}
-
-/// A finished run.
-struct Run {
-    report: RunReport<Script>,
-}
-
-impl Run {
-    fn replies(&self) -> &[Reply] {
-        &self.report.controller.replies
-    }
-
-    fn console(&self) -> String {
-        self.report.console_text()
-    }
-
-    /// Why the run ended and its last console lines: the context of a failed assertion.
-    fn context(&self) -> String {
-        format!(
-            "{}\nlast console lines:\n{}",
-            self.report.end.describe(),
-            self.report.last_console_lines(30).join("\n")
-        )
-    }
-
-    /// Asserts the guest ran every command and shut down cleanly.
-    fn assert_clean(&self, commands: usize) {
-        assert_eq!(
-            self.report.end,
-            RunEnd::Exited { status: 0 },
-            "{}",
-            self.context()
-        );
-        assert_eq!(
-            self.replies().len(),
-            commands,
-            "replies: {:#?}",
-            self.replies()
-        );
-    }
-
-    fn shell(&self, i: usize) -> &ShellOutput {
-        match &self.replies()[i] {
-            Reply::Shell(out) => out,
-            other => panic!("reply {i}: expected a shell output, got {other:?}"),
-        }
-    }
-
-    fn module(&self, i: usize) -> &ModuleRecord {
-        match &self.replies()[i] {
-            Reply::Module(m) => m,
-            other => panic!("reply {i}: expected a loaded module, got {other:?}"),
-        }
-    }
-
-    fn module_error(&self, i: usize) -> &ModuleError {
-        match &self.replies()[i] {
-            Reply::ModuleError(e) => e,
-            other => panic!("reply {i}: expected a module error, got {other:?}"),
-        }
-    }
-
-    fn modules(&self, i: usize) -> &[ModuleRecord] {
-        match &self.replies()[i] {
-            Reply::Modules(m) => m,
-            other => panic!("reply {i}: expected the module list, got {other:?}"),
-        }
-    }
-
-    fn memory(&self, i: usize) -> MemoryStats {
-        match &self.replies()[i] {
-            Reply::Memory(m) => *m,
-            other => panic!("reply {i}: expected memory statistics, got {other:?}"),
-        }
-    }
-
-    fn done(&self, i: usize) {
-        assert_eq!(self.replies()[i], Reply::Done, "reply {i}");
-    }
-}
-
-fn shell(script: &str) -> Command {
-    Command::Shell {
-        script: Some(script.into()),
-    }
-}
-
-fn init_module(name: &str, params: &str) -> Command {
-    Command::InitModule {
-        name: name.into(),
-        params: params.into(),
-    }
-}
-
-fn delete_module(name: &str) -> Command {
-    Command::DeleteModule { name: name.into() }
 }
 
 /// The script shell's output, split per command: `(command line, what it printed)`. In a

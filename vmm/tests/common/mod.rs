@@ -4,6 +4,8 @@
 // Each integration-test file compiles this module on its own and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod script_run;
+
 use std::io::Write;
 use std::time::{Duration, Instant};
 
