@@ -12,8 +12,39 @@ pub static KERNEL_MICROKERNEL: &[u8] = include_bytes!(env!("KMODLAB_KERNEL_MICRO
 /// The monolithic kernel built without module unloading (CONFIG_MODULE_UNLOAD off).
 pub static KERNEL_MONOLITHIC_NOUNLOAD: &[u8] =
     include_bytes!(env!("KMODLAB_KERNEL_MONOLITHIC_NOUNLOAD"));
+/// Bytes that start on a page boundary.
+#[repr(C, align(4096))]
+pub struct PageAligned<T>(pub T);
+
+/// Guest page size, for padding the archive.
+const PAGE: usize = kmodlab_abi::layout::PAGE_SIZE as usize;
+const INITRAMFS_LEN: usize = include_bytes!(env!("KMODLAB_INITRAMFS")).len();
+const INITRAMFS_PAGES_LEN: usize = INITRAMFS_LEN.div_ceil(PAGE) * PAGE;
+
+/// `bytes` followed by zeros up to `M` bytes.
+const fn zero_padded<const N: usize, const M: usize>(bytes: &[u8; N]) -> [u8; M] {
+    let mut out = [0u8; M];
+    out.split_at_mut(N).0.copy_from_slice(bytes);
+    out
+}
+
+/// The archive in the executable's read-only data, page-aligned and zero-padded to whole
+/// pages: already file-backed page cache, so the VMM can give it to the guest as a
+/// read-only memory slot instead of copying it into freshly allocated guest RAM (a first
+/// write to a fresh page is the costly part of a boot on kvm_pvm hosts). The padding is part
+/// of the array, so the pages show the guest nothing but the archive and zeros.
+static INITRAMFS_PAGES: PageAligned<[u8; INITRAMFS_PAGES_LEN]> =
+    PageAligned(zero_padded(include_bytes!(env!("KMODLAB_INITRAMFS"))));
+
 /// The module archive: user programs, modules, `modules.dep`.
-pub static INITRAMFS: &[u8] = include_bytes!(env!("KMODLAB_INITRAMFS"));
+pub static INITRAMFS: &[u8] = INITRAMFS_PAGES.0.split_at(INITRAMFS_LEN).0;
+
+/// The embedded archive's whole pages (its bytes, then zeros to the page boundary) if
+/// `archive` is the embedded archive itself, else `None` (a caller's archive, e.g. one with
+/// extra modules, lives on the heap and is copied).
+pub fn embedded_archive_pages(archive: &[u8]) -> Option<&'static [u8]> {
+    core::ptr::eq(archive, INITRAMFS).then_some(&INITRAMFS_PAGES.0[..])
+}
 
 /// Every embedded kernel, by its artifact name.
 pub const KERNELS: [(&str, &[u8]); 3] = [

@@ -21,8 +21,8 @@ use kmodlab_abi::layout::{
 };
 use kmodlab_abi::ports::{self, BootStage};
 use kmodlab_abi::{KernelConfig, KvmFlavour};
-use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_userspace_memory_region};
-use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
+use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_MEM_READONLY, kvm_userspace_memory_region};
+use kvm_ioctls::{Cap, VcpuExit, VcpuFd, VmFd};
 use linux_loader::loader::KernelLoader;
 use linux_loader::loader::elf::Elf;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
@@ -191,6 +191,11 @@ pub enum RunEnd {
         /// Whether it was a write.
         write: bool,
     },
+    /// The guest wrote guest-physical memory the VMM gave it read-only (the module archive).
+    ReadOnlyWrite {
+        /// The address.
+        gpa: u64,
+    },
     /// KVM could not run the vCPU (internal error, failed entry, unexpected exit).
     KvmFailure(String),
     /// The controller's next message does not fit the control channel (the host's fault,
@@ -239,6 +244,10 @@ impl RunEnd {
                 "guest {} unbacked guest-physical address {gpa:#x}",
                 if *write { "wrote" } else { "read" }
             ),
+            RunEnd::ReadOnlyWrite { gpa } => format!(
+                "guest wrote read-only guest-physical address {gpa:#x} (the module archive, \
+                 which the kernel must only read)"
+            ),
             RunEnd::KvmFailure(s) => format!("KVM could not run the guest: {s}"),
             RunEnd::AnswerTooLarge(s) => format!(
                 "the VMM's command does not fit the control channel ({} KiB): {s}",
@@ -265,6 +274,9 @@ pub struct BootTimings {
     pub guest_memory_ready_ms: Option<f64>,
     /// The guest kernel sent `Ready`.
     pub ready_ms: Option<f64>,
+    /// How the module archive reached guest memory: mapped read-only from the executable,
+    /// or copied (and why).
+    pub archive: String,
 }
 
 /// What a run produced.
@@ -377,6 +389,24 @@ fn kernel_segments(image: &[u8]) -> Result<Vec<(u64, u64)>, VmError> {
     Ok(segments)
 }
 
+/// How the module archive reached guest memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ArchivePlacement {
+    /// The executable's own pages of the embedded archive, as a read-only memory slot.
+    Mapped,
+    /// Copied into guest RAM, for the reason given.
+    Copied(&'static str),
+}
+
+impl std::fmt::Display for ArchivePlacement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArchivePlacement::Mapped => f.write_str("mapped read-only from the executable"),
+            ArchivePlacement::Copied(why) => write!(f, "copied into guest RAM ({why})"),
+        }
+    }
+}
+
 /// Everything set up before the vCPU runs.
 struct Machine {
     // Kept alive for the vCPU's sake: the VM file descriptor owns the memory slot.
@@ -388,6 +418,8 @@ struct Machine {
     vif_registered: bool,
     pvm_features: Option<u64>,
     tsc_khz: u64,
+    /// Guest-physical memory the guest may only read (the mapped archive; empty if copied).
+    read_only: std::ops::Range<u64>,
 }
 
 fn build_machine(
@@ -406,12 +438,36 @@ fn build_machine(
     let _ = vm.set_tss_address(KVM_TSS_GPA as usize);
     timings.vm_created_ms = ms(Instant::now());
 
-    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), cfg.ram_bytes as usize)])
-        .map_err(mem_err)?;
-    for (slot, region) in mem.iter().enumerate() {
+    // The archive and the free RAM after it.
+    let initrd_end = INITRD_GPA + images.initramfs.len() as u64;
+    let usable_start = layout::page_align_up(initrd_end).unwrap_or(u64::MAX);
+    if usable_start >= cfg.ram_bytes {
+        return Err(VmError::ArchiveTooLarge {
+            size: images.initramfs.len(),
+            ram: cfg.ram_bytes >> 20,
+        });
+    }
+    let archive_pages = match crate::artifacts::embedded_archive_pages(images.initramfs) {
+        None => Err("the archive is not the embedded one"),
+        Some(_) if !kvm.check_extension(Cap::ReadonlyMem) => Err("KVM lacks KVM_CAP_READONLY_MEM"),
+        Some(pages) => Ok(pages),
+    };
+    let ram_ranges = match archive_pages {
+        Ok(_) => vec![
+            (GuestAddress(0), INITRD_GPA as usize),
+            (
+                GuestAddress(usable_start),
+                (cfg.ram_bytes - usable_start) as usize,
+            ),
+        ],
+        Err(_) => vec![(GuestAddress(0), cfg.ram_bytes as usize)],
+    };
+    let mem = GuestMemoryMmap::<()>::from_ranges(&ram_ranges).map_err(mem_err)?;
+    let mut slots = 0u32;
+    for region in mem.iter() {
         let host = mem.get_host_address(region.start_addr()).map_err(mem_err)?;
         let desc = kvm_userspace_memory_region {
-            slot: slot as u32,
+            slot: slots,
             guest_phys_addr: region.start_addr().0,
             memory_size: region.len(),
             userspace_addr: host as u64,
@@ -421,7 +477,38 @@ fn build_machine(
         // vCPU thread holds a clone of) for as long as the VM exists.
         unsafe { vm.set_user_memory_region(desc) }
             .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        slots += 1;
     }
+    let archive = match archive_pages {
+        Ok(pages) => {
+            let desc = kvm_userspace_memory_region {
+                slot: slots,
+                guest_phys_addr: INITRD_GPA,
+                memory_size: pages.len() as u64,
+                userspace_addr: pages.as_ptr() as u64,
+                flags: KVM_MEM_READONLY,
+            };
+            // SAFETY: `pages` is a `'static`, page-aligned, whole-page slice of the
+            // executable's read-only data (`artifacts::embedded_archive_pages`), so it
+            // outlives the VM; the slot is read-only, so KVM never writes it (a guest write
+            // exits as MMIO, which ends the run as the guest's fault).
+            match unsafe { vm.set_user_memory_region(desc) } {
+                Ok(()) => ArchivePlacement::Mapped,
+                Err(e) => {
+                    return Err(VmError::Kvm {
+                        op: "KVM_SET_USER_MEMORY_REGION (read-only module archive)",
+                        source: e,
+                    });
+                }
+            }
+        }
+        Err(reason) => ArchivePlacement::Copied(reason),
+    };
+    timings.archive = archive.to_string();
+    let read_only = match archive {
+        ArchivePlacement::Mapped => INITRD_GPA..usable_start,
+        ArchivePlacement::Copied(_) => 0..0,
+    };
     timings.memory_ready_ms = ms(Instant::now());
 
     // Kernel: check its segments against the layout, then let linux-loader copy them.
@@ -436,17 +523,10 @@ fn build_machine(
     let loaded = Elf::load(&mem, None, &mut Cursor::new(images.kernel), None)
         .map_err(|e| VmError::Kernel(e.to_string()))?;
     let entry = loaded.kernel_load.0;
-    // The archive and the free RAM after it.
-    let initrd_end = INITRD_GPA + images.initramfs.len() as u64;
-    let usable_start = layout::page_align_up(initrd_end).unwrap_or(u64::MAX);
-    if usable_start >= cfg.ram_bytes {
-        return Err(VmError::ArchiveTooLarge {
-            size: images.initramfs.len(),
-            ram: cfg.ram_bytes >> 20,
-        });
+    if let ArchivePlacement::Copied(_) = archive {
+        mem.write_slice(images.initramfs, GuestAddress(INITRD_GPA))
+            .map_err(mem_err)?;
     }
-    mem.write_slice(images.initramfs, GuestAddress(INITRD_GPA))
-        .map_err(mem_err)?;
 
     let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
     let flavour = if msr::is_pvm(&vcpu) {
@@ -519,6 +599,7 @@ fn build_machine(
         vif_registered,
         pvm_features,
         tsc_khz,
+        read_only,
     })
 }
 
@@ -565,6 +646,7 @@ pub fn run_with_input<C: Controller>(
         vif_registered,
         pvm_features,
         tsc_khz,
+        read_only,
     } = machine;
     timings.vcpu_ready_ms = t0.elapsed().as_secs_f64() * 1e3;
     let deadline = cfg.deadline;
@@ -590,6 +672,7 @@ pub fn run_with_input<C: Controller>(
                 flavour,
                 tick: thread_tick,
                 window_requested: false,
+                read_only,
             };
             let end = vcpu_run.run_loop();
             vcpu_run.console.flush();
@@ -691,6 +774,8 @@ struct VcpuRun<C> {
     tick: Arc<AtomicBool>,
     /// Whether an interrupt window was requested for a time-slice interrupt.
     window_requested: bool,
+    /// Guest-physical memory given to the guest read-only (empty if none).
+    read_only: std::ops::Range<u64>,
 }
 
 /// What to do after an exit, decided while the exit's data borrows the vCPU.
@@ -721,7 +806,14 @@ impl<C: Controller> VcpuRun<C> {
                 return RunEnd::KvmFailure(e.to_string());
             }
             let next = match self.vcpu.run() {
-                Ok(exit) => Self::classify(exit, &mut self.console),
+                Ok(exit) => match Self::classify(exit, &mut self.console) {
+                    Next::End(RunEnd::UnbackedMemory { gpa, write: true })
+                        if self.read_only.contains(&gpa) =>
+                    {
+                        Next::End(RunEnd::ReadOnlyWrite { gpa })
+                    }
+                    next => next,
+                },
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     Next::Interrupted
                 }
@@ -733,7 +825,7 @@ impl<C: Controller> VcpuRun<C> {
                 Next::Doorbell(_) => "io_doorbell",
                 Next::Progress(_) => "io_boot_progress",
                 Next::End(RunEnd::Exited { .. }) => "io_exit",
-                Next::End(RunEnd::UnbackedMemory { .. }) => "mmio",
+                Next::End(RunEnd::UnbackedMemory { .. } | RunEnd::ReadOnlyWrite { .. }) => "mmio",
                 Next::End(_) => "other",
                 Next::Shutdown => "shutdown",
                 Next::Halted => "hlt",
