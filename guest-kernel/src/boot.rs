@@ -6,11 +6,14 @@
 
 use core::arch::global_asm;
 
+use core::sync::atomic::{AtomicU64, Ordering};
 use kmodlab_abi::boot_info::BootInfo;
 use kmodlab_abi::channel::{KernelImageInfo, ReadyInfo};
 use kmodlab_abi::initramfs::{Archive, ArchiveError};
-use kmodlab_abi::layout::{BOOT_INFO_GPA, KERNEL_VIRT_OFFSET, PAGE_SIZE};
+
+use kmodlab_abi::layout::{BOOT_INFO_GPA, KERNEL_VIRT_OFFSET, PAGE_SIZE, STATUS_GPA};
 use kmodlab_abi::ports::BootStage;
+use kmodlab_abi::status::BootPhase;
 use spin::Once;
 
 use crate::arch::{self, cpu};
@@ -37,6 +40,27 @@ _start:
     entry = const BootStage::Entry as u8,
     kmain = sym kmain,
 );
+
+/// The TSC at the end of each boot phase, kept in the kernel's own data (a first touch of
+/// the status page this early would cost what it measures) and copied to the status page's
+/// boot phase table just before the ready message.
+static PHASE_TSC: [AtomicU64; BootPhase::ALL.len()] =
+    [const { AtomicU64::new(0) }; BootPhase::ALL.len()];
+
+/// Records that `phase` ended now.
+fn phase_done(phase: BootPhase) {
+    PHASE_TSC[phase as usize].store(guest_rt::rdtsc_ordered(), Ordering::Relaxed);
+}
+
+/// Copies the boot phase times to the status page for the VMM.
+fn publish_phases() {
+    for phase in BootPhase::ALL {
+        let word = (KERNEL_VIRT_OFFSET + STATUS_GPA + phase.offset()) as *mut u64;
+        // SAFETY: the status page is in the low area, mapped read-write in the kernel's
+        // tables; the boot phase table is written only here, once, and read by the VMM.
+        unsafe { word.write_volatile(PHASE_TSC[phase as usize].load(Ordering::Relaxed)) };
+    }
+}
 
 /// Pages of the kernel's main stack.
 const KERNEL_STACK_PAGES: u64 = 64;
@@ -72,6 +96,7 @@ fn read_boot_info() -> BootInfo {
 }
 
 extern "C" fn kmain(tsc_entry: u64) -> ! {
+    PHASE_TSC[BootPhase::Entry as usize].store(tsc_entry, Ordering::Relaxed);
     console::init();
     let info = read_boot_info();
     if info
@@ -99,9 +124,11 @@ extern "C" fn kmain(tsc_entry: u64) -> ! {
         info.tsc_khz,
         info.ram_size >> 20
     );
+    phase_done(BootPhase::BootInfo);
     arch::init_traps();
     crate::task::sched::init_watchdog(info.cmdline_str().unwrap_or(""), info.tsc_khz);
-    mm::init(&info);
+    phase_done(BootPhase::Traps);
+    mm::init(&info, phase_done);
     #[cfg(feature = "monolithic")]
     crate::module::signature::configure(info.cmdline_str().unwrap_or(""));
     let tsc_memory_ready = guest_rt::rdtsc_ordered();
@@ -112,7 +139,9 @@ extern "C" fn kmain(tsc_entry: u64) -> ! {
         tsc_memory_ready,
     });
     let stack_top = mm::alloc_kernel_stack(KERNEL_STACK_PAGES);
+    phase_done(BootPhase::KernelStack);
     arch::init_trap_stacks(kpti_wanted(&state().info));
+    phase_done(BootPhase::TrapStacks);
     // SAFETY: stack_top is the top of a freshly mapped, unused kernel stack, and kmain_on_stack
     // never returns, so nothing ever uses the boot stack's frames again.
     unsafe { arch::switch_stack(stack_top, kmain_on_stack) }
@@ -141,6 +170,7 @@ extern "C" fn kmain_on_stack() -> ! {
     if let Err(e) = crate::backend::backend().start() {
         kprintln!("module subsystem: {e}");
     }
+    phase_done(BootPhase::Backend);
     let boot = state();
     let (frames_total, frames_free) = mm::frame_stats();
     let ready = ReadyInfo {
@@ -154,6 +184,8 @@ extern "C" fn kmain_on_stack() -> ! {
         frames_free,
         heap_bytes: mm::heap_stats().size as u64,
     };
+    phase_done(BootPhase::Ready);
+    publish_phases();
     kprintln!(
         "ready: {} KiB text, {} of {} frames free",
         ready.image.text >> 10,

@@ -277,6 +277,34 @@ pub struct BootTimings {
     /// How the module archive reached guest memory: mapped read-only from the executable,
     /// or copied (and why).
     pub archive: String,
+    /// How long each step of the guest kernel's boot took (from its boot phase table, read
+    /// once the run ended; empty if the guest never got that far).
+    pub guest_phases_ms: Vec<GuestPhase>,
+}
+
+/// One step of the guest kernel's boot ([`kmodlab_abi::status::BootPhase`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GuestPhase {
+    /// Its name.
+    pub phase: &'static str,
+    /// How long it took in ms, by the guest's TSC; `None` if the guest did not say.
+    pub ms: Option<f64>,
+}
+
+/// The guest's boot phases from its status page, if it published them.
+fn guest_phases(mem: &GuestMemoryMmap, tsc_khz: u64) -> Vec<GuestPhase> {
+    use kmodlab_abi::status::{BootPhase, phase_cycles};
+    let words = BootPhase::ALL.map(|p| status_word(mem, p.offset()));
+    if words[BootPhase::Ready as usize] == 0 || tsc_khz == 0 {
+        return Vec::new();
+    }
+    phase_cycles(&words)
+        .into_iter()
+        .map(|(phase, cycles)| GuestPhase {
+            phase: phase.name(),
+            ms: cycles.map(|c| c as f64 / tsc_khz as f64),
+        })
+        .collect()
 }
 
 /// What a run produced.
@@ -700,9 +728,10 @@ pub fn run_with_input<C: Controller>(
             }
         }
     }
-    let (end, controller, exits, timings) = handle
+    let (end, controller, exits, mut timings) = handle
         .join()
         .map_err(|_| VmError::Thread("panicked".into()))?;
+    timings.guest_phases_ms = guest_phases(&status_mem, tsc_khz);
     drop(_vm);
     Ok(RunReport {
         end,

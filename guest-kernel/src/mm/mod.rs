@@ -19,12 +19,16 @@ pub use frame::frame_stats;
 pub use heap::heap_stats;
 
 use kmodlab_abi::boot_info::BootInfo;
+use kmodlab_abi::status::BootPhase;
 
-/// Brings up frames, page tables and heap, in that order.
-pub fn init(info: &BootInfo) {
+/// Brings up frames, page tables and heap, in that order, calling `done` after each.
+pub fn init(info: &BootInfo, done: impl Fn(BootPhase)) {
     frame::init(info);
+    done(BootPhase::Frames);
     paging::init(info);
+    done(BootPhase::PageTables);
     heap::init(info);
+    done(BootPhase::Heap);
 }
 
 /// Maps a new kernel stack of `pages` pages below an unmapped guard page; returns its top.
