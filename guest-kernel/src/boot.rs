@@ -97,7 +97,6 @@ fn read_boot_info() -> BootInfo {
 
 extern "C" fn kmain(tsc_entry: u64) -> ! {
     PHASE_TSC[BootPhase::Entry as usize].store(tsc_entry, Ordering::Relaxed);
-    console::init();
     let info = read_boot_info();
     if info
         .cmdline_str()

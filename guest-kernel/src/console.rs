@@ -21,6 +21,10 @@ const LOG_SIZE: usize = 64 * 1024;
 struct Uart {
     /// Bytes written since the line status last said the FIFO was empty.
     burst: usize,
+    /// Whether the UART has been programmed. It is programmed on first use, not at boot:
+    /// each register write is a VM exit (tens of microseconds on kvm_pvm), and a quiet boot
+    /// may never print.
+    programmed: bool,
 }
 
 impl Uart {
@@ -28,7 +32,12 @@ impl Uart {
         Port::new(COM1_BASE + offset)
     }
 
-    fn init(&mut self) {
+    /// Programs the UART unless that was done already.
+    fn ensure_programmed(&mut self) {
+        if self.programmed {
+            return;
+        }
+        self.programmed = true;
         let setup: [(u16, u8); 6] = [
             (1, 0x00), // no interrupts
             (3, 0x80), // DLAB on
@@ -44,6 +53,7 @@ impl Uart {
     }
 
     fn put(&mut self, byte: u8) {
+        self.ensure_programmed();
         if self.burst == 0 {
             // Wait until the FIFO is empty, then fill it without asking again.
             // SAFETY: reading the line status register has no side effects on memory.
@@ -96,7 +106,10 @@ impl Write for Console {
 }
 
 static CONSOLE: Mutex<Console> = Mutex::new(Console {
-    uart: Uart { burst: 0 },
+    uart: Uart {
+        burst: 0,
+        programmed: false,
+    },
     log: LogRing {
         buf: [0; LOG_SIZE],
         written: 0,
@@ -121,11 +134,6 @@ pub fn print_user(text: &str) {
         }
         c.uart.put(b);
     }
-}
-
-/// Programs the UART.
-pub fn init() {
-    CONSOLE.lock().uart.init();
 }
 
 /// Prints formatted text; used by [`kprint!`] and [`kprintln!`].
@@ -188,6 +196,7 @@ pub fn read_line(max: usize) -> alloc::vec::Vec<u8> {
     if INPUT_ENDED.load(Ordering::Relaxed) {
         return line;
     }
+    CONSOLE.lock().uart.ensure_programmed();
     while line.len() < max {
         // SAFETY: reading the UART's line status and receive registers has no effect on
         // memory.
