@@ -5,13 +5,6 @@ use kmodlab_abi::KernelConfig;
 
 use crate::vm::GuestImages;
 
-/// The monolithic kernel ELF.
-pub static KERNEL_MONOLITHIC: &[u8] = include_bytes!(env!("KMODLAB_KERNEL_MONOLITHIC"));
-/// The microkernel kernel ELF.
-pub static KERNEL_MICROKERNEL: &[u8] = include_bytes!(env!("KMODLAB_KERNEL_MICROKERNEL"));
-/// The monolithic kernel built without module unloading (CONFIG_MODULE_UNLOAD off).
-pub static KERNEL_MONOLITHIC_NOUNLOAD: &[u8] =
-    include_bytes!(env!("KMODLAB_KERNEL_MONOLITHIC_NOUNLOAD"));
 /// Bytes that start on a page boundary.
 #[repr(C, align(4096))]
 pub struct PageAligned<T>(pub T);
@@ -38,6 +31,42 @@ static INITRAMFS_PAGES: PageAligned<[u8; INITRAMFS_PAGES_LEN]> =
 
 /// The module archive: user programs, modules, `modules.dep`.
 pub static INITRAMFS: &[u8] = INITRAMFS_PAGES.0.split_at(INITRAMFS_LEN).0;
+
+/// A kernel ELF embedded page-aligned, so that the file pages of its text and rodata can be
+/// the guest's (see `boot_memory::plan`).
+macro_rules! page_aligned_kernel {
+    ($(#[$doc:meta])* $name:ident, $pages:ident, $env:literal) => {
+        static $pages: PageAligned<[u8; include_bytes!(env!($env)).len()]> =
+            PageAligned(*include_bytes!(env!($env)));
+        $(#[$doc])*
+        pub static $name: &[u8] = &$pages.0;
+    };
+}
+
+page_aligned_kernel!(
+    /// The monolithic kernel ELF.
+    KERNEL_MONOLITHIC,
+    KERNEL_MONOLITHIC_PAGES,
+    "KMODLAB_KERNEL_MONOLITHIC"
+);
+page_aligned_kernel!(
+    /// The microkernel kernel ELF.
+    KERNEL_MICROKERNEL,
+    KERNEL_MICROKERNEL_PAGES,
+    "KMODLAB_KERNEL_MICROKERNEL"
+);
+page_aligned_kernel!(
+    /// The monolithic kernel built without module unloading (CONFIG_MODULE_UNLOAD off).
+    KERNEL_MONOLITHIC_NOUNLOAD,
+    KERNEL_MONOLITHIC_NOUNLOAD_PAGES,
+    "KMODLAB_KERNEL_MONOLITHIC_NOUNLOAD"
+);
+
+/// Whether `image` is one of the embedded kernels itself: `'static`, page-aligned, never
+/// written, so its pages may back guest memory for the whole run.
+pub fn is_embedded_kernel(image: &[u8]) -> bool {
+    KERNELS.iter().any(|(_, k)| core::ptr::eq(image, *k))
+}
 
 /// The embedded archive's whole pages (its bytes, then zeros to the page boundary) if
 /// `archive` is the embedded archive itself, else `None` (a caller's archive, e.g. one with

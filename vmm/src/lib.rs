@@ -6,6 +6,7 @@
 //! - [`devices`]: the serial console.
 //! - [`control`]: the host end of the control channel, and the controllers that drive it.
 //! - [`vm`]: one run of the guest, with a deadline.
+//! - [`boot_memory`]: which guest memory is fresh RAM and which the executable's own pages.
 //! - [`selftest`]: the `boot` command's self-test and its report.
 //! - [`artifacts`]: the embedded guest kernel, user programs and modules.
 //! - [`compare`]: `kmodlab compare`, `report` and `check`: both configurations measured side
@@ -15,6 +16,7 @@
 
 pub mod arch;
 pub mod artifacts;
+pub mod boot_memory;
 pub mod compare;
 pub mod control;
 pub mod devices;

@@ -7,7 +7,6 @@
 //! so no thread is left behind) and reported as hung.
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once, mpsc};
 use std::thread;
@@ -16,19 +15,17 @@ use std::time::{Duration, Instant};
 use kmodlab_abi::boot_info::{BootInfo, PhysRange};
 use kmodlab_abi::channel::{FaultReport, FrameError, GuestMsg, HostMsg};
 use kmodlab_abi::layout::{
-    self, INITRD_GPA, KERNEL_PHYS_END, KERNEL_PHYS_START, KVM_TSS_GPA, MAX_RAM, MIN_RAM,
-    VIF_PAGE_GPA,
+    self, INITRD_GPA, KERNEL_PHYS_START, KVM_TSS_GPA, MAX_RAM, MIN_RAM, VIF_PAGE_GPA,
 };
 use kmodlab_abi::ports::{self, BootStage};
 use kmodlab_abi::{KernelConfig, KvmFlavour};
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_MEM_READONLY, kvm_userspace_memory_region};
 use kvm_ioctls::{Cap, VcpuExit, VcpuFd, VmFd};
-use linux_loader::loader::KernelLoader;
-use linux_loader::loader::elf::Elf;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 
 use crate::arch::x86_64::{gdt, msr, paging, regs};
+use crate::boot_memory;
 use crate::control::{ControlError, Controller, Event, HostChannel};
 use crate::devices::serial::{Console, ConsoleLog, Echo};
 use crate::kvm::{self, PreflightError};
@@ -191,10 +188,13 @@ pub enum RunEnd {
         /// Whether it was a write.
         write: bool,
     },
-    /// The guest wrote guest-physical memory the VMM gave it read-only (the module archive).
+    /// The guest wrote guest-physical memory the VMM gave it read-only (the kernel's text
+    /// and rodata, the module archive).
     ReadOnlyWrite {
         /// The address.
         gpa: u64,
+        /// What is there.
+        what: &'static str,
     },
     /// KVM could not run the vCPU (internal error, failed entry, unexpected exit).
     KvmFailure(String),
@@ -244,9 +244,9 @@ impl RunEnd {
                 "guest {} unbacked guest-physical address {gpa:#x}",
                 if *write { "wrote" } else { "read" }
             ),
-            RunEnd::ReadOnlyWrite { gpa } => format!(
-                "guest wrote read-only guest-physical address {gpa:#x} (the module archive, \
-                 which the kernel must only read)"
+            RunEnd::ReadOnlyWrite { gpa, what } => format!(
+                "guest wrote read-only guest-physical address {gpa:#x} ({what}, which the \
+                 kernel must only read)"
             ),
             RunEnd::KvmFailure(s) => format!("KVM could not run the guest: {s}"),
             RunEnd::AnswerTooLarge(s) => format!(
@@ -277,6 +277,9 @@ pub struct BootTimings {
     /// How the module archive reached guest memory: mapped read-only from the executable,
     /// or copied (and why).
     pub archive: String,
+    /// How the kernel image reached guest memory: which part was mapped read-only from the
+    /// executable, and how much was copied.
+    pub kernel: String,
     /// How long each step of the guest kernel's boot took (from its boot phase table, read
     /// once the run ended; empty if the guest never got that far).
     pub guest_phases_ms: Vec<GuestPhase>,
@@ -373,68 +376,6 @@ fn install_kick_handler() -> Result<(), VmError> {
     result
 }
 
-/// Reads the guest-physical start of every loadable segment of an ELF64 image, to check it
-/// against the layout before linux-loader copies anything.
-fn kernel_segments(image: &[u8]) -> Result<Vec<(u64, u64)>, VmError> {
-    let bad = |what: &str| VmError::Kernel(what.to_string());
-    let u16_at = |o: usize| -> Result<u16, VmError> {
-        image
-            .get(o..o + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-            .ok_or_else(|| bad("truncated ELF header"))
-    };
-    let u64_at = |o: usize| -> Result<u64, VmError> {
-        image
-            .get(o..o + 8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_le_bytes)
-            .ok_or_else(|| bad("truncated program header"))
-    };
-    if image.get(..5) != Some(b"\x7fELF\x02") {
-        return Err(bad("not an ELF64 file"));
-    }
-    let phoff = u64_at(0x20)? as usize;
-    let phentsize = usize::from(u16_at(0x36)?);
-    let phnum = usize::from(u16_at(0x38)?);
-    let mut segments = Vec::new();
-    for i in 0..phnum {
-        let ph = phoff
-            .checked_add(
-                i.checked_mul(phentsize)
-                    .ok_or_else(|| bad("header overflow"))?,
-            )
-            .ok_or_else(|| bad("header overflow"))?;
-        let p_type = image
-            .get(ph..ph + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .ok_or_else(|| bad("truncated program header"))?;
-        if p_type == 1 {
-            let paddr = u64_at(ph + 0x18)?;
-            let memsz = u64_at(ph + 0x28)?;
-            segments.push((paddr, memsz));
-        }
-    }
-    Ok(segments)
-}
-
-/// How the module archive reached guest memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ArchivePlacement {
-    /// The executable's own pages of the embedded archive, as a read-only memory slot.
-    Mapped,
-    /// Copied into guest RAM, for the reason given.
-    Copied(&'static str),
-}
-
-impl std::fmt::Display for ArchivePlacement {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ArchivePlacement::Mapped => f.write_str("mapped read-only from the executable"),
-            ArchivePlacement::Copied(why) => write!(f, "copied into guest RAM ({why})"),
-        }
-    }
-}
-
 /// Everything set up before the vCPU runs.
 struct Machine {
     // Kept alive for the vCPU's sake: the VM file descriptor owns the memory slot.
@@ -446,8 +387,8 @@ struct Machine {
     vif_registered: bool,
     pvm_features: Option<u64>,
     tsc_khz: u64,
-    /// Guest-physical memory the guest may only read (the mapped archive; empty if copied).
-    read_only: std::ops::Range<u64>,
+    /// Guest-physical memory the guest may only read, and what it is.
+    read_only: Vec<(std::ops::Range<u64>, &'static str)>,
 }
 
 fn build_machine(
@@ -475,27 +416,44 @@ fn build_machine(
             ram: cfg.ram_bytes >> 20,
         });
     }
+    // Which pages of the embedded images can be the guest's own (see `boot_memory`).
+    let read_only_mem = kvm.check_extension(Cap::ReadonlyMem);
     let archive_pages = match crate::artifacts::embedded_archive_pages(images.initramfs) {
         None => Err("the archive is not the embedded one"),
-        Some(_) if !kvm.check_extension(Cap::ReadonlyMem) => Err("KVM lacks KVM_CAP_READONLY_MEM"),
+        Some(_) if !read_only_mem => Err("KVM lacks KVM_CAP_READONLY_MEM"),
         Some(pages) => Ok(pages),
     };
-    let ram_ranges = match archive_pages {
-        Ok(_) => vec![
-            (GuestAddress(0), INITRD_GPA as usize),
-            (
-                GuestAddress(usable_start),
-                (cfg.ram_bytes - usable_start) as usize,
-            ),
-        ],
-        Err(_) => vec![(GuestAddress(0), cfg.ram_bytes as usize)],
+    let kernel_mappable = if !crate::artifacts::is_embedded_kernel(images.kernel) {
+        Err("the kernel is not an embedded one")
+    } else if !read_only_mem {
+        Err("KVM lacks KVM_CAP_READONLY_MEM")
+    } else {
+        Ok(())
     };
-    let mem = GuestMemoryMmap::<()>::from_ranges(&ram_ranges).map_err(mem_err)?;
-    let mut slots = 0u32;
+    let kernel = boot_memory::plan(images.kernel, kernel_mappable.is_ok())
+        .map_err(|e| VmError::Kernel(e.to_string()))?;
+    // (guest-physical range, the host pages behind it, what it is)
+    let mut slots_ro: Vec<(std::ops::Range<u64>, &[u8], &'static str)> = Vec::new();
+    if !kernel.mapped.is_empty() {
+        let off = kernel.mapped_offset as usize;
+        let len = (kernel.mapped.end - kernel.mapped.start) as usize;
+        let pages = &images.kernel[off..off + len];
+        slots_ro.push((kernel.mapped.clone(), pages, "the kernel's text and rodata"));
+    }
+    if let Ok(pages) = archive_pages {
+        slots_ro.push((INITRD_GPA..usable_start, pages, "the module archive"));
+    }
+    let holes: Vec<_> = slots_ro.iter().map(|(r, _, _)| r.clone()).collect();
+    let ram: Vec<_> = boot_memory::ram_ranges(cfg.ram_bytes, &holes)
+        .into_iter()
+        .map(|r| (GuestAddress(r.start), (r.end - r.start) as usize))
+        .collect();
+    let mem = GuestMemoryMmap::<()>::from_ranges(&ram).map_err(mem_err)?;
+    let mut slot = 0u32;
     for region in mem.iter() {
         let host = mem.get_host_address(region.start_addr()).map_err(mem_err)?;
         let desc = kvm_userspace_memory_region {
-            slot: slots,
+            slot,
             guest_phys_addr: region.start_addr().0,
             memory_size: region.len(),
             userspace_addr: host as u64,
@@ -505,53 +463,49 @@ fn build_machine(
         // vCPU thread holds a clone of) for as long as the VM exists.
         unsafe { vm.set_user_memory_region(desc) }
             .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
-        slots += 1;
+        slot += 1;
     }
-    let archive = match archive_pages {
-        Ok(pages) => {
-            let desc = kvm_userspace_memory_region {
-                slot: slots,
-                guest_phys_addr: INITRD_GPA,
-                memory_size: pages.len() as u64,
-                userspace_addr: pages.as_ptr() as u64,
-                flags: KVM_MEM_READONLY,
-            };
-            // SAFETY: `pages` is a `'static`, page-aligned, whole-page slice of the
-            // executable's read-only data (`artifacts::embedded_archive_pages`), so it
-            // outlives the VM; the slot is read-only, so KVM never writes it (a guest write
-            // exits as MMIO, which ends the run as the guest's fault).
-            match unsafe { vm.set_user_memory_region(desc) } {
-                Ok(()) => ArchivePlacement::Mapped,
-                Err(e) => {
-                    return Err(VmError::Kvm {
-                        op: "KVM_SET_USER_MEMORY_REGION (read-only module archive)",
-                        source: e,
-                    });
-                }
-            }
-        }
-        Err(reason) => ArchivePlacement::Copied(reason),
+    for (range, pages, _) in &slots_ro {
+        debug_assert_eq!(pages.len() as u64, range.end - range.start);
+        debug_assert!((pages.as_ptr() as u64).is_multiple_of(layout::PAGE_SIZE));
+        let desc = kvm_userspace_memory_region {
+            slot,
+            guest_phys_addr: range.start,
+            memory_size: pages.len() as u64,
+            userspace_addr: pages.as_ptr() as u64,
+            flags: KVM_MEM_READONLY,
+        };
+        // SAFETY: `pages` are whole, page-aligned pages of an embedded image (checked by
+        // `artifacts::embedded_archive_pages` / `is_embedded_kernel`: `'static` data of the
+        // executable, never written), so they outlive the VM; the slot is read-only, so KVM
+        // never writes them (a guest write exits as MMIO and ends the run as its fault).
+        unsafe { vm.set_user_memory_region(desc) }.map_err(kvm_err(
+            "KVM_SET_USER_MEMORY_REGION (read-only image pages)",
+        ))?;
+        slot += 1;
+    }
+    timings.archive = match archive_pages {
+        Ok(_) => "mapped read-only from the executable".to_string(),
+        Err(why) => format!("copied into guest RAM ({why})"),
     };
-    timings.archive = archive.to_string();
-    let read_only = match archive {
-        ArchivePlacement::Mapped => INITRD_GPA..usable_start,
-        ArchivePlacement::Copied(_) => 0..0,
+    timings.kernel = match kernel_mappable {
+        Ok(()) if !kernel.mapped.is_empty() => format!(
+            "{} KiB of text and rodata mapped read-only from the executable, {} KiB copied",
+            (kernel.mapped.end - kernel.mapped.start) >> 10,
+            kernel.copies.iter().map(|(_, f)| f.len()).sum::<usize>() >> 10
+        ),
+        Ok(()) => "copied into guest RAM (its segments are not page-aligned in the file)".into(),
+        Err(why) => format!("copied into guest RAM ({why})"),
     };
+    let read_only: Vec<_> = slots_ro.iter().map(|(r, _, w)| (r.clone(), *w)).collect();
     timings.memory_ready_ms = ms(Instant::now());
 
-    // Kernel: check its segments against the layout, then let linux-loader copy them.
-    for (paddr, memsz) in kernel_segments(images.kernel)? {
-        let end = paddr.saturating_add(memsz);
-        if paddr < KERNEL_PHYS_START || end > KERNEL_PHYS_END {
-            return Err(VmError::Kernel(format!(
-                "segment [{paddr:#x}, {end:#x}) is outside [{KERNEL_PHYS_START:#x}, {KERNEL_PHYS_END:#x})"
-            )));
-        }
+    for (gpa, file) in &kernel.copies {
+        mem.write_slice(&images.kernel[file.clone()], GuestAddress(*gpa))
+            .map_err(mem_err)?;
     }
-    let loaded = Elf::load(&mem, None, &mut Cursor::new(images.kernel), None)
-        .map_err(|e| VmError::Kernel(e.to_string()))?;
-    let entry = loaded.kernel_load.0;
-    if let ArchivePlacement::Copied(_) = archive {
+    let entry = kernel.entry;
+    if archive_pages.is_err() {
         mem.write_slice(images.initramfs, GuestAddress(INITRD_GPA))
             .map_err(mem_err)?;
     }
@@ -601,7 +555,7 @@ fn build_machine(
     };
     info.kernel = PhysRange {
         start: KERNEL_PHYS_START,
-        end: loaded.kernel_end,
+        end: kernel.end,
     };
     info.vif_page = if vif_registered { VIF_PAGE_GPA } else { 0 };
     info.push_usable(PhysRange {
@@ -803,8 +757,8 @@ struct VcpuRun<C> {
     tick: Arc<AtomicBool>,
     /// Whether an interrupt window was requested for a time-slice interrupt.
     window_requested: bool,
-    /// Guest-physical memory given to the guest read-only (empty if none).
-    read_only: std::ops::Range<u64>,
+    /// Guest-physical memory given to the guest read-only, and what it is.
+    read_only: Vec<(std::ops::Range<u64>, &'static str)>,
 }
 
 /// What to do after an exit, decided while the exit's data borrows the vCPU.
@@ -836,10 +790,11 @@ impl<C: Controller> VcpuRun<C> {
             }
             let next = match self.vcpu.run() {
                 Ok(exit) => match Self::classify(exit, &mut self.console) {
-                    Next::End(RunEnd::UnbackedMemory { gpa, write: true })
-                        if self.read_only.contains(&gpa) =>
-                    {
-                        Next::End(RunEnd::ReadOnlyWrite { gpa })
+                    Next::End(RunEnd::UnbackedMemory { gpa, write: true }) => {
+                        match self.read_only.iter().find(|(r, _)| r.contains(&gpa)) {
+                            Some((_, what)) => Next::End(RunEnd::ReadOnlyWrite { gpa, what }),
+                            None => Next::End(RunEnd::UnbackedMemory { gpa, write: true }),
+                        }
                     }
                     next => next,
                 },
@@ -1071,17 +1026,6 @@ mod tests {
         assert_eq!(le_value(&[0x31, 0x4c, 0x4d, 0x4b]), 0x4b4d_4c31);
         assert_eq!(le_value(&[7]), 7);
         assert_eq!(le_value(&[]), 0);
-    }
-
-    #[test]
-    fn kernel_segments_reject_garbage() {
-        assert!(kernel_segments(b"not an elf").is_err());
-        let mut elf = vec![0u8; 64];
-        elf[..5].copy_from_slice(b"\x7fELF\x02");
-        elf[0x20..0x28].copy_from_slice(&0x1000u64.to_le_bytes()); // phoff past the end
-        elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
-        elf[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
-        assert!(kernel_segments(&elf).is_err());
     }
 
     #[test]
