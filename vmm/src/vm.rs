@@ -391,22 +391,24 @@ struct Machine {
     read_only: Vec<(std::ops::Range<u64>, &'static str)>,
 }
 
-fn build_machine(
+/// Guest memory as [`place_memory`] set it up.
+struct Placed {
+    mem: GuestMemoryMmap,
+    kernel: boot_memory::KernelPlan,
+    initrd_end: u64,
+    usable_start: u64,
+    read_only: Vec<(std::ops::Range<u64>, &'static str)>,
+}
+
+/// Creates guest RAM around the read-only slots of the embedded images' own pages (see
+/// [`boot_memory`]), registers it all with `vm`, and copies in what is not mapped.
+fn place_memory(
     cfg: &VmConfig,
     images: GuestImages<'_>,
-    t0: Instant,
+    kvm: &kvm_ioctls::Kvm,
+    vm: &VmFd,
     timings: &mut BootTimings,
-) -> Result<Machine, VmError> {
-    let ms = |t: Instant| t.duration_since(t0).as_secs_f64() * 1e3;
-    if !cfg.ram_bytes.is_multiple_of(2 << 20) || !(MIN_RAM..=MAX_RAM).contains(&cfg.ram_bytes) {
-        return Err(VmError::BadRamSize(cfg.ram_bytes));
-    }
-    let kvm = kvm::open()?;
-    let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
-    // Needed by Intel VMX for real-mode emulation; harmless (and possibly refused) elsewhere.
-    let _ = vm.set_tss_address(KVM_TSS_GPA as usize);
-    timings.vm_created_ms = ms(Instant::now());
-
+) -> Result<Placed, VmError> {
     // The archive and the free RAM after it.
     let initrd_end = INITRD_GPA + images.initramfs.len() as u64;
     let usable_start = layout::page_align_up(initrd_end).unwrap_or(u64::MAX);
@@ -498,19 +500,68 @@ fn build_machine(
         Err(why) => format!("copied into guest RAM ({why})"),
     };
     let read_only: Vec<_> = slots_ro.iter().map(|(r, _, w)| (r.clone(), *w)).collect();
-    timings.memory_ready_ms = ms(Instant::now());
 
     for (gpa, file) in &kernel.copies {
         mem.write_slice(&images.kernel[file.clone()], GuestAddress(*gpa))
             .map_err(mem_err)?;
     }
-    let entry = kernel.entry;
     if archive_pages.is_err() {
         mem.write_slice(images.initramfs, GuestAddress(INITRD_GPA))
             .map_err(mem_err)?;
     }
 
-    let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+    Ok(Placed {
+        mem,
+        kernel,
+        initrd_end,
+        usable_start,
+        read_only,
+    })
+}
+
+fn build_machine(
+    cfg: &VmConfig,
+    images: GuestImages<'_>,
+    t0: Instant,
+    timings: &mut BootTimings,
+) -> Result<Machine, VmError> {
+    let ms = |t: Instant| t.duration_since(t0).as_secs_f64() * 1e3;
+    if !cfg.ram_bytes.is_multiple_of(2 << 20) || !(MIN_RAM..=MAX_RAM).contains(&cfg.ram_bytes) {
+        return Err(VmError::BadRamSize(cfg.ram_bytes));
+    }
+    let kvm = kvm::open()?;
+    // KVM_GET_SUPPORTED_CPUID and KVM_CREATE_VM cost ≈ 0.3 ms each on kvm_pvm: side by side.
+    let (cpuid, vm) = thread::scope(|s| {
+        let cpuid = s.spawn(|| kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES));
+        let vm = kvm.create_vm();
+        (cpuid.join(), vm)
+    });
+    let vm = vm.map_err(kvm_err("KVM_CREATE_VM"))?;
+    let cpuid = cpuid
+        .map_err(|_| VmError::Thread("CPUID helper panicked".into()))?
+        .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+    // Needed by Intel VMX for real-mode emulation; harmless (and possibly refused) elsewhere.
+    let _ = vm.set_tss_address(KVM_TSS_GPA as usize);
+    timings.vm_created_ms = ms(Instant::now());
+
+    // KVM_CREATE_VCPU (≈ 0.3 ms on kvm_pvm) runs while the memory is set up.
+    let (vcpu, placed) = thread::scope(|s| {
+        let vcpu = s.spawn(|| vm.create_vcpu(0));
+        let placed = place_memory(cfg, images, &kvm, &vm, timings);
+        (vcpu.join(), placed)
+    });
+    let Placed {
+        mem,
+        kernel,
+        initrd_end,
+        usable_start,
+        read_only,
+    } = placed?;
+    timings.memory_ready_ms = ms(Instant::now());
+    let entry = kernel.entry;
+    let vcpu = vcpu
+        .map_err(|_| VmError::Thread("creation helper panicked".into()))?
+        .map_err(kvm_err("KVM_CREATE_VCPU"))?;
     let flavour = if msr::is_pvm(&vcpu) {
         KvmFlavour::Pvm
     } else {
@@ -525,9 +576,6 @@ fn build_machine(
     };
     gdt::write(&mem).map_err(mem_err)?;
     let cr3 = paging::write(&mem, paging::kernel_entry_flags(guest_setup)).map_err(mem_err)?;
-    let cpuid = kvm
-        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-        .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
     vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
     let sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
     vcpu.set_sregs(&regs::boot_sregs(sregs, cr3))

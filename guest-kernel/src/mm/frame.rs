@@ -34,11 +34,32 @@ pub fn init(info: &BootInfo) {
     for r in info.usable_ranges() {
         let first = r.start.div_ceil(PAGE_SIZE);
         let end = (r.end / PAGE_SIZE).min(MAX_FRAMES as u64);
-        for frame in first..end {
-            f.free_bits[(frame / 64) as usize] |= 1u64 << (frame % 64);
-            f.total += 1;
-            f.free += 1;
+        if first < end {
+            set_range(&mut f.free_bits, first, end, true);
+            f.total += end - first;
+            f.free += end - first;
         }
+    }
+}
+
+/// Sets (`free`) or clears the bits of frames `[first, end)`, a word at a time where it can:
+/// one bit at a time, filling 256 MiB of RAM was a tenth of a millisecond of boot.
+fn set_range(bits: &mut [u64; WORDS], first: u64, end: u64, free: bool) {
+    let mut frame = first;
+    while frame < end {
+        let (w, bit) = ((frame / 64) as usize, frame % 64);
+        let n = (64 - bit).min(end - frame);
+        let mask = if n == 64 {
+            u64::MAX
+        } else {
+            ((1u64 << n) - 1) << bit
+        };
+        if free {
+            bits[w] |= mask;
+        } else {
+            bits[w] &= !mask;
+        }
+        frame += n;
     }
 }
 
@@ -86,20 +107,25 @@ pub fn alloc_contiguous(count: u64) -> Option<u64> {
             if run_len == 0 {
                 run_start = frame;
             }
-            run_len += 1;
+            // A whole free word inside a run counts 64 frames at once.
+            let step = if frame.is_multiple_of(64) && word == u64::MAX {
+                64.min(count - run_len)
+            } else {
+                1
+            };
+            run_len += step;
             if run_len == count {
-                for fr in run_start..run_start + count {
-                    f.free_bits[(fr / 64) as usize] &= !(1 << (fr % 64));
-                }
+                set_range(&mut f.free_bits, run_start, run_start + count, false);
                 f.free -= count;
                 if count == 1 {
                     f.hint = (run_start / 64) as usize;
                 }
                 return Some(run_start * PAGE_SIZE);
             }
-        } else {
-            run_len = 0;
+            frame += step;
+            continue;
         }
+        run_len = 0;
         frame += 1;
     }
     None
