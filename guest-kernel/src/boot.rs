@@ -104,6 +104,21 @@ extern "C" fn kmain(tsc_entry: u64) -> ! {
     {
         console::set_quiet(true);
     }
+    phase_done(BootPhase::BootInfo);
+    arch::init_traps();
+    phase_done(BootPhase::Traps);
+    // Memory management before anything else that can wait: every page touched before the
+    // switch to the kernel's tables is faulted in again after it (on kvm_pvm, a trip through
+    // the hypervisor each).
+    let [stack_top, trap_top, double_fault_top] = mm::init(
+        &info,
+        [
+            KERNEL_STACK_PAGES,
+            arch::gdt::TRAP_STACK_PAGES,
+            arch::gdt::DOUBLE_FAULT_STACK_PAGES,
+        ],
+        phase_done,
+    );
     if info.config != CONFIG {
         panic!(
             "this kernel is the {} configuration but the VMM booted it as {}",
@@ -123,11 +138,7 @@ extern "C" fn kmain(tsc_entry: u64) -> ! {
         info.tsc_khz,
         info.ram_size >> 20
     );
-    phase_done(BootPhase::BootInfo);
-    arch::init_traps();
     crate::task::sched::init_watchdog(info.cmdline_str().unwrap_or(""), info.tsc_khz);
-    phase_done(BootPhase::Traps);
-    mm::init(&info, phase_done);
     #[cfg(feature = "monolithic")]
     crate::module::signature::configure(info.cmdline_str().unwrap_or(""));
     let tsc_memory_ready = guest_rt::rdtsc_ordered();
@@ -137,9 +148,8 @@ extern "C" fn kmain(tsc_entry: u64) -> ! {
         tsc_entry,
         tsc_memory_ready,
     });
-    let stack_top = mm::alloc_kernel_stack(KERNEL_STACK_PAGES);
-    phase_done(BootPhase::KernelStack);
-    arch::init_trap_stacks(kpti_wanted(&state().info));
+    phase_done(BootPhase::Banner);
+    arch::init_trap_stacks(kpti_wanted(&state().info), trap_top, double_fault_top);
     phase_done(BootPhase::TrapStacks);
     // SAFETY: stack_top is the top of a freshly mapped, unused kernel stack, and kmain_on_stack
     // never returns, so nothing ever uses the boot stack's frames again.

@@ -42,18 +42,19 @@ pub const BOOT_PHASES: u64 = 64;
 pub enum BootPhase {
     /// The first instruction (the TSC the others are measured from).
     Entry = 0,
-    /// Console, boot information and command line read.
+    /// Boot information and command line read.
     BootInfo,
     /// GDT, IDT and system-call entry set up.
     Traps,
     /// The physical frame allocator filled from the usable ranges.
     Frames,
-    /// The kernel's page tables built and active.
+    /// The kernel's page tables, with the boot's kernel stacks, built and active.
     PageTables,
     /// The kernel heap initialised.
     Heap,
-    /// The kernel's main stack mapped.
-    KernelStack,
+    /// The configuration checked, the banner logged, the watchdog and module signature
+    /// policy read.
+    Banner,
     /// Trap stacks mapped (and the kernel/user split's entry area built, if on).
     TrapStacks,
     /// The configuration's module back end started.
@@ -71,7 +72,7 @@ impl BootPhase {
         BootPhase::Frames,
         BootPhase::PageTables,
         BootPhase::Heap,
-        BootPhase::KernelStack,
+        BootPhase::Banner,
         BootPhase::TrapStacks,
         BootPhase::Backend,
         BootPhase::Ready,
@@ -91,7 +92,7 @@ impl BootPhase {
             BootPhase::Frames => "frames",
             BootPhase::PageTables => "page_tables",
             BootPhase::Heap => "heap",
-            BootPhase::KernelStack => "kernel_stack",
+            BootPhase::Banner => "banner",
             BootPhase::TrapStacks => "trap_stacks",
             BootPhase::Backend => "backend",
             BootPhase::Ready => "ready",

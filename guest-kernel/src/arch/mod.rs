@@ -17,11 +17,11 @@ pub fn init_traps() {
     syscall::init();
 }
 
-/// Gives the TSS its stacks (user-mode traps, double faults), and builds the entry area of
-/// the kernel/user page-table split if `kpti` (see [`entry`]); needs memory management.
-pub fn init_trap_stacks(kpti: bool) {
-    let trap_top = crate::mm::alloc_kernel_stack(gdt::TRAP_STACK_PAGES);
-    let double_fault_top = crate::mm::alloc_kernel_stack(gdt::DOUBLE_FAULT_STACK_PAGES);
+/// Gives the TSS its stacks (user-mode traps: `trap_top`, the top of a kernel stack of
+/// [`gdt::TRAP_STACK_PAGES`]; double faults: `double_fault_top`, of
+/// [`gdt::DOUBLE_FAULT_STACK_PAGES`]), and builds the entry area of the kernel/user
+/// page-table split if `kpti` (see [`entry`]); needs memory management.
+pub fn init_trap_stacks(kpti: bool, trap_top: u64, double_fault_top: u64) {
     gdt::set_tss_stacks(trap_top, double_fault_top);
     idt::enable_double_fault_stack();
     if kpti {

@@ -21,17 +21,20 @@ pub use heap::heap_stats;
 use kmodlab_abi::boot_info::BootInfo;
 use kmodlab_abi::status::BootPhase;
 
-/// Brings up frames, page tables and heap, in that order, calling `done` after each.
-pub fn init(info: &BootInfo, done: impl Fn(BootPhase)) {
+/// Brings up frames, page tables and heap, in that order, calling `done` after each; maps
+/// kernel stacks of `stacks[i]` pages, each below an unmapped guard page, and returns their
+/// tops.
+pub fn init<const N: usize>(
+    info: &BootInfo,
+    stacks: [u64; N],
+    done: impl Fn(BootPhase),
+) -> [u64; N] {
     frame::init(info);
     done(BootPhase::Frames);
-    paging::init(info);
+    let mut tops = [0; N];
+    paging::init(info, &stacks, &mut tops);
     done(BootPhase::PageTables);
     heap::init(info);
     done(BootPhase::Heap);
-}
-
-/// Maps a new kernel stack of `pages` pages below an unmapped guard page; returns its top.
-pub fn alloc_kernel_stack(pages: u64) -> u64 {
-    paging::alloc_kernel_stack(pages)
+    tops
 }

@@ -173,8 +173,14 @@ fn map_4k(m: &mut OffsetPageTable<'_>, virt: u64, phys: u64, flags: F, parent: F
     }
 }
 
-/// Builds the kernel's page tables and switches to them.
-pub fn init(info: &BootInfo) {
+/// Builds the kernel's page tables, with a kernel stack of `stacks[i]` pages mapped in stack
+/// slot `i` (its top in `tops[i]`), and switches to them.
+///
+/// Everything boot needs is mapped before the one CR3 write: on kvm_pvm a table the
+/// hypervisor does not shadow yet is written without a trap, while a table in the live tree
+/// traps on every write, and each page touched under the old tables is faulted in again
+/// under the new ones.
+pub fn init(info: &BootInfo, stacks: &[u64], tops: &mut [u64]) {
     KERNEL_ENTRIES_USER.store(info.flavour == KvmFlavour::Pvm, Ordering::Relaxed);
     let pml4_phys = frame::alloc().expect("a frame for the kernel PML4");
     let pml4 = phys_to_virt(pml4_phys) as *mut PageTable;
@@ -215,18 +221,22 @@ pub fn init(info: &BootInfo) {
             map_4k(&mut m, virt, virt - KERNEL_VIRT_OFFSET, flags, parent);
         }
     }
+    for (pages, top) in stacks.iter().zip(tops.iter_mut()) {
+        *top = map_kernel_stack(&mut m, *pages);
+    }
     let frame = PhysFrame::containing_address(PhysAddr::new(pml4_phys));
     // SAFETY: the new tables map everything the kernel uses from here on: its image (including
     // the code running now and the boot stack's low area), the boot information and control
-    // channel, and all RAM through the direct map.
+    // channel, all RAM through the direct map, and the kernel stacks just mapped.
     unsafe { Cr3::write(frame, Cr3Flags::empty()) };
     KERNEL_PML4.store(pml4_phys, Ordering::Relaxed);
     ACTIVE_ROOT.store(pml4_phys, Ordering::Relaxed);
     PHYS_OFFSET.store(PHYS_MAP_BASE, Ordering::Relaxed);
 }
 
-/// Maps a kernel stack of `pages` pages in the next stack slot; returns its top.
-pub fn alloc_kernel_stack(pages: u64) -> u64 {
+/// Maps a kernel stack of `pages` pages in the next stack slot through `m`, below an unmapped
+/// guard; returns its top.
+fn map_kernel_stack(m: &mut OffsetPageTable<'_>, pages: u64) -> u64 {
     let slot = NEXT_STACK_SLOT.fetch_add(1, Ordering::Relaxed);
     assert!(slot < STACK_SLOTS, "out of kernel stack slots");
     assert!(
@@ -234,18 +244,16 @@ pub fn alloc_kernel_stack(pages: u64) -> u64 {
         "kernel stack larger than its slot"
     );
     let top = STACK_AREA_START + (slot + 1) * STACK_SLOT;
-    with_mapper(|m| {
-        for i in 1..=pages {
-            let phys = frame::alloc().expect("a frame for a kernel stack");
-            map_4k(
-                m,
-                top - i * PAGE_SIZE,
-                phys,
-                kernel(F::PRESENT | F::WRITABLE | F::NO_EXECUTE),
-                kernel(F::PRESENT | F::WRITABLE),
-            );
-        }
-    });
+    for i in 1..=pages {
+        let phys = frame::alloc().expect("a frame for a kernel stack");
+        map_4k(
+            m,
+            top - i * PAGE_SIZE,
+            phys,
+            kernel(F::PRESENT | F::WRITABLE | F::NO_EXECUTE),
+            kernel(F::PRESENT | F::WRITABLE),
+        );
+    }
     top
 }
 
