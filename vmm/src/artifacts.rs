@@ -105,3 +105,33 @@ pub fn images(config: KernelConfig) -> GuestImages<'static> {
         initramfs: INITRAMFS,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_archive_is_whole_zero_padded_pages() {
+        let pages = embedded_archive_pages(INITRAMFS).expect("the embedded archive maps");
+        assert_eq!(pages.as_ptr() as usize % PAGE, 0);
+        assert_eq!(pages.len(), INITRAMFS.len().div_ceil(PAGE) * PAGE);
+        assert_eq!(&pages[..INITRAMFS.len()], INITRAMFS);
+        assert!(pages[INITRAMFS.len()..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn only_the_embedded_images_themselves_are_mapped() {
+        let copy = INITRAMFS.to_vec();
+        assert_eq!(embedded_archive_pages(&copy), None);
+        assert_eq!(
+            embedded_archive_pages(&INITRAMFS[..INITRAMFS.len() - 1]),
+            None
+        );
+        for (_, k) in KERNELS {
+            assert!(is_embedded_kernel(k));
+            assert_eq!(k.as_ptr() as usize % PAGE, 0);
+            let copy: Vec<u8> = k.to_vec();
+            assert!(!is_embedded_kernel(&copy));
+        }
+    }
+}

@@ -323,6 +323,8 @@ impl BootSummary {
         format!(
             "kmodlab {} — {} kernel on {} KVM{} ({}; TSC {} kHz)\n\
              boot: {:.1} ms to ready (VM {:.1}, memory {:.1}, loaded {:.1}, vCPU {:.1}, first instruction {}, guest memory {}, ready {} ms)\n\
+             guest boot phases (ms): {}\n\
+             images: kernel {}; module archive {}\n\
              kernel image: text {} KiB, rodata {} KiB, data {} KiB, bss {} KiB; {} of {} frames free; heap {} MiB\n\
              supervisor loop: {:.2} cycles/iteration\n\
              user loop:       {}\n\
@@ -345,6 +347,23 @@ impl BootSummary {
             opt(b.first_instruction_ms),
             opt(b.guest_memory_ready_ms),
             opt(b.ready_ms),
+            if b.guest_phases_ms.is_empty() {
+                "not reported".to_string()
+            } else {
+                b.guest_phases_ms
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{} {}",
+                            p.phase,
+                            p.ms.map_or("-".into(), |v| format!("{v:.3}"))
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            b.kernel,
+            b.archive,
             self.kernel_image.text >> 10,
             self.kernel_image.rodata >> 10,
             self.kernel_image.data >> 10,
