@@ -530,26 +530,14 @@ fn build_machine(
         return Err(VmError::BadRamSize(cfg.ram_bytes));
     }
     let kvm = kvm::open()?;
-    // KVM_GET_SUPPORTED_CPUID and KVM_CREATE_VM cost ≈ 0.3 ms each on kvm_pvm: side by side.
-    let (cpuid, vm) = thread::scope(|s| {
-        let cpuid = s.spawn(|| kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES));
-        let vm = kvm.create_vm();
-        (cpuid.join(), vm)
-    });
-    let vm = vm.map_err(kvm_err("KVM_CREATE_VM"))?;
-    let cpuid = cpuid
-        .map_err(|_| VmError::Thread("CPUID helper panicked".into()))?
-        .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+    let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
     // Needed by Intel VMX for real-mode emulation; harmless (and possibly refused) elsewhere.
     let _ = vm.set_tss_address(KVM_TSS_GPA as usize);
     timings.vm_created_ms = ms(Instant::now());
 
-    // KVM_CREATE_VCPU (≈ 0.3 ms on kvm_pvm) runs while the memory is set up.
-    let (vcpu, placed) = thread::scope(|s| {
-        let vcpu = s.spawn(|| vm.create_vcpu(0));
-        let placed = place_memory(cfg, images, &kvm, &vm, timings);
-        (vcpu.join(), placed)
-    });
+    // (Creating the vCPU and reading KVM's CPUID on helper threads beside this was tried: on
+    // a busy 2-core host the helpers waited for a CPU and made boots slower, not faster.)
+    let placed = place_memory(cfg, images, &kvm, &vm, timings);
     let Placed {
         mem,
         kernel,
@@ -559,9 +547,7 @@ fn build_machine(
     } = placed?;
     timings.memory_ready_ms = ms(Instant::now());
     let entry = kernel.entry;
-    let vcpu = vcpu
-        .map_err(|_| VmError::Thread("creation helper panicked".into()))?
-        .map_err(kvm_err("KVM_CREATE_VCPU"))?;
+    let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
     let flavour = if msr::is_pvm(&vcpu) {
         KvmFlavour::Pvm
     } else {
@@ -575,6 +561,9 @@ fn build_machine(
         flavour
     };
     gdt::write(&mem).map_err(mem_err)?;
+    let cpuid = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
     let cr3 = paging::write(&mem, paging::kernel_entry_flags(guest_setup)).map_err(mem_err)?;
     vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
     let sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
