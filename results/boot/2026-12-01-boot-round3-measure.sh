@@ -1,6 +1,6 @@
 #!/bin/sh
 # Alternating boots of two kmodlab binaries, N each, one JSON line per boot:
-#   measure-boot.sh BEFORE_BIN AFTER_BIN N CONFIG OUT.jsonl
+#   2026-12-01-boot-round3-measure.sh BEFORE_BIN AFTER_BIN N CONFIG OUT.jsonl
 # Each line: {"bin": "before"|"after", "boot_ms", "boot_breakdown_ms", "failed_checks",
 # "guest_end", "supervisor_native", "loadavg"}.
 set -eu
