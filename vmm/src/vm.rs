@@ -1066,6 +1066,54 @@ mod tests {
     }
 
     #[test]
+    fn guest_phases_come_from_the_status_page_in_ms() {
+        use kmodlab_abi::status::BootPhase;
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
+        assert_eq!(
+            guest_phases(&mem, 2_000_000),
+            vec![],
+            "nothing published yet"
+        );
+        for (i, p) in BootPhase::ALL.iter().enumerate() {
+            let tsc = 1_000_000 + 200_000 * i as u64;
+            mem.write_obj(tsc, GuestAddress(layout::STATUS_GPA + p.offset()))
+                .unwrap();
+        }
+        // The guest says the heap ended before the page tables did: untrusted, not shown.
+        mem.write_obj(
+            1u64,
+            GuestAddress(layout::STATUS_GPA + BootPhase::Heap.offset()),
+        )
+        .unwrap();
+        let phases = guest_phases(&mem, 2_000_000);
+        assert_eq!(phases.len(), BootPhase::ALL.len() - 1);
+        assert_eq!(
+            phases[0],
+            GuestPhase {
+                phase: "boot_info",
+                ms: Some(0.1)
+            }
+        );
+        assert_eq!(phases[4].phase, "heap");
+        assert_eq!((phases[4].ms, phases[5].ms), (None, None));
+        assert_eq!(phases[8].phase, "ready");
+        assert_eq!(phases[8].ms, Some(0.1));
+    }
+
+    #[test]
+    fn a_write_to_read_only_memory_says_what_was_written() {
+        let end = RunEnd::ReadOnlyWrite {
+            gpa: 0x100_0040,
+            what: "the module archive",
+        };
+        assert_eq!(
+            end.describe(),
+            "guest wrote read-only guest-physical address 0x1000040 (the module archive, which \
+             the kernel must only read)"
+        );
+    }
+
+    #[test]
     fn run_end_descriptions_name_the_fault() {
         let end = RunEnd::KernelFault(FaultReport {
             vector: 14,
