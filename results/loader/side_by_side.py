@@ -27,7 +27,7 @@ GUEST_SCRIPT = "insmod hello.ko; insmod crc32.ko; insmod big.ko; lsmod -v; dmesg
 STEPS = ["validate", "layout", "resolve", "copy", "relocate", "sum of steps", "whole pipeline"]
 
 
-def run(cmd, out_path):
+def run(cmd, out_path, may_fail=False):
     start = time.time()
     p = subprocess.run(cmd, capture_output=True, text=True)
     with open(out_path, "w") as f:
@@ -36,7 +36,7 @@ def run(cmd, out_path):
         f.write(p.stdout)
         if p.stderr:
             f.write("\n# stderr\n" + p.stderr)
-    if p.returncode != 0:
+    if p.returncode != 0 and not may_fail:
         raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}); see {out_path}")
     return p.stdout
 
@@ -90,11 +90,13 @@ def med(xs):
     return (statistics.median(xs), min(xs), max(xs)) if xs else (float("nan"),) * 3
 
 
-def fmt(t, unit=""):
+def fmt(t, decimals=2):
     m, lo, hi = t
+    if m != m:
+        return "—"
     if m >= 1e4:
-        return f"{m / 1e3:,.0f} k{unit} ({lo / 1e3:,.0f}–{hi / 1e3:,.0f} k)"
-    return f"{m:,.2f}{unit} ({lo:,.2f}–{hi:,.2f})"
+        return f"{m / 1e3:,.0f} k ({lo / 1e3:,.0f}–{hi / 1e3:,.0f} k)"
+    return f"{m:,.{decimals}f} ({lo:,.{decimals}f}–{hi:,.{decimals}f})"
 
 
 def main():
@@ -114,6 +116,7 @@ def main():
     host = {k: [] for k in sides}
     guest = {k: [] for k in sides}
     boots = {k: [] for k in sides}
+    failed_boots = {k: 0 for k in sides}
     cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     loads = [load()]
 
@@ -133,8 +136,13 @@ def main():
     for i in range(a.boot_rounds):
         for side, d in sides.items():
             text = run([os.path.join(d, "kmodlab"), "boot", "--quiet", "--json"],
-                       os.path.join(a.out, f"boot-{side}-{i + 1}.json"))
-            j = json.loads(text[text.index("{"):])
+                       os.path.join(a.out, f"boot-{side}-{i + 1}.json"), may_fail=True)
+            # A boot whose self-test judged something (e.g. an old binary's native-loop check
+            # under load) still reports its timings; failed checks are counted, not hidden.
+            j = json.JSONDecoder().raw_decode(text[text.index("{"):])[0]
+            if j.get("supervisor_native") is False or any(
+                    not c.get("passed") and c.get("not_run") is None for c in j.get("checks", [])):
+                failed_boots[side] += 1
             boots[side].append(j)
             flavour, tsc_khz = j.get("kvm_flavour"), j.get("tsc_khz")
     loads.append(load())
@@ -173,13 +181,16 @@ def main():
                     xs = [g[mod]["allocate"] + g[mod]["protect"] for g in guest[side] if mod in g]
                 else:
                     xs = [g[mod].get(k) for g in guest[side] if mod in g]
-                vals[side] = fmt(med(xs))
+                vals[side] = fmt(med(xs), 0)
             w(f"| {k} | {vals['before']} | {vals['after']} |")
         w("")
     if a.modules_dir:
         for side, d in sides.items():
-            c = host_big_relocate_cycles(os.path.join(d, "throughput"), tsc_khz,
-                                         os.path.join(a.out, f"host-big-{side}.txt"), a.modules_dir)
+            # The host's fastest of three runs of 50 passes: its noise is the host's load.
+            c = min(filter(None, (host_big_relocate_cycles(
+                os.path.join(d, "throughput"), tsc_khz,
+                os.path.join(a.out, f"host-big-{side}-{i + 1}.txt"), a.modules_dir)
+                for i in range(3))), default=None)
             cold = med([g["big"].get("relocate_cold") for g in guest[side] if "big" in g])[0]
             warm = med([g["big"].get("relocate_warm") for g in guest[side] if "big" in g])[0]
             if c:
@@ -196,6 +207,8 @@ def main():
         w(f"| {ph} | " + " | ".join(fmt(med([b["boot_breakdown_ms"].get(ph) for b in boots[s]]))
                                      for s in sides) + " |")
     w("| boot_ms | " + " | ".join(fmt(med([b.get("boot_ms") for b in boots[s]])) for s in sides) + " |")
+    w(f"\nBoots whose self-test reported a problem: before {failed_boots['before']}, after "
+      f"{failed_boots['after']} of {a.boot_rounds} each (raw JSON next to this file).")
     text = "\n".join(out) + "\n"
     with open(os.path.join(a.out, "summary.md"), "w") as f:
         f.write(text)
