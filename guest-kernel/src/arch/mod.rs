@@ -23,7 +23,7 @@ pub fn init_trap_stacks(kpti: bool) {
     let trap_top = crate::mm::alloc_kernel_stack(gdt::TRAP_STACK_PAGES);
     let double_fault_top = crate::mm::alloc_kernel_stack(gdt::DOUBLE_FAULT_STACK_PAGES);
     gdt::set_tss_stacks(trap_top, double_fault_top);
-    idt::enable_double_fault_stack();
+    idt::enable_ist_stacks();
     if kpti {
         let page = kmodlab_abi::layout::PAGE_SIZE;
         entry::init(
