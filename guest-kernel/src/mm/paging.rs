@@ -418,8 +418,9 @@ fn module_leaf_flags(perm: KernelPerm) -> F {
 /// present needs none (x86 caches no non-present translation). No mapping is ever both
 /// writable and executable: the module address is read-only or executable where the layout
 /// says so from the start, and the direct map is writable and never executable. The frames
-/// are written before their entries exist, so their first touch through the module address
-/// (at first use) finds backed frames and maps a whole group of eight at once (see
+/// are zeroed through the direct map before their entries exist, and written only there
+/// until the module runs, so the first touch through the module address (at first use)
+/// finds frames the host has backed and maps a whole group of eight at once (see
 /// [`module_leaf_flags`]).
 pub fn map_module_pages(
     virt: u64,
@@ -480,8 +481,9 @@ pub fn map_module_pages(
 pub fn sync_core() {
     // SAFETY: builds an interrupt-return frame of the current SS, RSP, RFLAGS and CS and the
     // address of the next instruction, so IRETQ returns to the following instruction with
-    // every register as it was; the five pushes are popped by IRETQ itself, so the stack is
-    // balanced. (The kernel is built without a red zone, so pushing below RSP is allowed.)
+    // every register but `tmp` (declared clobbered) as it was, flags included; the five
+    // pushes are popped by IRETQ itself, so the stack is balanced. (The kernel is built
+    // without a red zone, so pushing below RSP is allowed.)
     unsafe {
         core::arch::asm!(
             "mov {tmp:e}, ss",
