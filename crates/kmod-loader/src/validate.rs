@@ -12,9 +12,14 @@
 //! Each fact is established by exactly one step, the first that needs it:
 //!
 //! - Every relocation's type, symbol index and field range, and that its symbol lives in a
-//!   loaded section: here, in one pass over the entries, which also counts them by kind and
-//!   notes the symbols the GOT needs. [`crate::relocate()`] applies them without checking
-//!   them again (its writes stay range-checked) and takes its counts from here.
+//!   loaded section: for a relocation section whose target is executable, here, in one
+//!   pass over the entries, which also counts them by kind and notes the symbols the GOT
+//!   needs; [`crate::relocate()`] applies them without checking them again (its writes stay
+//!   range-checked) and takes their counts from here. For any other target (data, tables),
+//!   in [`crate::relocate()`], entry by entry as it applies them, with the same errors
+//!   ([`check_entry_when_applied`]): their entries are read once, not once to check and
+//!   once to apply. The GOTPCREL family is accepted in code only, where compilers emit it
+//!   and where the GOT slots it needs are found before the layout is made.
 //! - Every symbol's section index and value, and its name's bounds and termination: here,
 //!   in one pass over the symbol table (a name is terminated exactly when it starts at or
 //!   before the string table's last NUL, so that costs one comparison). The table is not
@@ -315,10 +320,14 @@ pub struct RelocationSection<'data> {
     pub target: u32,
     entries: &'data [elf::Rela64<LE>],
     kinds: KindSet,
+    checked: bool,
 }
 
 impl<'data> RelocationSection<'data> {
-    /// Its validated entries.
+    /// Its entries. Those of a section whose target is executable were checked by
+    /// validation; the others are checked by [`crate::relocate()`] as it applies them, so
+    /// before it has succeeded an entry of such a section may be invalid (an unsupported
+    /// type then reads as [`RelocationKind::None`]).
     pub fn relocations(&self) -> impl ExactSizeIterator<Item = Relocation> + 'data {
         self.entries.iter().map(decode_rela)
     }
@@ -328,9 +337,16 @@ impl<'data> RelocationSection<'data> {
         self.entries
     }
 
-    /// The kinds its entries have (validation saw each of them).
+    /// The kinds its entries have (validation saw each of them; empty when
+    /// [`Self::checked_by_validation`] is false).
     pub(crate) fn kinds(&self) -> KindSet {
         self.kinds
+    }
+
+    /// Whether validation checked the entries (the target is executable), or relocation
+    /// checks them as it applies them.
+    pub fn checked_by_validation(&self) -> bool {
+        self.checked
     }
 
     /// Number of entries.
@@ -361,6 +377,7 @@ pub(crate) struct RelocationSectionEntry {
     target: u32,
     entries: Span,
     kinds: KindSet,
+    checked: bool,
 }
 
 /// A set of relocation kinds: bit [`RelocationKind::ordinal`] for each.
@@ -611,6 +628,7 @@ impl<'data> Module<'data> {
                 // Validation proved the span holds whole entries.
                 entries: pod::slice_from_all_bytes(r.entries.of(data)).unwrap_or(&[]),
                 kinds: r.kinds,
+                checked: r.checked,
             }
         })
     }
@@ -1530,7 +1548,21 @@ fn read_relocations(
             }
         })?;
         let mut kinds = KindSet::default();
-        if !scan_entries(entries, target.size, symbol_flags, &mut by_kind, &mut kinds) {
+        // Only code can use the GOT, and the layout needs the GOT's size: the entries of a
+        // section of code are checked here, the others where they are applied (one read of
+        // them instead of two).
+        let checked = matches!(
+            target.disposition,
+            Disposition::Load {
+                permission: Permission::ReadExecute,
+                ..
+            }
+        );
+        if !checked {
+            counts.relocations_checked_when_applied = counts
+                .relocations_checked_when_applied
+                .saturating_add(u64::try_from(entries.len()).unwrap_or(u64::MAX));
+        } else if !scan_entries(entries, target.size, symbol_flags, &mut by_kind, &mut kinds) {
             // Something in this section is wrong or needs more than the scan does: go over
             // it again, one entry at a time, in order (without the scan's sentinel).
             let flags = symbol_flags.get_mut(..symbols.len()).unwrap_or_default();
@@ -1543,6 +1575,7 @@ fn read_relocations(
             target: target_index,
             entries: section.contents,
             kinds,
+            checked,
         });
     }
     counts.relocation_sections = relocation_sections.len();
@@ -1552,6 +1585,51 @@ fn read_relocations(
     }
     counts.relocations = relocations;
     Ok(())
+}
+
+/// The checks of [`check_entries`] for one entry of a relocation section whose target is not
+/// executable (that validation left to relocation), with the same errors in the same order;
+/// a GOTPCREL-family type, which needs a GOT slot that only code sections get, is refused as
+/// unsupported there. Relocation calls it for the entries its fast loop does not apply.
+#[cold]
+pub(crate) fn check_entry_when_applied(
+    module: &Module<'_>,
+    rela: &elf::Rela64<LE>,
+    target: u32,
+) -> Result<(), Error> {
+    let symbols = module.symtab;
+    let sections = &module.tables.sections;
+    let data = module.data;
+    let target_size = module.section_entry(target).map_or(0, |t| t.size);
+    let fault = (|| {
+        let offset = rela.r_offset.get(LE);
+        let r_type = rela.r_type(LE, false).0;
+        let info = type_info_of(r_type);
+        if info.kind.is_none() || info.got {
+            return Err(EntryFault::Unsupported { offset, r_type });
+        }
+        let symbol = rela.r_sym(LE, false);
+        let flags = usize::try_from(symbol)
+            .ok()
+            .filter(|&i| i < symbols.len())
+            .and_then(|i| module.tables.symbol_flags.get(i))
+            .copied()
+            .ok_or(EntryFault::SymbolOutOfRange { offset, symbol })?;
+        let width = info.width;
+        if offset
+            .checked_add(width)
+            .is_none_or(|end| end > target_size)
+        {
+            return Err(EntryFault::Outside { offset, width });
+        }
+        if width != 0 && flags & IN_UNLOADED_SECTION != 0 {
+            return Err(EntryFault::Unloaded { offset, symbol });
+        }
+        Ok(())
+    })();
+    fault.map_err(|fault| {
+        fault.into_error(data, sections, symbols, target, index_u32(symbols.len()))
+    })
 }
 
 /// What is wrong with a relocation entry: plain values, so the loop builds no error (the
