@@ -619,13 +619,18 @@ impl SymbolAddresses {
                     .map(|base| base.wrapping_add(value))
             }
         };
-        // Two passes over the (cached) symbol table, each a loop the compiler keeps free of
-        // per-element capacity checks and branches.
         let symbols = module.symtab();
-        self.addresses
-            .extend(symbols.iter().map(|sym| address_of(sym).unwrap_or(0)));
-        self.present
-            .extend(symbols.iter().map(|sym| address_of(sym).is_some()));
+        self.addresses.resize(symbols.len(), 0);
+        self.present.resize(symbols.len(), false);
+        for ((sym, slot), present) in symbols
+            .iter()
+            .zip(self.addresses.iter_mut())
+            .zip(self.present.iter_mut())
+        {
+            let address = address_of(sym);
+            *slot = address.unwrap_or(0);
+            *present = address.is_some();
+        }
         // The null symbol: relocations against index 0 use S = 0.
         self.set(0, Some(0));
         for resolved in resolution.symbols() {
