@@ -834,7 +834,10 @@ const CHECKED_RULES: [CheckedRule; 44] = {
 /// right, and each one it stops at gets validation's exact checks
 /// ([`crate::validate::check_entry_when_applied`], the same errors validation gives for a
 /// section of code), then [`apply`]'s. Counts by kind into `by_kind`.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the pieces of relocate_with's state the one section's loops read"
+)]
 fn apply_checking(
     module: &Module<'_>,
     target: u32,

@@ -16,9 +16,9 @@
 //!   pass over the entries, which also counts them by kind and notes the symbols the GOT
 //!   needs; [`crate::relocate()`] applies them without checking them again (its writes stay
 //!   range-checked) and takes their counts from here. For any other target (data, tables),
-//!   in [`crate::relocate()`], entry by entry as it applies them, with the same errors
-//!   ([`check_entry_when_applied`]): their entries are read once, not once to check and
-//!   once to apply. The GOTPCREL family is accepted in code only, where compilers emit it
+//!   in [`crate::relocate()`], entry by entry as it applies them, with the same errors (the
+//!   checks of this module, called from there): their entries are read once, not once to
+//!   check and once to apply. The GOTPCREL family is accepted in code only, where compilers emit it
 //!   and where the GOT slots it needs are found before the layout is made.
 //! - Every symbol's section index and value, and its name's bounds and termination: here,
 //!   in one pass over the symbol table (a name is terminated exactly when it starts at or
