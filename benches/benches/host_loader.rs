@@ -109,7 +109,7 @@ impl Set {
                         .expect("a new name");
                 }
             }
-            relocations += module.counts().relocations.total();
+            relocations += module.counts().relocation_entries();
             core = core.max(layout.core.size as usize);
             init = init.max(layout.init.size as usize);
         }

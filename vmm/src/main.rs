@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kmodlab::KernelConfig;
+use kmodlab::compare::cli::KptiArg;
 use kmodlab::control::Script;
 use kmodlab::devices::serial::Echo;
 use kmodlab::selftest::{self, BootError};
@@ -76,24 +77,6 @@ struct VmArgs {
     /// hardware KVM, where the U/S bits do).
     #[arg(long, value_enum, default_value = "auto")]
     kpti: KptiArg,
-}
-
-/// `--kpti`.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum KptiArg {
-    On,
-    Off,
-    Auto,
-}
-
-impl From<KptiArg> for kmodlab_abi::kpti::Kpti {
-    fn from(k: KptiArg) -> Self {
-        match k {
-            KptiArg::On => Self::On,
-            KptiArg::Off => Self::Off,
-            KptiArg::Auto => Self::Auto,
-        }
-    }
 }
 
 impl VmArgs {

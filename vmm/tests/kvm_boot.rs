@@ -5,12 +5,9 @@ mod common;
 
 use common::{CONFIGS, context, kvm_usable, median, run};
 use kmodlab::KvmFlavour;
+use kmodlab::selftest::NATIVE_RATIO_LIMIT;
 use kmodlab::vm::RunEnd;
 use kmodlab_abi::channel::{Command, MAX_PAYLOAD, Reply, SelfTestParams, serial_test_line};
-
-/// Supervisor loops may cost at most this many times the user loop (the "within 2×":
-/// more means supervisor code is emulated, not native).
-const NATIVE_RATIO_LIMIT: f64 = 2.0;
 
 fn boot_and_self_test(config: kmodlab::KernelConfig) {
     if !kvm_usable() {

@@ -292,7 +292,7 @@ fn main() {
                 }
             }
             Ok((
-                module.counts().relocations.total(),
+                module.counts().relocation_entries(),
                 layout.core.size as usize,
                 layout.init.size as usize,
             ))

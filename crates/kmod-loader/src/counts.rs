@@ -84,12 +84,26 @@ pub struct ValidateCounts {
     pub relocation_sections: usize,
     /// Relocation sections skipped because their target is not loaded.
     pub skipped_relocation_sections: usize,
-    /// Relocations to apply, by type.
+    /// Relocations validation checked (those of sections whose target is executable), by
+    /// type.
     pub relocations: RelocationCounts,
+    /// Relocations of sections whose target is not executable: checked and counted by type
+    /// where they are applied ([`RelocateCounts::applied`] counts every relocation).
+    pub relocations_checked_when_applied: u64,
     /// `__ksymtab_*` exports.
     pub exports: usize,
     /// `.modinfo` entries.
     pub modinfo_entries: usize,
+}
+
+impl ValidateCounts {
+    /// Every relocation the module will apply: those validation checked and those checked
+    /// where they are applied.
+    pub fn relocation_entries(&self) -> u64 {
+        self.relocations
+            .total()
+            .saturating_add(self.relocations_checked_when_applied)
+    }
 }
 
 /// What the layout of one region holds.

@@ -10,12 +10,15 @@
 //! Loading is five public steps, each a plain function that returns its result and what it
 //! counted, so a benchmark can time them one by one:
 //!
-//! 1. [`validate()`]: check the ELF file and index it ([`Module`]).
+//! 1. [`validate()`]: check the ELF file and index it ([`Module`]): everything the later
+//!    steps rely on, except the entries of relocation sections whose target is not code,
+//!    which [`relocate()`] checks as it applies them (see "Validate once" below).
 //! 2. [`layout()`]: give each loaded section an offset in the *core* or *init* region and
 //!    reserve the GOT ([`Layout`]).
 //! 3. [`resolve()`]: look up undefined symbols in a [`SymbolProvider`] ([`Resolution`]).
 //! 4. [`copy_sections`]: fill the caller's region memory with the sections' contents.
-//! 5. [`relocate()`]: fill the GOT and apply every relocation.
+//! 5. [`relocate()`]: fill the GOT and apply every relocation, checking those validation
+//!    left to it.
 //!
 //! Then [`Loaded::new`] collects what the kernel keeps (symbol addresses for `init_module`,
 //! `cleanup_module` and parameters, exports, `.modinfo`, placements, dependencies).
@@ -72,10 +75,17 @@
 //!   `unsafe`, no slice indexing and no unchecked arithmetic in the crate: reads use `get`,
 //!   sums use checked operations (the lints below enforce it), 32-bit relocation results are
 //!   computed exactly and refused when they do not fit.
-//! - **Validate once, up front.** [`validate()`] checks every offset, size, index and
-//!   relocation the later steps will use, so a refused module is refused before any memory
-//!   is touched, and the later steps stay simple loops. They still write only through
-//!   range-checked slices: a validation bug cannot become a wild write.
+//! - **Validate once, before use.** Every offset, size, index and relocation is checked
+//!   exactly once, by the first step that needs it. [`validate()`] checks the file's
+//!   structure, its sections and symbols, and the relocations of code (sections whose
+//!   target is executable: only they may use the GOT, whose size the layout needs), so
+//!   those are refused before any memory is touched. The relocations of everything else
+//!   (data, ORC and exception tables: most of a Linux module's) are checked by
+//!   [`relocate()`] as it applies them, each with the same error validation would give, so
+//!   that their entries are read once rather than twice; a module refused there has had
+//!   its regions written, which the caller discards as it does after any failed
+//!   [`relocate()`]. Every write goes through a range-checked slice: a bug cannot become a
+//!   wild write.
 //! - **The caller owns memory and policy.** The loader never allocates region memory or
 //!   picks addresses: the caller passes each region's base address and bytes. It maps pages
 //!   from [`RegionLayout::ranges`] (page-aligned, one permission each, never W+X) and frees

@@ -8,9 +8,13 @@
 //! Copying writes every byte of both regions exactly once: section contents are copied, and
 //! NOBITS sections, the GOT and the padding between sections are zeroed, so nothing of what
 //! the memory held before is visible to the module. Relocating trusts what validation proved
-//! about each entry (supported type, symbol index, field inside its section) and does not
-//! decode or count it again; its writes are still range-checked, so a loader bug cannot become
-//! a wild write.
+//! about the entries of code sections (supported type, symbol index, field inside its
+//! section) and does not decode or count them again. The entries of other sections, which
+//! validation leaves to this step, are checked as they are applied: a loop per common kind
+//! applies each entry that is plainly right (supported, the symbol has an address, the
+//! field fits and lies inside the section), and the first one that is not gets validation's
+//! exact checks and message. All writes are range-checked, so a loader bug cannot become a
+//! wild write.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -615,13 +619,18 @@ impl SymbolAddresses {
                     .map(|base| base.wrapping_add(value))
             }
         };
-        // Two passes over the (cached) symbol table, each a loop the compiler keeps free of
-        // per-element capacity checks and branches.
         let symbols = module.symtab();
-        self.addresses
-            .extend(symbols.iter().map(|sym| address_of(sym).unwrap_or(0)));
-        self.present
-            .extend(symbols.iter().map(|sym| address_of(sym).is_some()));
+        self.addresses.resize(symbols.len(), 0);
+        self.present.resize(symbols.len(), false);
+        for ((sym, slot), present) in symbols
+            .iter()
+            .zip(self.addresses.iter_mut())
+            .zip(self.present.iter_mut())
+        {
+            let address = address_of(sym);
+            *slot = address.unwrap_or(0);
+            *present = address.is_some();
+        }
         // The null symbol: relocations against index 0 use S = 0.
         self.set(0, Some(0));
         for resolved in resolution.symbols() {
@@ -655,7 +664,9 @@ impl SymbolAddresses {
     }
 }
 
-/// Fills the GOT and applies every relocation of every loaded section, in place.
+/// Fills the GOT and applies every relocation of every loaded section, in place, checking
+/// the entries of sections whose target is not executable (validation checked the others):
+/// an invalid one is the error validation gives for the same fault in code.
 ///
 /// Run [`copy_sections`] first. `resolution` must come from the same module.
 pub fn relocate(
@@ -727,6 +738,7 @@ pub(crate) fn relocate_with(
         .iter()
         .any(|r| r.source == Source::Ignored)
         || resolution.symbols().len() != module.undefined_symbols().len();
+    let mut checked_here = [0u64; RelocationKind::ALL.len()];
     for section in module.relocation_sections() {
         let target = section.target;
         let Some(placement) = layout.placement(target) else {
@@ -744,6 +756,19 @@ pub(crate) fn relocate_with(
                 provided,
             })?;
         let entries = section.entries();
+        if !section.checked_by_validation() {
+            apply_checking(
+                module,
+                target,
+                entries,
+                memory,
+                place_base,
+                addresses,
+                &got,
+                &mut checked_here,
+            )?;
+            continue;
+        }
         let kinds = section.kinds();
         if check_addresses {
             apply::<true>(entries, memory, place_base, addresses, &got)
@@ -758,9 +783,247 @@ pub(crate) fn relocate_with(
         }
         .map_err(|fault| fault.into_error(module, target, placement.size))?;
     }
-    // Validation counted every entry, and every one of them has now been applied.
+    // Validation counted the entries it checked, this loop the others; all are applied.
     counts.applied = module.counts().relocations;
+    for (kind, &count) in RelocationKind::ALL.iter().zip(checked_here.iter()) {
+        counts.applied.add_many(*kind, count);
+    }
     Ok(counts)
+}
+
+/// What [`apply_and_check`] reads about a relocation type.
+#[derive(Clone, Copy, Debug)]
+struct CheckedRule {
+    /// 1 in the kind's field of the packed counter.
+    unit: u128,
+    place_mask: u64,
+    fit_bias: u64,
+    /// 4 or 8; 0 for the types the loop leaves to the exact path (R_X86_64_NONE, the GOT
+    /// family, unsupported types).
+    width: u8,
+}
+
+const fn checked_rule(r_type: u32) -> CheckedRule {
+    let info = type_info(r_type);
+    let handled = info.kind.is_some() && !info.got && info.width != 0;
+    CheckedRule {
+        unit: info.count_unit,
+        place_mask: info.place_mask,
+        fit_bias: info.fit_bias,
+        width: if handled { info.width as u8 } else { 0 },
+    }
+}
+
+/// [`CheckedRule`] of every ELF type up to 42, then one for every larger type.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time: an index out of bounds fails the build, it cannot panic"
+)]
+const CHECKED_RULES: [CheckedRule; 44] = {
+    let mut table = [checked_rule(u32::MAX); 44];
+    let mut r_type = 0;
+    while r_type < 43 {
+        table[r_type] = checked_rule(r_type as u32);
+        r_type += 1;
+    }
+    table
+};
+
+/// Checks and applies the entries of a relocation section that validation left unchecked
+/// (its target is not executable): [`apply_and_check`] applies every entry that is plainly
+/// right, and each one it stops at gets validation's exact checks
+/// ([`crate::validate::check_entry_when_applied`], the same errors validation gives for a
+/// section of code), then [`apply`]'s. Counts by kind into `by_kind`.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the pieces of relocate_with's state the one section's loops read"
+)]
+fn apply_checking(
+    module: &Module<'_>,
+    target: u32,
+    entries: &[elf::Rela64<LE>],
+    memory: &mut [u8],
+    place_base: u64,
+    addresses: &SymbolAddresses,
+    got: &GotSlots<'_>,
+    by_kind: &mut [u64; RelocationKind::ALL.len()],
+) -> Result<(), Error> {
+    let size = u64::try_from(memory.len()).unwrap_or(u64::MAX);
+    // Most sections hold one kind (ORC and exception tables: PC-relative; pointer tables:
+    // 64-bit absolute): a loop for that kind applies them while they last, the general
+    // loop the rest.
+    let (symbols, present) = (&addresses.addresses[..], &addresses.present[..]);
+    let first_type = entries.first().map_or(0, |rela| rela.r_type(LE, false).0);
+    let applied = if first_type == elf::R_X86_64_PC32.0 || first_type == elf::R_X86_64_PLT32.0 {
+        let (applied, plt32) = apply_pc32_run(entries, memory, place_base, symbols, present);
+        add_count(by_kind, RelocationKind::Plt32, plt32);
+        add_count(by_kind, RelocationKind::Pc32, applied.saturating_sub(plt32));
+        applied
+    } else if first_type == elf::R_X86_64_64.0 {
+        let applied = apply_abs64_run(entries, memory, symbols, present);
+        add_count(by_kind, RelocationKind::Abs64, applied);
+        applied
+    } else {
+        0
+    };
+    let mut rest = entries
+        .get(usize::try_from(applied).unwrap_or(usize::MAX)..)
+        .unwrap_or(&[]);
+    while !rest.is_empty() {
+        let (chunk, after) = rest.split_at(rest.len().min(COUNT_FIELD_MAX));
+        let (stopped, packed) = apply_and_check(chunk, memory, place_base, symbols, present);
+        for (field, count) in by_kind.iter_mut().enumerate() {
+            let shift = COUNT_FIELD_BITS.saturating_mul(u32::try_from(field).unwrap_or(0));
+            let n = packed.checked_shr(shift).unwrap_or(0) & u128::from(COUNT_FIELD_MAX as u32);
+            *count = count.wrapping_add(u64::try_from(n).unwrap_or(0));
+        }
+        let Some(at) = stopped else {
+            rest = after;
+            continue;
+        };
+        let Some(rela) = chunk.get(at) else {
+            break;
+        };
+        crate::validate::check_entry_when_applied(module, rela, target)?;
+        apply::<true>(
+            core::slice::from_ref(rela),
+            memory,
+            place_base,
+            addresses,
+            got,
+        )
+        .map_err(|fault| fault.into_error(module, target, size))?;
+        if let Some(kind) = RelocationKind::from_elf(rela.r_type(LE, false).0)
+            && let Some(count) = by_kind.get_mut(kind.ordinal())
+        {
+            *count = count.saturating_add(1);
+        }
+        rest = rest.get(at.saturating_add(1)..).unwrap_or(&[]);
+    }
+    Ok(())
+}
+
+fn add_count(by_kind: &mut [u64; RelocationKind::ALL.len()], kind: RelocationKind, n: u64) {
+    if let Some(count) = by_kind.get_mut(kind.ordinal()) {
+        *count = count.saturating_add(n);
+    }
+}
+
+/// [`apply_and_check`] for a run of R_X86_64_PC32 and R_X86_64_PLT32 entries at the start of
+/// `entries`: returns how many it applied (it stops, writing nothing of it, at the first
+/// entry of another type or that is not plainly right), and how many of those were PLT32.
+#[inline(never)]
+fn apply_pc32_run(
+    entries: &[elf::Rela64<LE>],
+    memory: &mut [u8],
+    place_base: u64,
+    addresses: &[u64],
+    present: &[bool],
+) -> (u64, u64) {
+    const PC32: u32 = elf::R_X86_64_PC32.0;
+    const PLT32: u32 = elf::R_X86_64_PLT32.0;
+    let mut applied = 0u64;
+    let mut plt32 = 0u64;
+    for rela in entries {
+        let offset = rela.r_offset.get(LE);
+        let info = rela.r_info.get(LE);
+        let r_type = info as u32;
+        let symbol = usize::try_from(info >> 32).unwrap_or(usize::MAX);
+        if r_type != PC32 && r_type != PLT32 {
+            break;
+        }
+        let (Some(&address), Some(true)) = (addresses.get(symbol), present.get(symbol).copied())
+        else {
+            break;
+        };
+        let value = address
+            .wrapping_add_signed(rela.r_addend.get(LE))
+            .wrapping_sub(place_base.wrapping_add(offset));
+        // The field must give back the whole value when the CPU sign-extends it.
+        if value.wrapping_add(1 << 31) > u64::from(u32::MAX)
+            || !put(memory, offset, (value as u32).to_le_bytes())
+        {
+            break;
+        }
+        applied = applied.wrapping_add(1);
+        plt32 = plt32.wrapping_add(u64::from(r_type == PLT32));
+    }
+    (applied, plt32)
+}
+
+/// [`apply_pc32_run`] for R_X86_64_64 entries.
+#[inline(never)]
+fn apply_abs64_run(
+    entries: &[elf::Rela64<LE>],
+    memory: &mut [u8],
+    addresses: &[u64],
+    present: &[bool],
+) -> u64 {
+    const R64: u32 = elf::R_X86_64_64.0;
+    let mut applied = 0u64;
+    for rela in entries {
+        let offset = rela.r_offset.get(LE);
+        let info = rela.r_info.get(LE);
+        let symbol = usize::try_from(info >> 32).unwrap_or(usize::MAX);
+        if info as u32 != R64 {
+            break;
+        }
+        let (Some(&address), Some(true)) = (addresses.get(symbol), present.get(symbol).copied())
+        else {
+            break;
+        };
+        let value = address.wrapping_add_signed(rela.r_addend.get(LE));
+        if !put(memory, offset, value.to_le_bytes()) {
+            break;
+        }
+        applied = applied.wrapping_add(1);
+    }
+    applied
+}
+
+/// The loop of [`apply_checking`] for at most [`COUNT_FIELD_MAX`] entries: applies entries
+/// while each is of a type it handles (no GOT, something to write), names a symbol that has
+/// an address, and fits its field inside the section; returns the index of the first that
+/// is not (nothing of it written), and the packed count by kind of those it applied.
+#[inline(never)]
+fn apply_and_check(
+    entries: &[elf::Rela64<LE>],
+    memory: &mut [u8],
+    place_base: u64,
+    addresses: &[u64],
+    present: &[bool],
+) -> (Option<usize>, u128) {
+    const LAST: usize = CHECKED_RULES.len() - 1;
+    const NOT_HANDLED: CheckedRule = checked_rule(u32::MAX);
+    let mut packed = 0u128;
+    for (i, rela) in entries.iter().enumerate() {
+        let offset = rela.r_offset.get(LE);
+        let info = rela.r_info.get(LE);
+        let r_type = usize::try_from(info as u32).map_or(LAST, |t| t.min(LAST));
+        let rule = CHECKED_RULES.get(r_type).unwrap_or(&NOT_HANDLED);
+        let symbol = usize::try_from(info >> 32).unwrap_or(usize::MAX);
+        let (Some(&address), Some(true)) = (addresses.get(symbol), present.get(symbol).copied())
+        else {
+            return (Some(i), packed);
+        };
+        let value = address
+            .wrapping_add_signed(rela.r_addend.get(LE))
+            .wrapping_sub(place_base.wrapping_add(offset) & rule.place_mask);
+        let written = match rule.width {
+            8 => put(memory, offset, value.to_le_bytes()),
+            // The field must give back the whole value when the CPU extends it.
+            4 => {
+                value.wrapping_add(rule.fit_bias) <= u64::from(u32::MAX)
+                    && put(memory, offset, (value as u32).to_le_bytes())
+            }
+            _ => false,
+        };
+        if !written {
+            return (Some(i), packed);
+        }
+        packed = packed.wrapping_add(rule.unit);
+    }
+    (None, packed)
 }
 
 /// GOT slot addresses, for the GOTPCREL family.

@@ -12,9 +12,14 @@
 //! Each fact is established by exactly one step, the first that needs it:
 //!
 //! - Every relocation's type, symbol index and field range, and that its symbol lives in a
-//!   loaded section: here, in one pass over the entries, which also counts them by kind and
-//!   notes the symbols the GOT needs. [`crate::relocate()`] applies them without checking
-//!   them again (its writes stay range-checked) and takes its counts from here.
+//!   loaded section: for a relocation section whose target is executable, here, in one
+//!   pass over the entries, which also counts them by kind and notes the symbols the GOT
+//!   needs; [`crate::relocate()`] applies them without checking them again (its writes stay
+//!   range-checked) and takes their counts from here. For any other target (data, tables),
+//!   in [`crate::relocate()`], entry by entry as it applies them, with the same errors (the
+//!   checks of this module, called from there): their entries are read once, not once to
+//!   check and once to apply. The GOTPCREL family is accepted in code only, where compilers emit it
+//!   and where the GOT slots it needs are found before the layout is made.
 //! - Every symbol's section index and value, and its name's bounds and termination: here,
 //!   in one pass over the symbol table (a name is terminated exactly when it starts at or
 //!   before the string table's last NUL, so that costs one comparison). The table is not
@@ -315,10 +320,14 @@ pub struct RelocationSection<'data> {
     pub target: u32,
     entries: &'data [elf::Rela64<LE>],
     kinds: KindSet,
+    checked: bool,
 }
 
 impl<'data> RelocationSection<'data> {
-    /// Its validated entries.
+    /// Its entries. Those of a section whose target is executable were checked by
+    /// validation; the others are checked by [`crate::relocate()`] as it applies them, so
+    /// before it has succeeded an entry of such a section may be invalid (an unsupported
+    /// type then reads as [`RelocationKind::None`]).
     pub fn relocations(&self) -> impl ExactSizeIterator<Item = Relocation> + 'data {
         self.entries.iter().map(decode_rela)
     }
@@ -328,9 +337,16 @@ impl<'data> RelocationSection<'data> {
         self.entries
     }
 
-    /// The kinds its entries have (validation saw each of them).
+    /// The kinds its entries have (validation saw each of them; empty when
+    /// [`Self::checked_by_validation`] is false).
     pub(crate) fn kinds(&self) -> KindSet {
         self.kinds
+    }
+
+    /// Whether validation checked the entries (the target is executable), or relocation
+    /// checks them as it applies them.
+    pub fn checked_by_validation(&self) -> bool {
+        self.checked
     }
 
     /// Number of entries.
@@ -361,6 +377,7 @@ pub(crate) struct RelocationSectionEntry {
     target: u32,
     entries: Span,
     kinds: KindSet,
+    checked: bool,
 }
 
 /// A set of relocation kinds: bit [`RelocationKind::ordinal`] for each.
@@ -423,7 +440,7 @@ pub struct ModuleTables {
     globals: HashTable<GlobalEntry>,
     hasher: DefaultHashBuilder,
     /// Scratch of the overlap check.
-    parts: Vec<u128>,
+    parts: OverlapRuns,
 }
 
 impl ModuleTables {
@@ -611,6 +628,7 @@ impl<'data> Module<'data> {
                 // Validation proved the span holds whole entries.
                 entries: pod::slice_from_all_bytes(r.entries.of(data)).unwrap_or(&[]),
                 kinds: r.kinds,
+                checked: r.checked,
             }
         })
     }
@@ -1068,80 +1086,120 @@ enum Part {
 /// a well-formed object never does, and a crafted one could make one section's relocations
 /// patch another's contents.
 ///
-/// The parts are visited in ascending `(start, end)` order (a merge
-/// of three lists that a linker writes in order, a sort otherwise) and checked for one that
-/// starts before the furthest end so far; only when there is one are they sorted again with
-/// their names, to report the same pair whatever the packing.
+/// A linker writes two runs of parts, each in section order and ascending: the header and
+/// the contents of the sections that are not relocation tables, and the relocation tables
+/// (with GNU as they follow all contents, with `ld -r` they sit among them). When each run is
+/// ascending with no part starting before the previous one ends, the check is a merge of the
+/// two runs, each part compared with the other run's next one, and a comparison of the
+/// section header table with every part: a few instructions a section. Otherwise (a file
+/// packed differently) all parts are sorted and checked in order. Only when a part overlaps
+/// are they sorted again with their names, to report the same pair whatever the packing.
 fn check_overlaps(
     data: &[u8],
     header: HeaderFields,
     sections: &[SectionEntry],
-    keys: &mut Vec<u128>,
+    runs: &mut OverlapRuns,
 ) -> Result<(), Error> {
-    let table_end = header
-        .shoff
-        .saturating_add(section_table_size(header.shnum));
-    let key = |start: u64, end: u64| (u128::from(start) << 64) | u128::from(end);
-    // Three lists, each ascending in a file a linker wrote: the header and the contents of
-    // the sections that are not relocation tables (in section order), the relocation tables
-    // (in section order), and the section header table. Checked as a merge of the three, in
-    // linear time; only a file that breaks that order is sorted.
+    let table = (
+        header.shoff,
+        header
+            .shoff
+            .saturating_add(section_table_size(header.shnum)),
+    );
     let is_relocations =
         |s: &SectionEntry| s.sh_type == elf::SHT_RELA.0 || s.sh_type == elf::SHT_REL.0;
-    keys.push(key(0, u64::from(EHDR_SIZE)));
-    let mut ends = [0usize; 2];
-    for (relocations, end) in [false, true].into_iter().zip(ends.iter_mut()) {
-        for s in sections {
-            if s.contents.start != s.contents.end && is_relocations(s) == relocations {
-                // read_sections proved offset + size lies inside the file.
-                keys.push(key(s.offset, s.offset.saturating_add(s.size)));
+    let OverlapRuns {
+        contents,
+        relocations,
+        all,
+    } = runs;
+    contents.push((0, u64::from(EHDR_SIZE)));
+    for s in sections {
+        if s.contents.start != s.contents.end {
+            // read_sections proved offset + size lies inside the file.
+            let part = (s.offset, s.offset.saturating_add(s.size));
+            if is_relocations(s) {
+                relocations.push(part);
+            } else {
+                contents.push(part);
             }
         }
-        *end = keys.len();
     }
-    keys.push(key(header.shoff, table_end));
-    let [contents_end, relocations_end] = ends;
-    let (contents, rest) = keys.split_at_checked(contents_end).unwrap_or_default();
-    let (relocations, table) = rest
-        .split_at_checked(relocations_end.saturating_sub(contents_end))
-        .unwrap_or_default();
-    let overlap = if contents.is_sorted() && relocations.is_sorted() {
-        merged_overlap([contents, relocations, table])
-    } else {
-        keys.sort_unstable();
-        merged_overlap([keys.as_slice(), &[], &[]])
-    };
-    if overlap {
+    if parts_overlap(contents, relocations, table, all) {
         report_overlap(data, header, sections)?;
     }
     Ok(())
 }
 
-/// Whether any two of the `(start, end)` ranges packed in `lists` (each sorted) share bytes:
-/// visited in ascending order, a range that starts before the furthest end so far overlaps.
-fn merged_overlap(mut lists: [&[u128]; 3]) -> bool {
-    let mut furthest = 0u64;
-    let mut overlap = false;
-    loop {
-        // The list whose next range starts first.
-        let mut next: Option<(usize, u128)> = None;
-        for (i, list) in lists.iter().enumerate() {
-            if let Some(&k) = list.first()
-                && next.is_none_or(|(_, best)| k < best)
-            {
-                next = Some((i, k));
-            }
-        }
-        let Some((i, k)) = next else {
-            return overlap;
-        };
-        if let Some(list) = lists.get_mut(i) {
-            *list = list.get(1..).unwrap_or(&[]);
-        }
-        let (start, end) = ((k >> 64) as u64, k as u64);
-        overlap |= start < furthest;
-        furthest = furthest.max(end);
+/// Whether any two of the non-empty ranges of `contents`, `relocations` and `table` share
+/// bytes (`all` is scratch for a file that is not packed in the usual order).
+fn parts_overlap(
+    contents: &[(u64, u64)],
+    relocations: &[(u64, u64)],
+    table: (u64, u64),
+    all: &mut Vec<(u64, u64)>,
+) -> bool {
+    if ascending_and_disjoint(contents) && ascending_and_disjoint(relocations) {
+        runs_overlap(contents, relocations)
+            || contents
+                .iter()
+                .chain(relocations.iter())
+                .any(|&(start, end)| start < table.1 && table.0 < end)
+    } else {
+        // Sorted by start, a range that overlaps any earlier one overlaps the one just
+        // before it (every range ends at or after its start).
+        all.clear();
+        all.extend(contents.iter().chain(relocations.iter()).copied());
+        all.push(table);
+        all.sort_unstable();
+        !ascending_and_disjoint(all)
     }
+}
+
+/// The scratch lists of [`check_overlaps`]: `(start, end)` of each part.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct OverlapRuns {
+    contents: Vec<(u64, u64)>,
+    relocations: Vec<(u64, u64)>,
+    all: Vec<(u64, u64)>,
+}
+
+impl OverlapRuns {
+    fn clear(&mut self) {
+        self.contents.clear();
+        self.relocations.clear();
+        self.all.clear();
+    }
+}
+
+/// Whether each range starts at or after the end of the one before it (so the ranges are
+/// sorted and share no byte).
+fn ascending_and_disjoint(ranges: &[(u64, u64)]) -> bool {
+    ranges
+        .windows(2)
+        .all(|pair| matches!(pair, [(_, end), (start, _)] if start >= end))
+}
+
+/// Whether a range of `a` shares bytes with a range of `b`, both [`ascending_and_disjoint`]:
+/// in a merge of the two by start, a range that overlaps one of the other list overlaps the
+/// other list's next range when it is visited (anything later starts later still, and what
+/// came before it ended before the ranges of its own list that precede it).
+fn runs_overlap(a: &[(u64, u64)], b: &[(u64, u64)]) -> bool {
+    let (mut a, mut b) = (a, b);
+    while let (Some(&(a_start, a_end)), Some(&(b_start, b_end))) = (a.first(), b.first()) {
+        if a_start <= b_start {
+            if a_end > b_start {
+                return true;
+            }
+            a = a.get(1..).unwrap_or(&[]);
+        } else {
+            if b_end > a_start {
+                return true;
+            }
+            b = b.get(1..).unwrap_or(&[]);
+        }
+    }
+    false
 }
 
 /// The exact overlap report: the first pair, in `(start, end)` order, that shares bytes.
@@ -1530,7 +1588,21 @@ fn read_relocations(
             }
         })?;
         let mut kinds = KindSet::default();
-        if !scan_entries(entries, target.size, symbol_flags, &mut by_kind, &mut kinds) {
+        // Only code can use the GOT, and the layout needs the GOT's size: the entries of a
+        // section of code are checked here, the others where they are applied (one read of
+        // them instead of two).
+        let checked = matches!(
+            target.disposition,
+            Disposition::Load {
+                permission: Permission::ReadExecute,
+                ..
+            }
+        );
+        if !checked {
+            counts.relocations_checked_when_applied = counts
+                .relocations_checked_when_applied
+                .saturating_add(u64::try_from(entries.len()).unwrap_or(u64::MAX));
+        } else if !scan_entries(entries, target.size, symbol_flags, &mut by_kind, &mut kinds) {
             // Something in this section is wrong or needs more than the scan does: go over
             // it again, one entry at a time, in order (without the scan's sentinel).
             let flags = symbol_flags.get_mut(..symbols.len()).unwrap_or_default();
@@ -1543,6 +1615,7 @@ fn read_relocations(
             target: target_index,
             entries: section.contents,
             kinds,
+            checked,
         });
     }
     counts.relocation_sections = relocation_sections.len();
@@ -1552,6 +1625,51 @@ fn read_relocations(
     }
     counts.relocations = relocations;
     Ok(())
+}
+
+/// The checks of [`check_entries`] for one entry of a relocation section whose target is not
+/// executable (that validation left to relocation), with the same errors in the same order;
+/// a GOTPCREL-family type, which needs a GOT slot that only code sections get, is refused as
+/// unsupported there. Relocation calls it for the entries its fast loop does not apply.
+#[cold]
+pub(crate) fn check_entry_when_applied(
+    module: &Module<'_>,
+    rela: &elf::Rela64<LE>,
+    target: u32,
+) -> Result<(), Error> {
+    let symbols = module.symtab;
+    let sections = &module.tables.sections;
+    let data = module.data;
+    let target_size = module.section_entry(target).map_or(0, |t| t.size);
+    let fault = (|| {
+        let offset = rela.r_offset.get(LE);
+        let r_type = rela.r_type(LE, false).0;
+        let info = type_info_of(r_type);
+        if info.kind.is_none() || info.got {
+            return Err(EntryFault::Unsupported { offset, r_type });
+        }
+        let symbol = rela.r_sym(LE, false);
+        let flags = usize::try_from(symbol)
+            .ok()
+            .filter(|&i| i < symbols.len())
+            .and_then(|i| module.tables.symbol_flags.get(i))
+            .copied()
+            .ok_or(EntryFault::SymbolOutOfRange { offset, symbol })?;
+        let width = info.width;
+        if offset
+            .checked_add(width)
+            .is_none_or(|end| end > target_size)
+        {
+            return Err(EntryFault::Outside { offset, width });
+        }
+        if width != 0 && flags & IN_UNLOADED_SECTION != 0 {
+            return Err(EntryFault::Unloaded { offset, symbol });
+        }
+        Ok(())
+    })();
+    fault.map_err(|fault| {
+        fault.into_error(data, sections, symbols, target, index_u32(symbols.len()))
+    })
 }
 
 /// What is wrong with a relocation entry: plain values, so the loop builds no error (the
@@ -1968,15 +2086,12 @@ fn read_modinfo<'data>(data: &'data [u8], sections: &[SectionEntry]) -> Result<&
 
 #[cfg(test)]
 mod overlap_tests {
-    use super::merged_overlap;
+    use super::parts_overlap;
 
-    fn key(start: u64, end: u64) -> u128 {
-        (u128::from(start) << 64) | u128::from(end)
-    }
-
-    /// The merge of three sorted lists must agree with a sort of their union.
+    /// The check must agree with comparing every pair, for parts packed in the usual order
+    /// (each run ascending), and any other way.
     #[test]
-    fn merge_agrees_with_sorting() {
+    fn overlap_check_agrees_with_every_pair() {
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = || {
             seed ^= seed << 13;
@@ -1984,25 +2099,45 @@ mod overlap_tests {
             seed ^= seed << 17;
             seed
         };
-        for _ in 0..20_000 {
-            let mut lists: [Vec<u128>; 3] = Default::default();
-            for list in lists.iter_mut() {
-                for _ in 0..next() % 5 {
-                    let start = next() % 64;
-                    list.push(key(start, start + next() % 16));
+        let mut all = Vec::new();
+        let (mut fast, mut overlapping) = (0, 0);
+        for round in 0..50_000 {
+            let mut runs: [Vec<(u64, u64)>; 2] = Default::default();
+            for run in runs.iter_mut() {
+                let mut at = next() % 16;
+                for _ in 0..next() % 6 {
+                    // Mostly a linker's packing (ascending, gaps), sometimes not.
+                    let start = if next() % 8 == 0 {
+                        next() % 96
+                    } else {
+                        at + next() % 4
+                    };
+                    let end = start + 1 + next() % 12;
+                    run.push((start, end));
+                    at = end;
                 }
-                list.sort_unstable();
             }
-            let mut all: Vec<u128> = lists.concat();
-            all.sort_unstable();
-            let mut furthest = 0u64;
+            let table_start = next() % 128;
+            let table = (table_start, table_start + 1 + next() % 32);
+            let parts: Vec<(u64, u64)> = runs[0]
+                .iter()
+                .chain(runs[1].iter())
+                .copied()
+                .chain([table])
+                .collect();
             let mut expected = false;
-            for &k in &all {
-                expected |= ((k >> 64) as u64) < furthest;
-                furthest = furthest.max(k as u64);
+            for (i, a) in parts.iter().enumerate() {
+                for b in &parts[i + 1..] {
+                    expected |= a.0 < b.1 && b.0 < a.1;
+                }
             }
-            let got = merged_overlap([&lists[0], &lists[1], &lists[2]]);
-            assert_eq!(got, expected, "{lists:?}");
+            let got = parts_overlap(&runs[0], &runs[1], table, &mut all);
+            assert_eq!(got, expected, "round {round}: {runs:?} {table:?}");
+            fast += usize::from(runs.iter().all(|r| r.windows(2).all(|w| w[1].0 >= w[0].1)));
+            overlapping += usize::from(expected);
         }
+        // Both paths and both answers were exercised.
+        assert!(fast > 10_000 && fast < 49_000, "{fast}");
+        assert!(overlapping > 5_000 && overlapping < 45_000, "{overlapping}");
     }
 }

@@ -492,8 +492,27 @@ fn steps_report_counts() {
     let host = load_on_host(&data, &stand_in_kernel()).unwrap();
     let counts = host.loaded.counts;
     assert_eq!(counts.validate.sections, 28);
-    assert_eq!(counts.validate.relocations, counts.relocate.applied);
-    assert_eq!(counts.validate.relocations.total(), 36); // readelf -r cfix.ko | grep -c R_X86
+    // Validation checks (and counts by type) the relocations of code; relocation checks the
+    // others as it applies them, and its counts hold all of them.
+    assert_eq!(counts.validate.relocation_entries(), 36); // readelf -r cfix.ko | grep -c R_X86
+    assert_eq!(counts.validate.relocations.total(), 24);
+    assert_eq!(counts.validate.relocations_checked_when_applied, 12);
+    let applied = counts.relocate.applied;
+    assert_eq!(applied.total(), 36);
+    assert_eq!(
+        (applied.none, applied.abs64, applied.abs32, applied.pc64),
+        (1, 9, 1, 1)
+    );
+    for kind in kmod_loader::RelocationKind::ALL {
+        assert!(
+            applied.get(kind) >= counts.validate.relocations.get(kind),
+            "{kind}"
+        );
+    }
+    assert_eq!(
+        applied.get(kmod_loader::RelocationKind::Pc32),
+        counts.validate.relocations.pc32
+    );
     assert_eq!(counts.validate.exports, 1);
     assert_eq!(counts.validate.modinfo_entries, 7);
     assert_eq!(counts.layout.core.size, host.core.len() as u64);

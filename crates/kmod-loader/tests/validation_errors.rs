@@ -94,6 +94,7 @@ case_tests!(
     rela_link_not_symtab,
     relocation_type_got32,
     relocation_type_tpoff32,
+    relocation_gotpcrel_in_data,
     relocation_symbol_out_of_range,
     relocation_offset_past_section,
     relocation_offset_straddles_end,

@@ -74,6 +74,15 @@ impl Kpti {
         }
     }
 
+    /// The value as written after `kpti=` and `--kpti`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kpti::On => "on",
+            Kpti::Off => "off",
+            Kpti::Auto => "auto",
+        }
+    }
+
     /// Whether to split, for a guest whose VIF page is registered (`pvm`) or not.
     pub fn resolve(self, pvm: bool) -> bool {
         match self {
@@ -96,6 +105,13 @@ mod tests {
         assert_eq!(Kpti::from_cmdline("kpti=auto quiet"), Ok(Kpti::Auto));
         // Another key that starts with the same letters is not this one.
         assert_eq!(Kpti::from_cmdline("kptix=on kpti"), Ok(Kpti::Auto));
+    }
+
+    #[test]
+    fn names_parse_back() {
+        for k in [Kpti::On, Kpti::Off, Kpti::Auto] {
+            assert_eq!(k.name().parse::<Kpti>(), Ok(k));
+        }
     }
 
     #[test]

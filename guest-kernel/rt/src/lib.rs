@@ -163,6 +163,10 @@ pub mod mode {
     /// Access the address in `rdx` as [`super::probe`]`::*` `rsi` says, report what was read
     /// (a read) or [`super::probe::MARK`] (a write), and exit 0. A fault ends the program.
     pub const PROBE: u64 = 10;
+    /// Load `rsi` into RSP and loop forever without a system call: a time-slice interrupt
+    /// must not need the program's stack (the self-test passes an unmapped and a kernel
+    /// address).
+    pub const SPIN_ON_STACK: u64 = 11;
 }
 
 /// Accesses for [`mode::PROBE`]: the self-test's user-mode probes of kernel memory.

@@ -12,7 +12,8 @@
 //!   the 48 trap stubs), executable;
 //! - [`ENTRY_CONSTS`], read-only: the two CR3 values the entry and exit code load;
 //! - [`ENTRY_SCRATCH`], writable: a register saved across the CR3 switch, the iret frame;
-//! - the trap stack (TSS.RSP0) and the double-fault stack (IST1), writable;
+//! - the trap stack (TSS.RSP0, and IST2 for interrupts) and the double-fault stack (IST1),
+//!   writable;
 //! - the GDT, TSS and IDT pages: the CPU (on kvm_pvm, the hypervisor) reads them through the
 //!   current CR3 to deliver an exception or interrupt (measured: without any one of them a
 //!   user exception triple-faults).

@@ -23,11 +23,18 @@ pub const DOUBLE_FAULT_STACK_PAGES: u64 = 4;
 /// IST slot of the double-fault stack (1-based, as the IDT encodes it).
 pub const DOUBLE_FAULT_IST: u8 = 1;
 
-/// Writes RSP0 and IST1 into the TSS the VMM's TR points at.
+/// IST slot of the interrupt vectors (the VMM's time slices): the trap stack again, so that
+/// an interrupt from user mode lands where it would through RSP0. kvm_pvm delivers injected
+/// interrupts at CPL 3 without the RSP0 switch (measured: the frame went to the user's RSP),
+/// but honours the IST, which switches stacks whatever the privilege levels.
+pub const INTERRUPT_IST: u8 = 2;
+
+/// Writes RSP0, IST1 and IST2 into the TSS the VMM's TR points at.
 pub fn set_tss_stacks(trap_top: u64, double_fault_top: u64) {
     let mut tss = TaskStateSegment::new();
     tss.privilege_stack_table[0] = VirtAddr::new(trap_top);
     tss.interrupt_stack_table[usize::from(DOUBLE_FAULT_IST - 1)] = VirtAddr::new(double_fault_top);
+    tss.interrupt_stack_table[usize::from(INTERRUPT_IST - 1)] = VirtAddr::new(trap_top);
     // No I/O permission bitmap: user mode gets #GP on any port access.
     tss.iomap_base = core::mem::size_of::<TaskStateSegment>() as u16;
     let tss_ptr = (KERNEL_VIRT_OFFSET + TSS_GPA) as *mut TaskStateSegment;

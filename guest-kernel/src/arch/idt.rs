@@ -16,7 +16,7 @@ use x86_64::VirtAddr;
 use x86_64::instructions::tables::lidt;
 use x86_64::structures::DescriptorTablePointer;
 
-use super::gdt::{DOUBLE_FAULT_IST, KERNEL_CS};
+use super::gdt::{DOUBLE_FAULT_IST, INTERRUPT_IST, KERNEL_CS};
 use super::{cpu, syscall};
 
 /// Exit status of a run that ended in a kernel fault.
@@ -201,8 +201,8 @@ fn stub(vector: usize) -> u64 {
     unsafe { kmodlab_isr_stubs[vector] }
 }
 
-/// Fills and loads the IDT. Double faults run on the current stack until
-/// [`enable_double_fault_stack`] is called (there is no IST stack yet).
+/// Fills and loads the IDT. Double faults and interrupts run on the current stack until
+/// [`enable_ist_stacks`] is called (there are no IST stacks yet).
 pub fn init() {
     let mut idt = IDT.lock();
     for (vector, entry) in idt.0.iter_mut().enumerate() {
@@ -226,9 +226,21 @@ pub fn table_range() -> (u64, u64) {
     )
 }
 
-/// Switches the double-fault gate to IST1, once the TSS has that stack.
-pub fn enable_double_fault_stack() {
-    IDT.lock().0[DOUBLE_FAULT] = gate(stub(DOUBLE_FAULT), DOUBLE_FAULT_IST);
+/// Switches the double-fault gate to IST1 and the interrupt vectors to IST2, once the TSS
+/// has those stacks.
+///
+/// The interrupt vectors reach the kernel only from user mode (the VMM injects its time
+/// slices only while user code runs, and the kernel runs with interrupts off), where IST2,
+/// the trap stack, is where RSP0 would have put the frame anyway. Without it, on kvm_pvm, a
+/// program preempted while its RSP pointed anywhere but at its own writable stack — legal
+/// for user code that never calls the kernel — was ended with a double fault or #GP instead
+/// of being resumed (the self-test's `SPIN_ON_STACK` checks).
+pub fn enable_ist_stacks() {
+    let mut idt = IDT.lock();
+    idt.0[DOUBLE_FAULT] = gate(stub(DOUBLE_FAULT), DOUBLE_FAULT_IST);
+    for vector in EXCEPTIONS..VECTORS {
+        idt.0[vector] = gate(stub(vector), INTERRUPT_IST);
+    }
 }
 
 /// Makes the next exception a triple fault (for testing that the VMM reports it).

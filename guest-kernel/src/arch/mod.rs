@@ -23,7 +23,7 @@ pub fn init_traps() {
 /// page-table split if `kpti` (see [`entry`]); needs memory management.
 pub fn init_trap_stacks(kpti: bool, trap_top: u64, double_fault_top: u64) {
     gdt::set_tss_stacks(trap_top, double_fault_top);
-    idt::enable_double_fault_stack();
+    idt::enable_ist_stacks();
     if kpti {
         let page = kmodlab_abi::layout::PAGE_SIZE;
         entry::init(

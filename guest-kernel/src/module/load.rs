@@ -155,29 +155,50 @@ fn announce(name: &str, exports: &[&str]) -> Result<ModuleId, ModError> {
     Ok(id)
 }
 
-/// Reserves and maps a region of `size` bytes (read-write until protected); also returns
-/// how many page-table pages mapping it allocated (the frames it took beyond its own).
-fn map_region(size: u64) -> Option<(Region, u64)> {
-    let pages = size.div_ceil(PAGE_SIZE);
-    let base = area::reserve(pages)?;
+/// Reserves and maps a region laid out as `layout` (at least a page), with its final
+/// permissions, its frames zeroed; `aligned` starts it on a group of pages that a shadow MMU
+/// maps at once ([`area::reserve_aligned`]). Also returns its frames' physical address, where
+/// the loader writes it through the direct map, and how many page-table pages mapping it
+/// allocated (the frames it took beyond its own).
+fn map_region(layout: &kmod_loader::RegionLayout, aligned: bool) -> Option<(Region, u64, u64)> {
+    let pages = layout.size.max(PAGE_SIZE).div_ceil(PAGE_SIZE);
+    let base = if aligned {
+        area::reserve_aligned(pages)?
+    } else {
+        area::reserve(pages)?
+    };
+    let perm = |page: u64| {
+        let offset = page * PAGE_SIZE;
+        // Pages outside every range (an empty core's one page) are plain data.
+        layout
+            .ranges
+            .iter()
+            .find(|r| r.start <= offset && offset < r.end)
+            .map_or(KernelPerm::ReadWrite, |r| kernel_perm(r.permission))
+    };
     let (_, free_before) = crate::mm::frame_stats();
-    if paging::map_module_pages(base, pages).is_err() {
+    let Ok(phys) = paging::map_module_pages(base, pages, perm) else {
         area::release(base, pages);
         return None;
-    }
+    };
     let (_, free_after) = crate::mm::frame_stats();
     let tables = free_before.saturating_sub(free_after).saturating_sub(pages);
-    Some((Region { base, pages }, tables))
+    Some((Region { base, pages }, phys, tables))
 }
 
-/// The bytes of a mapped region.
+/// The bytes of a mapped region, through the direct map at its frames `phys`.
 ///
 /// # Safety
-/// `region` must be mapped writable and used by nothing else for the life of the slice.
-unsafe fn region_bytes<'a>(region: Region) -> &'a mut [u8] {
-    // SAFETY: per the function's contract.
+/// `region` must have been mapped by [`map_region`], which returned `phys`, and be used by
+/// nothing else for the life of the slice.
+unsafe fn region_bytes<'a>(region: Region, phys: u64) -> &'a mut [u8] {
+    // SAFETY: per the function's contract the region's frames are `pages` contiguous frames at
+    // `phys`, this module's alone; the direct map covers them, writable.
     unsafe {
-        core::slice::from_raw_parts_mut(region.base as *mut u8, (region.pages * PAGE_SIZE) as usize)
+        core::slice::from_raw_parts_mut(
+            paging::phys_to_virt(phys) as *mut u8,
+            (region.pages * PAGE_SIZE) as usize,
+        )
     }
 }
 
@@ -210,8 +231,11 @@ fn load_coming(
         module: name.to_string(),
     };
 
-    // Allocate the final core and init regions and copy the SHF_ALLOC sections.
-    let (core, core_tables) = map_region(layout.core.size.max(PAGE_SIZE)).ok_or_else(no_memory)?;
+    // Allocate the final core and init regions, mapped with their final permissions, and
+    // copy the SHF_ALLOC sections through the direct map. The core starts a group of pages
+    // that one shadow-MMU fault maps; the init region goes right after it (its guard page
+    // between), so that the fault that runs its code usually maps the core's pages too.
+    let (core, core_phys, core_tables) = map_region(&layout.core, true).ok_or_else(no_memory)?;
     with_registry(|r| {
         let m = r.get_mut(id).expect("coming module is registered");
         m.core = Some(core);
@@ -219,26 +243,29 @@ fn load_coming(
         m.page_table_pages = core_tables;
     });
     let init = if layout.init.size > 0 {
-        let (init, init_tables) = map_region(layout.init.size).ok_or_else(no_memory)?;
+        let (init, init_phys, init_tables) =
+            map_region(&layout.init, false).ok_or_else(no_memory)?;
         with_registry(|r| {
             let m = r.get_mut(id).expect("coming module is registered");
             m.init = Some(init);
             m.init_bytes = layout.init.size;
             m.page_table_pages += init_tables;
         });
-        Some(init)
+        Some((init, init_phys))
     } else {
         None
     };
-    // SAFETY: both regions were just mapped writable for this module alone; nothing runs
-    // its code before `protect` below.
-    let core_bytes = unsafe { region_bytes(core) };
+    // SAFETY: both regions were just mapped for this module alone, with the frames returned;
+    // nothing runs their code before `sync_core` below, after the last write through these
+    // slices.
+    let core_bytes = unsafe { region_bytes(core, core_phys) };
     let mut empty: [u8; 0] = [];
     let init_bytes: &mut [u8] = match init {
         // SAFETY: as for core.
-        Some(r) => unsafe { region_bytes(r) },
+        Some((r, phys)) => unsafe { region_bytes(r, phys) },
         None => &mut empty,
     };
+    let init = init.map(|(r, _)| r);
     let mut regions = Regions {
         core: RegionMemory {
             base: core.base,
@@ -285,33 +312,10 @@ fn load_coming(
     // The measurement pass belongs to no step.
     cycles.relocate -= relocate_warm;
 
-    // Text executable, everything else not; then serialise instruction fetch, since the
-    // code was just written through data accesses.
-    let regions_mapped = [(Some(core), &layout.core), (init, &layout.init)];
-    for (region, rl) in regions_mapped {
-        let Some(region) = region else { continue };
-        for range in &rl.ranges {
-            let pages = (range.end - range.start) / PAGE_SIZE;
-            paging::protect_module_pages(
-                region.base + range.start,
-                pages,
-                kernel_perm(range.permission),
-            );
-        }
-    }
-    // The stale writable TLB entries must go before the module runs. On kvm_pvm each
-    // `invlpg` and each CR3 reload is a trip through the hypervisor, so one full flush (a CR3
-    // reload: module pages are never global) covers both regions there; on hardware KVM each
-    // region's own pages are flushed (a full flush would be correct too, only costlier there).
-    if paging::kernel_entries_user() && core.pages + init.map_or(0, |r| r.pages) > 1 {
-        x86_64::instructions::tlb::flush_all();
-    } else {
-        for region in regions_mapped.iter().filter_map(|(region, _)| *region) {
-            paging::flush_range(region.base, region.pages);
-        }
-    }
-    // cpuid is architecturally serialising; its result is not needed.
-    let _ = core::arch::x86_64::__cpuid(0);
+    // The regions have had their final permissions since they were mapped (text executable,
+    // everything else not), and no entry changed since, so there is no TLB entry to flush;
+    // what is left is to make instruction fetch see the code written through the direct map.
+    paging::sync_core();
     lap(&mut cycles.protect);
 
     let code = |sym: &str| {

@@ -438,6 +438,7 @@ fn failure(e: ModError) -> crate::backend::Failure {
 
 impl crate::backend::ModuleBackend for Monolithic {
     fn start(&self) -> Result<(), String> {
+        crate::mm::paging::prepare_module_area();
         Ok(())
     }
 

@@ -202,8 +202,9 @@ fn run_one(id: TaskId) {
             });
             fault(id, fault_of(&report));
         }
-        // A context the kernel itself set up badly (a start address outside user memory):
-        // the task cannot run, which is its creator's doing; stop it like a fault.
+        // A context outside user memory: a start address the kernel set up badly (its
+        // creator's doing), or a stack pointer the program itself left outside the user half
+        // when it was preempted. It cannot be resumed; stop it like a fault.
         Err(_) => fault(
             id,
             Fault {

@@ -34,6 +34,27 @@ impl From<ConfigArg> for KernelConfig {
     }
 }
 
+/// `--kpti`: the kernel/user page-table split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KptiArg {
+    /// Always split.
+    On,
+    /// Never split.
+    Off,
+    /// Split on kvm_pvm, where nothing else keeps user mode out of kernel memory.
+    Auto,
+}
+
+impl From<KptiArg> for kmodlab_abi::kpti::Kpti {
+    fn from(k: KptiArg) -> Self {
+        match k {
+            KptiArg::On => Self::On,
+            KptiArg::Off => Self::Off,
+            KptiArg::Auto => Self::Auto,
+        }
+    }
+}
+
 /// `--module` and `--modules`: the user's own modules.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct UserModuleArgs {
@@ -80,6 +101,10 @@ pub struct CompareArgs {
     /// Guest RAM in MiB.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(64..=3072))]
     pub ram_mib: u64,
+    /// Give guest user mode page tables of its own (kernel `kpti=`; auto: on kvm_pvm only).
+    /// Recorded in report.json; compare runs of one setting with each other.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub kpti: KptiArg,
 }
 
 /// Options of `kmodlab report`.
@@ -191,6 +216,7 @@ pub fn compare(args: &CompareArgs) -> ExitCode {
         rows,
         user,
         ram_bytes: args.ram_mib << 20,
+        kpti: args.kpti.into(),
         invocation: std::env::args().collect(),
     };
     if let Err(e) = super::plan(&options) {
@@ -295,6 +321,7 @@ pub fn check(args: &CheckArgs) -> ExitCode {
         rows: Vec::new(),
         user: usermods::prepare(crate::artifacts::INITRAMFS, &[]).expect("no user modules"),
         ram_bytes: 256 << 20,
+        kpti: kmodlab_abi::kpti::Kpti::Auto,
         invocation: std::env::args().collect(),
     };
     let current = match super::compare(&options) {

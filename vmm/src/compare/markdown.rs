@@ -284,6 +284,18 @@ fn header(r: &Report, out: &mut String) {
         p.call_samples,
         p.call_batch
     );
+    if let Some(k) = &p.kpti {
+        let _ = writeln!(
+            out,
+            "- Kernel/user page-table split (`--kpti {}`): {}",
+            k.requested,
+            if k.on {
+                "on: guest user mode runs on page tables of its own, every crossing switches CR3"
+            } else {
+                "off: user mode shares the kernel's page tables"
+            }
+        );
+    }
     let vulnerable: Vec<&String> = h
         .mitigations
         .iter()

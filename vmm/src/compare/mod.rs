@@ -73,6 +73,8 @@ pub struct Options {
     pub user: usermods::Prepared,
     /// Guest RAM.
     pub ram_bytes: u64,
+    /// The kernel/user page-table split to ask the guest for (`--kpti`).
+    pub kpti: kmodlab_abi::kpti::Kpti,
     /// The command line, for the record.
     pub invocation: Vec<String>,
 }
@@ -166,6 +168,7 @@ pub fn plan(options: &Options) -> Result<Plan, CompareError> {
         user: options.user.modules.clone(),
         archive: options.user.archive.clone(),
         ram_bytes: options.ram_bytes,
+        kpti: options.kpti,
     })
 }
 
@@ -198,6 +201,13 @@ pub fn compare(options: &Options) -> Result<Report, CompareError> {
         }
     }
     progress.finish();
+    let mut parameters = plan.parameters;
+    parameters.kpti = Some(report::KptiRecord {
+        requested: options.kpti.name().into(),
+        on: options
+            .kpti
+            .resolve(flavour == Some(kmodlab_abi::KvmFlavour::Pvm)),
+    });
     let info = crate::host::HostInfo::detect();
     Ok(Report {
         schema_version: SCHEMA_VERSION,
@@ -219,7 +229,7 @@ pub fn compare(options: &Options) -> Result<Report, CompareError> {
         },
         git: environment::git(environment::source_tree()),
         invocation: options.invocation.clone(),
-        parameters: plan.parameters,
+        parameters,
         configurations,
     })
 }

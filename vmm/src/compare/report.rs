@@ -101,6 +101,21 @@ pub struct Parameters {
     pub modules: Vec<String>,
     /// User modules given with `--module`/`--modules`.
     pub user_modules: Vec<UserModule>,
+    /// The kernel/user page-table split asked for (`--kpti`: on, off or auto) and what it
+    /// resolved to on this host; `None` in reports written before the switch existed (they
+    /// ran with auto).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kpti: Option<KptiRecord>,
+}
+
+/// The `--kpti` setting of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KptiRecord {
+    /// What was asked for: `on`, `off` or `auto`.
+    pub requested: String,
+    /// Whether user mode ran on page tables of its own, by the rule the kernel applies
+    /// ([`kmodlab_abi::kpti::Kpti::resolve`]: auto is on where the VIF page is registered).
+    pub on: bool,
 }
 
 /// A user module measured.

@@ -9,6 +9,7 @@ use kmodlab_abi::channel::{
     ServiceBench,
 };
 use kmodlab_abi::initramfs::Archive;
+use kmodlab_abi::kpti::Kpti;
 use kmodlab_abi::modules_dep::{ModulesDep, module_name};
 
 use super::report::{
@@ -37,6 +38,8 @@ pub struct Plan {
     pub archive: Vec<u8>,
     /// Guest RAM.
     pub ram_bytes: u64,
+    /// The kernel/user page-table split to ask the guest for.
+    pub kpti: Kpti,
 }
 
 /// A built-in module row.
@@ -118,6 +121,7 @@ impl Parameters {
                 call_sizes: vec![0, 64, 4096],
                 modules: Vec::new(),
                 user_modules: Vec::new(),
+                kpti: None,
             }
         } else {
             Parameters {
@@ -132,6 +136,7 @@ impl Parameters {
                 call_sizes: vec![0, 64, 4096],
                 modules: Vec::new(),
                 user_modules: Vec::new(),
+                kpti: None,
             }
         }
     }
@@ -157,11 +162,16 @@ pub fn steps_per_config(plan: &Plan) -> u64 {
     (3 + plan.rows.len() + plan.user.len() + 1) as u64
 }
 
-fn vm_config(config: KernelConfig, ram_bytes: u64, deadline: Duration) -> VmConfig {
+fn vm_config(config: KernelConfig, plan: &Plan, deadline: Duration) -> VmConfig {
+    let mut cmdline = String::from("quiet");
+    if let Some(word) = plan.kpti.cmdline_word() {
+        cmdline.push(' ');
+        cmdline.push_str(word);
+    }
     VmConfig {
-        ram_bytes,
+        ram_bytes: plan.ram_bytes,
         deadline,
-        cmdline: "quiet".into(),
+        cmdline,
         ..VmConfig::new(config)
     }
 }
@@ -347,7 +357,7 @@ fn measure_boots(
     plan: &Plan,
     images: GuestImages<'_>,
 ) -> Outcome<BootResult> {
-    let cfg = vm_config(config, plan.ram_bytes, Duration::from_secs(30));
+    let cfg = vm_config(config, plan, Duration::from_secs(30));
     let mut wall = Vec::new();
     let mut guest = Vec::new();
     for _ in 0..plan.parameters.boots.max(1) {
@@ -392,7 +402,7 @@ impl<'p> Session<'p> {
 
     fn ensure(&mut self) -> Option<&mut GuestSession> {
         if self.guest.is_none() {
-            let cfg = vm_config(self.config, self.plan.ram_bytes, Duration::from_secs(900));
+            let cfg = vm_config(self.config, self.plan, Duration::from_secs(900));
             match GuestSession::boot_owned(
                 &cfg,
                 crate::artifacts::kernel(self.config),
@@ -746,7 +756,7 @@ fn recover(g: &mut GuestSession) -> Option<f64> {
 fn fault_isolation(config: KernelConfig, plan: &Plan) -> Outcome<FaultIsolation> {
     const PARAMS: &str = "mode=null at=call";
     let trigger = format!("faulty {PARAMS}, then a call of its service");
-    let cfg = vm_config(config, plan.ram_bytes, Duration::from_secs(60));
+    let cfg = vm_config(config, plan, Duration::from_secs(60));
     let mut g = match GuestSession::boot_owned(
         &cfg,
         crate::artifacts::kernel(config),

@@ -341,6 +341,13 @@ pub fn cases() -> Vec<Case> {
             |e| e.ra(".rela.text", 0, Ra::Type, 23),
             K::UnsupportedRelocation,
         ),
+        // The GOT family needs a GOT slot, which only code gets (ABI.md, "Sections").
+        case(
+            "relocation_gotpcrel_in_data",
+            C,
+            |e| e.ra(".rela.data", 0, Ra::Type, 9),
+            K::UnsupportedRelocation,
+        ),
         case(
             "relocation_symbol_out_of_range",
             C,

@@ -42,6 +42,20 @@ pub extern "C" fn user_main(which: u64, a: u64, b: u64) -> u64 {
         mode::SPIN_FOREVER => loop {
             core::hint::spin_loop();
         },
+        mode::SPIN_ON_STACK => {
+            // SAFETY: the loop never returns and touches no memory, so the stack pointer it
+            // abandons is never used again; what RSP holds matters only to the kernel.
+            unsafe {
+                core::arch::asm!(
+                    "mov rsp, {a}",
+                    "2:",
+                    "pause",
+                    "jmp 2b",
+                    a = in(reg) a,
+                    options(noreturn, nomem),
+                )
+            }
+        }
         mode::IPC_CLIENT => return client(a, b),
         mode::PROBE => match a {
             probe::READ => {
