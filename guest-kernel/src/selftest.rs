@@ -537,9 +537,8 @@ fn check_preemption(checks: &mut Checks, image: &[u8], syscalls: &Result<(), Str
                         task.watchdog = Some(SPIN_BUDGET_MS * khz);
                     }
                 });
-                let _ = sched::run_until(|| {
-                    with_tasks(|t| t.get(id).is_none_or(|x| x.state.ended()))
-                });
+                let _ =
+                    sched::run_until(|| with_tasks(|t| t.get(id).is_none_or(|x| x.state.ended())));
                 let state = with_tasks(|t| t.get(id).map(|x| x.state.clone()));
                 crate::task::destroy(id);
                 state
@@ -556,7 +555,11 @@ fn check_preemption(checks: &mut Checks, image: &[u8], syscalls: &Result<(), Str
             }
             _ => false,
         };
-        checks.add(name, stopped, format!("{spun:?} after {preempted} preemptions"));
+        checks.add(
+            name,
+            stopped,
+            format!("{spun:?} after {preempted} preemptions"),
+        );
     }
 }
 
