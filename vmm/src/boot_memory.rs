@@ -70,59 +70,37 @@ pub struct Segment {
     pub writable: bool,
 }
 
-const PT_LOAD: u32 = 1;
-const PF_W: u32 = 2;
-const EM_X86_64: u16 = 62;
-const PHDR_SIZE: usize = 56;
-
-fn u16_at(b: &[u8], o: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(
-        b.get(o..o.checked_add(2)?)?.try_into().ok()?,
-    ))
-}
-fn u32_at(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        b.get(o..o.checked_add(4)?)?.try_into().ok()?,
-    ))
-}
-fn u64_at(b: &[u8], o: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(
-        b.get(o..o.checked_add(8)?)?.try_into().ok()?,
-    ))
-}
-
 /// The entry point and the loadable segments of `image`, sorted by address, each checked to
-/// lie in the file and in `[KERNEL_PHYS_START, KERNEL_PHYS_END)`, none overlapping.
+/// lie in the file and in `[KERNEL_PHYS_START, KERNEL_PHYS_END)`, none overlapping. The
+/// headers are read with the `object` crate (the loader's ELF reader too).
 pub fn segments(image: &[u8]) -> Result<(u64, Vec<Segment>), KernelLoadError> {
-    // ELF64, little-endian, version 1; x86-64.
-    if image.get(..7) != Some(b"\x7fELF\x02\x01\x01") || u16_at(image, 0x12) != Some(EM_X86_64) {
+    use object::elf::{ELFDATA2LSB, EM_X86_64, FileHeader64, PF_W, PT_LOAD};
+    use object::read::elf::{FileHeader, ProgramHeader};
+
+    // ELF64, little-endian, version 1 (what `parse` checks besides the magic); x86-64.
+    let header = FileHeader64::<object::LittleEndian>::parse(image)
+        .ok()
+        .filter(|h| h.e_ident.data == ELFDATA2LSB)
+        .ok_or(KernelLoadError::NotElf)?;
+    let endian = object::LittleEndian;
+    if header.e_machine(endian) != EM_X86_64 {
         return Err(KernelLoadError::NotElf);
     }
-    let header = |what| KernelLoadError::Truncated(what, image.len());
-    let entry = u64_at(image, 0x18).ok_or(header("the ELF header"))?;
-    let phoff = u64_at(image, 0x20).ok_or(header("the ELF header"))?;
-    let phentsize = u16_at(image, 0x36).ok_or(header("the ELF header"))?;
-    let phnum = u16_at(image, 0x38).ok_or(header("the ELF header"))?;
-    if usize::from(phentsize) < PHDR_SIZE {
-        return Err(header("a program header"));
-    }
+    let phdrs = header
+        .program_headers(endian, image)
+        .map_err(|_| KernelLoadError::Truncated("a program header", image.len()))?;
+    let entry = header.e_entry(endian);
     let mut out = Vec::new();
-    for index in 0..usize::from(phnum) {
-        let ph = usize::try_from(phoff)
-            .ok()
-            .and_then(|o| o.checked_add(index * usize::from(phentsize)))
-            .filter(|o| o.checked_add(PHDR_SIZE).is_some_and(|e| e <= image.len()))
-            .ok_or(header("a program header"))?;
-        let field = |o| u64_at(image, ph + o).ok_or(header("a program header"));
-        if u32_at(image, ph) != Some(PT_LOAD) {
+    for (index, ph) in phdrs.iter().enumerate() {
+        if ph.p_type(endian) != PT_LOAD {
             continue;
         }
         let seg = Segment {
-            writable: u32_at(image, ph + 4).is_some_and(|f| f & PF_W != 0),
-            offset: field(0x08)?,
-            paddr: field(0x18)?,
-            filesz: field(0x20)?,
-            memsz: field(0x28)?,
+            writable: ph.p_flags(endian).0 & PF_W.0 != 0,
+            offset: ph.p_offset(endian),
+            paddr: ph.p_paddr(endian),
+            filesz: ph.p_filesz(endian),
+            memsz: ph.p_memsz(endian),
         };
         let file_end = seg.offset.checked_add(seg.filesz);
         if seg.filesz > seg.memsz || file_end.is_none_or(|e| e > image.len() as u64) {
@@ -231,6 +209,9 @@ pub fn ram_ranges(ram_end: u64, holes: &[Range<u64>]) -> Vec<Range<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PT_LOAD: u32 = object::elf::PT_LOAD.0;
+    const EM_X86_64: u16 = object::elf::EM_X86_64.0;
 
     /// An ELF64 x86-64 header with `phdrs` (type, flags, offset, paddr, filesz, memsz),
     /// padded to `len` bytes.

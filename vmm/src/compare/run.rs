@@ -35,7 +35,7 @@ pub struct Plan {
     /// User modules, one row each.
     pub user: Vec<UserModule>,
     /// The module archive to boot with (the built-in one, or one with the user modules).
-    pub archive: Vec<u8>,
+    pub archive: std::borrow::Cow<'static, [u8]>,
     /// Guest RAM.
     pub ram_bytes: u64,
     /// The kernel/user page-table split to ask the guest for.

@@ -164,7 +164,7 @@ impl GuestSession {
         Self::boot_owned(
             vm_config,
             images.kernel,
-            images.initramfs.to_vec(),
+            std::borrow::Cow::Borrowed(images.initramfs),
             echo,
             timeout,
         )
@@ -175,7 +175,7 @@ impl GuestSession {
     pub fn boot_owned(
         vm_config: &VmConfig,
         kernel: &'static [u8],
-        initramfs: Vec<u8>,
+        initramfs: std::borrow::Cow<'static, [u8]>,
         echo: Echo,
         timeout: Duration,
     ) -> Result<GuestSession, SessionError> {

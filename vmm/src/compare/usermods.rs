@@ -8,6 +8,7 @@
 //! or an export of a built-in or given module (depmod, as the build checks the built-in
 //! set).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use kmod_tools::ModuleFile;
@@ -118,8 +119,10 @@ pub struct UserModule {
 pub struct Prepared {
     /// The modules, in the order given.
     pub modules: Vec<UserModule>,
-    /// The module archive with them (and the new `modules.dep`).
-    pub archive: Vec<u8>,
+    /// The module archive with them (and the new `modules.dep`); without user modules, the
+    /// base archive itself, not a copy (the VMM then maps the embedded archive's own pages
+    /// into the guest instead of copying it, see `vm::place_memory`).
+    pub archive: Cow<'static, [u8]>,
 }
 
 /// The `.ko` files `--module` names and the `.ko` files directly in each `--modules`
@@ -147,11 +150,14 @@ pub fn collect(files: &[PathBuf], dirs: &[PathBuf]) -> Result<Vec<PathBuf>, User
 
 /// Checks `paths` against the built-in modules of `base_archive` and builds the archive
 /// holding both. With no paths, the archive is `base_archive` unchanged.
-pub fn prepare(base_archive: &[u8], paths: &[PathBuf]) -> Result<Prepared, UserModuleError> {
+pub fn prepare(
+    base_archive: &'static [u8],
+    paths: &[PathBuf],
+) -> Result<Prepared, UserModuleError> {
     if paths.is_empty() {
         return Ok(Prepared {
             modules: Vec::new(),
-            archive: base_archive.to_vec(),
+            archive: Cow::Borrowed(base_archive),
         });
     }
     let base = Archive::new(base_archive).map_err(UserModuleError::Archive)?;
@@ -266,7 +272,10 @@ pub fn prepare(base_archive: &[u8], paths: &[PathBuf]) -> Result<Prepared, UserM
         files.push((format!("{MODULE_DIR}{}.ko", m.name), m.bytes.clone()));
     }
     let archive = write_newc(&files).map_err(UserModuleError::Write)?;
-    Ok(Prepared { modules, archive })
+    Ok(Prepared {
+        modules,
+        archive: Cow::Owned(archive),
+    })
 }
 
 /// A cpio "newc" archive of `files` (fixed mtime, as the build writes it).
