@@ -191,3 +191,67 @@ fn echo_round_trips_large_payloads() {
         );
     }
 }
+
+/// The embedded images reach guest memory as read-only slots of the executable's own pages;
+/// any other images (an archive with user modules, a kernel given as a copy) are copied.
+/// Both boot, load a module from the archive, and say which happened.
+#[test]
+fn embedded_images_are_mapped_and_other_images_copied() {
+    if !kvm_usable() {
+        return;
+    }
+    let config = kmodlab::KernelConfig::Monolithic;
+    let embedded = kmodlab::artifacts::images(config);
+    let kernel_copy = embedded.kernel.to_vec();
+    let archive_copy = embedded.initramfs.to_vec();
+    let copied = kmodlab::vm::GuestImages {
+        kernel: &kernel_copy,
+        initramfs: &archive_copy,
+    };
+    for (images, mapped) in [(embedded, true), (copied, false)] {
+        let vm_config = kmodlab::vm::VmConfig {
+            deadline: common::DEADLINE,
+            ..kmodlab::vm::VmConfig::new(config)
+        };
+        let report = kmodlab::vm::run(
+            &vm_config,
+            images,
+            kmodlab::control::Script::new(vec![Command::InitModule {
+                name: "hello".into(),
+                params: String::new(),
+            }]),
+            common::echo(),
+            std::time::Instant::now(),
+        )
+        .expect("the VMM runs the guest");
+        assert_eq!(
+            report.end,
+            RunEnd::Exited { status: 0 },
+            "{}",
+            context(&report)
+        );
+        assert!(
+            matches!(report.controller.replies.as_slice(), [Reply::Module(_)]),
+            "{:?}",
+            report.controller.replies
+        );
+        let t = &report.timings;
+        if mapped {
+            assert_eq!(t.archive, "mapped read-only from the executable");
+            assert!(
+                t.kernel.contains("mapped read-only from the executable"),
+                "{}",
+                t.kernel
+            );
+        } else {
+            assert_eq!(
+                t.archive,
+                "copied into guest RAM (the archive is not the embedded one)"
+            );
+            assert_eq!(
+                t.kernel,
+                "copied into guest RAM (the kernel is not an embedded one)"
+            );
+        }
+    }
+}
