@@ -211,8 +211,25 @@ extern "C" fn kmain_on_stack() -> ! {
         );
         mm::heap::arm_fault_in_alloc();
     }
+    if boot
+        .info
+        .cmdline_str()
+        .is_some_and(|c| c.split_whitespace().any(|w| w == WRITE_ARCHIVE_KNOB))
+    {
+        kprintln!("{WRITE_ARCHIVE_KNOB}: writing the module archive's first byte");
+        let at = mm::paging::phys_to_virt(boot.info.initrd.start) as *mut u8;
+        // SAFETY: the archive's first byte lies in RAM the direct map covers and nothing
+        // holds a reference to it now; a write there either lands in the kernel's own copy
+        // (which it then no longer trusts: the knob is for testing) or, where the VMM gave
+        // the archive as read-only memory, exits to the VMM, which ends the run.
+        unsafe { at.write_volatile(at.read_volatile() ^ 0xff) };
+    }
     control::serve(ready)
 }
+
+/// Command-line word that makes the kernel write its module archive once it is ready: the
+/// test that the VMM ends such a run as the guest's fault when the archive is read-only.
+pub const WRITE_ARCHIVE_KNOB: &str = "debug.write_archive=1";
 
 unsafe extern "C" {
     static __text_start: u8;

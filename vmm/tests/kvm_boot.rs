@@ -255,3 +255,35 @@ fn embedded_images_are_mapped_and_other_images_copied() {
         }
     }
 }
+
+/// A guest that writes the read-only module archive is stopped with a typed end naming the
+/// address and what lies there, not left running or crashing the VMM.
+#[test]
+fn a_guest_write_to_the_read_only_archive_ends_the_run_as_its_fault() {
+    if !kvm_usable() {
+        return;
+    }
+    let vm_config = kmodlab::vm::VmConfig {
+        deadline: common::DEADLINE,
+        cmdline: "quiet debug.write_archive=1".into(),
+        ..kmodlab::vm::VmConfig::new(kmodlab::KernelConfig::Monolithic)
+    };
+    let report = common::run_with(&vm_config, vec![Command::Echo(b"after".to_vec())]);
+    assert_eq!(
+        report.end,
+        RunEnd::ReadOnlyWrite {
+            gpa: kmodlab_abi::layout::INITRD_GPA,
+            what: "the module archive",
+        },
+        "{}",
+        context(&report)
+    );
+    assert!(
+        report
+            .end
+            .describe()
+            .contains("which the kernel must only read"),
+        "{}",
+        report.end.describe()
+    );
+}
