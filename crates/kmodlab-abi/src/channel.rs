@@ -470,7 +470,9 @@ pub struct LoadCycles {
     pub resolve: u64,
     /// Applying relocations (and writing parameters).
     pub relocate: u64,
-    /// Setting final page permissions and serialising instruction fetch.
+    /// Making the image runnable: the monolithic kernel maps its regions with their final
+    /// permissions at `allocate` already and here only serialises instruction fetch; the
+    /// module manager sets the server's page permissions (`task_protect`).
     pub protect: u64,
     /// Running `init_module`.
     pub init: u64,
