@@ -213,17 +213,14 @@ fn embedded_images_are_mapped_and_other_images_copied() {
             deadline: common::DEADLINE,
             ..kmodlab::vm::VmConfig::new(config)
         };
-        let report = kmodlab::vm::run(
+        let report = common::run_images(
             &vm_config,
             images,
-            kmodlab::control::Script::new(vec![Command::InitModule {
+            vec![Command::InitModule {
                 name: "hello".into(),
                 params: String::new(),
-            }]),
-            common::echo(),
-            std::time::Instant::now(),
-        )
-        .expect("the VMM runs the guest");
+            }],
+        );
         assert_eq!(
             report.end,
             RunEnd::Exited { status: 0 },

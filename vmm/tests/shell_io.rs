@@ -9,8 +9,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 use common::kvm_usable;
-use kmodlab::control::Script;
-use kmodlab::vm::{self, RunEnd, VmConfig};
+use kmodlab::vm::{RunEnd, VmConfig};
 use kmodlab_abi::channel::{self, Command as GuestCommand, Reply};
 
 fn kmodlab(args: &[&str]) -> Output {
@@ -192,16 +191,12 @@ fn shell_output_larger_than_the_control_channel_arrives_whole() {
         cmdline: "quiet".into(),
         ..VmConfig::new(kmodlab::KernelConfig::Monolithic)
     };
-    let report = vm::run(
+    let report = common::run_with(
         &cfg,
-        kmodlab::artifacts::images(cfg.config),
-        Script::new([GuestCommand::Shell {
+        vec![GuestCommand::Shell {
             script: Some(script),
-        }]),
-        common::echo(),
-        std::time::Instant::now(),
-    )
-    .expect("the VMM runs the guest");
+        }],
+    );
     assert_eq!(
         report.end,
         RunEnd::Exited { status: 0 },

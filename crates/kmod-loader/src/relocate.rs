@@ -114,21 +114,28 @@ pub(crate) const fn type_info(r_type: u32) -> TypeInfo {
     }
 }
 
+/// A 44-entry table of `$rule(r_type)` for every ELF relocation type up to 42, then
+/// `$rule(u32::MAX)` standing for every larger (unsupported) type; built at compile time.
+macro_rules! per_elf_type {
+    ($rule:ident) => {{
+        let mut table = [$rule(u32::MAX); 44];
+        let mut r_type = 0;
+        while r_type < 43 {
+            table[r_type] = $rule(r_type as u32);
+            // (Bounded by the loop condition; `+=` would trip the arithmetic lint.)
+            r_type = r_type.wrapping_add(1);
+        }
+        table
+    }};
+}
+
 /// [`TypeInfo`] of every ELF type up to 42 (the largest supported), then one entry that
 /// stands for every larger type (unsupported).
 #[allow(
     clippy::indexing_slicing,
     reason = "evaluated at compile time: an index out of bounds fails the build, it cannot panic"
 )]
-const TYPES: [TypeInfo; 44] = {
-    let mut table = [type_info(u32::MAX); 44];
-    let mut r_type = 0;
-    while r_type < 43 {
-        table[r_type] = type_info(r_type as u32);
-        r_type += 1;
-    }
-    table
-};
+const TYPES: [TypeInfo; 44] = per_elf_type!(type_info);
 
 /// The [`TypeInfo`] of ELF type `r_type`.
 #[inline(always)]
@@ -819,15 +826,7 @@ const fn checked_rule(r_type: u32) -> CheckedRule {
     clippy::indexing_slicing,
     reason = "evaluated at compile time: an index out of bounds fails the build, it cannot panic"
 )]
-const CHECKED_RULES: [CheckedRule; 44] = {
-    let mut table = [checked_rule(u32::MAX); 44];
-    let mut r_type = 0;
-    while r_type < 43 {
-        table[r_type] = checked_rule(r_type as u32);
-        r_type += 1;
-    }
-    table
-};
+const CHECKED_RULES: [CheckedRule; 44] = per_elf_type!(checked_rule);
 
 /// Checks and applies the entries of a relocation section that validation left unchecked
 /// (its target is not executable): [`apply_and_check`] applies every entry that is plainly

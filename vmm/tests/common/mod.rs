@@ -56,7 +56,19 @@ pub fn echo() -> Echo {
 /// Boots `config` with the embedded images, runs `commands` through a [`Script`] and returns
 /// the report. Panics only if the VMM itself cannot run the guest.
 pub fn run_with(vm_config: &VmConfig, commands: Vec<Command>) -> RunReport<Script> {
-    let images = kmodlab::artifacts::images(vm_config.config);
+    run_images(
+        vm_config,
+        kmodlab::artifacts::images(vm_config.config),
+        commands,
+    )
+}
+
+/// [`run_with`] on images of the caller's (e.g. copies of the embedded ones).
+pub fn run_images(
+    vm_config: &VmConfig,
+    images: vm::GuestImages<'_>,
+    commands: Vec<Command>,
+) -> RunReport<Script> {
     vm::run(
         vm_config,
         images,
