@@ -232,9 +232,10 @@ pub fn table_range() -> (u64, u64) {
 /// The interrupt vectors reach the kernel only from user mode (the VMM injects its time
 /// slices only while user code runs, and the kernel runs with interrupts off), where IST2,
 /// the trap stack, is where RSP0 would have put the frame anyway. Without it, on kvm_pvm, a
-/// program preempted while its RSP pointed anywhere but at its own writable stack — legal
-/// for user code that never calls the kernel — was ended with a double fault or #GP instead
-/// of being resumed (the self-test's `SPIN_ON_STACK` checks).
+/// program preempted while its RSP pointed at an unmapped page — legal for user code that
+/// never calls the kernel — was ended with a double fault instead of being resumed (the
+/// self-test's `SPIN_ON_STACK` checks; RSP outside the user half is refused anyway, by
+/// `UserContext::run`).
 pub fn enable_ist_stacks() {
     let mut idt = IDT.lock();
     idt.0[DOUBLE_FAULT] = gate(stub(DOUBLE_FAULT), DOUBLE_FAULT_IST);
