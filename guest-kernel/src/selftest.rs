@@ -595,6 +595,14 @@ fn check_user_faults(checks: &mut Checks, image: &[u8], syscalls: &Result<(), St
         let einval = errno::EINVAL.wrapping_neg();
         (r == Ok(alloc::vec![einval, einval]), format!("{r:?}"))
     });
+    checks.needing_syscalls(
+        syscalls,
+        "task_map into itself without the factory gives EACCES",
+        || {
+            let r = run_init(image, [mode::MAP_SELF, kmodlab_ipc::layout::HEAP_BASE, 0]);
+            (r == Ok(alloc::vec![errno::EACCES]), format!("{r:?}"))
+        },
+    );
     checks.needing_syscalls(syscalls, "a bad user pointer gives EFAULT", || {
         let r = run_init(image, [mode::BAD_POINTER, 0, 0]);
         (

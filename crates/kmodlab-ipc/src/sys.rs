@@ -41,7 +41,9 @@ pub const NOTIFY: u64 = 38;
 /// of a task capability. Needs the factory capability (only the module manager has it).
 pub const TASK_CREATE: u64 = 40;
 /// `task_map(task_slot, vaddr, pages, perm)`: maps `pages` fresh zeroed frames at `vaddr` in
-/// the task, with [`crate::task::Perm`] `perm` (never writable and executable).
+/// the task, with [`crate::task::Perm`] `perm` (never writable and executable). `task_slot`
+/// may be [`crate::cap::SELF_TASK`] for a caller holding the factory capability (the module
+/// manager growing its own heap); for any other caller that is `EACCES`.
 pub const TASK_MAP: u64 = 41;
 /// `task_unmap(task_slot, vaddr, pages)`: unmaps and frees them.
 pub const TASK_UNMAP: u64 = 42;

@@ -167,6 +167,9 @@ pub mod mode {
     /// must not need the program's stack (the self-test passes an unmapped and a kernel
     /// address).
     pub const SPIN_ON_STACK: u64 = 11;
+    /// Ask `task_map` for one page at `rsi` in the program itself (`SELF_TASK`) and report
+    /// the result: only the factory's holder may do that, so the kernel must refuse.
+    pub const MAP_SELF: u64 = 12;
 }
 
 /// Accesses for [`mode::PROBE`]: the self-test's user-mode probes of kernel memory.

@@ -68,10 +68,28 @@ fn perm(code: u64) -> Result<Perm, u64> {
     Perm::from_code(code).ok_or(errno::EINVAL)
 }
 
-/// `task_map(task_slot, vaddr, pages, perm)`.
+/// The task a `task_map` changes: the one `caller`'s capability in `slot` controls, or, for
+/// [`SELF`], the caller itself if it holds the factory capability. The module manager grows
+/// its own heap so, a page group at a time as it needs it, instead of starting with all of it
+/// mapped and zeroed; the holder of the factory may already map memory into every task it
+/// creates, so mapping into itself gives it no authority it did not have.
+fn map_target(t: &Tasks, caller: TaskId, slot: u64) -> Result<TaskId, u64> {
+    if slot != SELF {
+        return target(t, caller, slot);
+    }
+    let c = t.get(caller).ok_or(errno::ESRCH)?;
+    if c.caps.contains(&Some(Cap::Factory)) {
+        Ok(caller)
+    } else {
+        Err(errno::EACCES)
+    }
+}
+
+/// `task_map(task_slot, vaddr, pages, perm)`; `task_slot` may be [`SELF`] for the holder of
+/// the factory capability (see [`map_target`]).
 pub fn map(t: &mut Tasks, caller: TaskId, a: [u64; 4]) -> u64 {
     result((|| {
-        let id = target(t, caller, a[0])?;
+        let id = map_target(t, caller, a[0])?;
         let p = perm(a[3])?;
         if a[2] == 0 || a[2] > MAX_MAP_PAGES {
             return Err(errno::EINVAL);
@@ -270,7 +288,8 @@ pub fn delete(t: &mut Tasks, caller: TaskId, a: [u64; 2]) -> u64 {
     })())
 }
 
-/// The `task_slot` of `cap_delete` that names the caller itself.
+/// The `task_slot` of `cap_delete` (and, for the factory's holder, `task_map`) that names the
+/// caller itself.
 pub const SELF: u64 = kmodlab_ipc::cap::SELF_TASK;
 
 /// Resolves `task_destroy(task_slot)`'s target (the destruction itself runs without the task

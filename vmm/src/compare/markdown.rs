@@ -527,7 +527,7 @@ fn micro_reading(mono: &ConfigResult, micro: &ConfigResult, us: f64, lines: &mut
         && b.wall_ms.median > 2.0 * a.wall_ms.median
     {
         lines.push(format!(
-            "The microkernel boots to ready in {} ms against {} ms: its kernel reaches the same point as fast, then starts the module manager. Most of the difference is the manager's 32 MiB heap arena (a `.bss` array in `sbin/modmgr`), which the program loader maps and zeroes page by page before the manager runs: 8,192 first touches of fresh pages, each a trip through the hypervisor on kvm_pvm (measured once, on the kvm_pvm host of results/2026-12-01-pvm-epyc: a boot of 63 ms took 26 ms with an 8 MiB arena; not measured on this run's host). Demand-zero `.bss` would move that cost to the pages the manager uses; it is a property of this implementation, not of the design.",
+            "The microkernel boots to ready in {} ms against {} ms: its kernel reaches the same point as fast, then starts the module manager, a user task: its image, stack and page tables are mapped, its heap's first pages, then its first system calls and IPC. On kvm_pvm each first touch of a page and each user↔kernel crossing is a trip through the hypervisor; on hardware KVM they are not. (The manager's heap grows on demand; a 32 MiB heap array in its `.bss`, mapped and zeroed before it ran, made this boot 77 ms on kvm_pvm at commit efe98e5.)",
             num(b.wall_ms.median),
             num(a.wall_ms.median)
         ));

@@ -74,6 +74,12 @@ pub extern "C" fn user_main(which: u64, a: u64, b: u64) -> u64 {
             // A kernel address: the kernel must refuse it, not read it.
             report(syscall2(nr::WRITE, guest_rt::KERNEL_PROBE_ADDRESS, 16));
         }
+        mode::MAP_SELF => report(
+            match ipc::task_map(ipc::CAP_SELF, a, 1, kmodlab_ipc::task::Perm::ReadWrite) {
+                Ok(()) => 0,
+                Err(e) => e,
+            },
+        ),
         mode::HUGE_WRITE => {
             static TEXT: [u8; 16] = *b"never written!\n\n";
             let at = TEXT.as_ptr() as u64;
