@@ -52,6 +52,10 @@ pub struct VmConfig {
     /// mode, so user programs that make system calls cannot run (the self-test says which
     /// checks it could not run; the shell is unusable). No effect on hardware KVM.
     pub hardware_setup: bool,
+    /// Debug: copy the embedded images into guest RAM as on a KVM without
+    /// `KVM_CAP_READONLY_MEM`, so that this fallback runs (and is tested) on hosts that have
+    /// the capability. The boot timings then name this option as the reason.
+    pub without_read_only_memory: bool,
 }
 
 /// The default time slice: long enough that no system-call-making program is ever
@@ -70,6 +74,7 @@ impl VmConfig {
             cmdline: String::new(),
             timeslice: Some(DEFAULT_TIMESLICE),
             hardware_setup: false,
+            without_read_only_memory: false,
         }
     }
 }
@@ -419,18 +424,21 @@ fn place_memory(
         });
     }
     // Which pages of the embedded images can be the guest's own (see `boot_memory`).
-    let read_only_mem = kvm.check_extension(Cap::ReadonlyMem);
+    let read_only_mem = if cfg.without_read_only_memory {
+        Err("read-only memory slots turned off by `without_read_only_memory`")
+    } else if kvm.check_extension(Cap::ReadonlyMem) {
+        Ok(())
+    } else {
+        Err("KVM lacks KVM_CAP_READONLY_MEM")
+    };
     let archive_pages = match crate::artifacts::embedded_archive_pages(images.initramfs) {
         None => Err("the archive is not the embedded one"),
-        Some(_) if !read_only_mem => Err("KVM lacks KVM_CAP_READONLY_MEM"),
-        Some(pages) => Ok(pages),
+        Some(pages) => read_only_mem.map(|()| pages),
     };
-    let kernel_mappable = if !crate::artifacts::is_embedded_kernel(images.kernel) {
-        Err("the kernel is not an embedded one")
-    } else if !read_only_mem {
-        Err("KVM lacks KVM_CAP_READONLY_MEM")
+    let kernel_mappable = if crate::artifacts::is_embedded_kernel(images.kernel) {
+        read_only_mem
     } else {
-        Ok(())
+        Err("the kernel is not an embedded one")
     };
     let kernel = boot_memory::plan(images.kernel, kernel_mappable.is_ok())
         .map_err(|e| VmError::Kernel(e.to_string()))?;

@@ -253,6 +253,48 @@ fn embedded_images_are_mapped_and_other_images_copied() {
     }
 }
 
+/// Without read-only memory slots (a KVM lacking `KVM_CAP_READONLY_MEM`, here forced by the
+/// debug option) the embedded images are copied, the boot says why, and a module loads from
+/// the archive. A kernel that then writes its archive writes its own RAM: the run goes on,
+/// and the next load finds the archive damaged and says so.
+#[test]
+fn without_read_only_slots_the_embedded_images_are_copied_and_writable() {
+    if !kvm_usable() {
+        return;
+    }
+    let why = "copied into guest RAM (read-only memory slots turned off by \
+               `without_read_only_memory`)";
+    for (cmdline, loads) in [("quiet", true), ("quiet debug.write_archive=1", false)] {
+        let vm_config = kmodlab::vm::VmConfig {
+            deadline: common::DEADLINE,
+            cmdline: cmdline.into(),
+            without_read_only_memory: true,
+            ..kmodlab::vm::VmConfig::new(kmodlab::KernelConfig::Monolithic)
+        };
+        let report = common::run_with(
+            &vm_config,
+            vec![Command::InitModule {
+                name: "hello".into(),
+                params: String::new(),
+            }],
+        );
+        assert_eq!(
+            report.end,
+            RunEnd::Exited { status: 0 },
+            "{cmdline}: {}",
+            context(&report)
+        );
+        assert_eq!(report.timings.archive, why, "{cmdline}");
+        assert_eq!(report.timings.kernel, why, "{cmdline}");
+        match report.controller.replies.as_slice() {
+            [Reply::Module(_)] if loads => {}
+            [Reply::ModuleError(e)]
+                if !loads && e.errno == 2 && e.message.contains("module archive unreadable") => {}
+            other => panic!("{cmdline}: {other:?}"),
+        }
+    }
+}
+
 /// A guest that writes the read-only module archive is stopped with a typed end naming the
 /// address and what lies there, not left running or crashing the VMM.
 #[test]
