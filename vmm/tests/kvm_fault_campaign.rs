@@ -47,7 +47,7 @@ fn a_microkernel_campaign_contains_every_fault_at_every_phase() {
     assert_eq!(t.lies_refused, t.lies, "{t:?}");
     assert!(t.lies >= 3, "garbage at init, exit and call: {t:?}");
     assert_eq!(t.services_answered, count);
-    assert_eq!(c.boots, 2, "one boot per batch of 20");
+    assert_eq!(c.run.boots, 2, "one boot per batch of 20");
     assert!(c.goal_met());
     // Every fault × phase ran, and the exceptions were reported with their vector.
     for fault in Fault::ALL {
@@ -125,7 +125,7 @@ fn the_monolithic_campaign_reports_a_kernel_crash_per_exception() {
     assert_eq!(t.kernel_crashes + t.hangs + t.contained, count, "{t:?}");
     // Each crash cost a boot.
     assert_eq!(
-        c.boots,
+        c.run.boots,
         1 + t.kernel_crashes + t.hangs - u64::from(ends_last(&c))
     );
     assert!(exceptions >= t.kernel_crashes);

@@ -158,9 +158,9 @@ pub struct Outcome {
     pub problems: Vec<String>,
 }
 
-/// A whole campaign.
+/// How a campaign ran: what its JSON document and its outcomes list both begin with.
 #[derive(Debug, Clone, Serialize)]
-pub struct Campaign {
+pub struct CampaignRun {
     /// The kernel configuration.
     pub config: String,
     /// Injections asked for.
@@ -175,8 +175,16 @@ pub struct Campaign {
     pub boots: u64,
     /// Host wall-clock time of the campaign.
     pub wall_secs: f64,
-    /// The KVM flavour (`pvm`, `hardware`).
+    /// The KVM flavour the guest saw (`pvm`, `hardware`).
     pub kvm_flavour: String,
+}
+
+/// A whole campaign.
+#[derive(Debug, Clone, Serialize)]
+pub struct Campaign {
+    /// How it ran.
+    #[serde(flatten)]
+    pub run: CampaignRun,
     /// Every injection's outcome.
     pub outcomes: Vec<Outcome>,
 }
@@ -247,14 +255,16 @@ pub fn run(opts: &Options, progress: &mut dyn Progress) -> Result<Campaign, Faul
         );
     }
     Ok(Campaign {
-        config: opts.config.name().into(),
-        count: opts.count,
-        seed: opts.seed,
-        batch: opts.batch,
-        watchdog_ms: opts.watchdog_ms,
-        boots,
-        wall_secs: started.elapsed().as_secs_f64(),
-        kvm_flavour: flavour.map_or("unknown", |f| f.name()).into(),
+        run: CampaignRun {
+            config: opts.config.name().into(),
+            count: opts.count,
+            seed: opts.seed,
+            batch: opts.batch,
+            watchdog_ms: opts.watchdog_ms,
+            boots,
+            wall_secs: started.elapsed().as_secs_f64(),
+            kvm_flavour: flavour.map_or("unknown", |f| f.name()).into(),
+        },
         outcomes,
     })
 }
@@ -788,7 +798,7 @@ impl Campaign {
     /// reported with module and offset, every lie refused, services answering after each.
     pub fn goal_met(&self) -> bool {
         let t = self.totals();
-        t.injected == self.count
+        t.injected == self.run.count
             && t.kernel_crashes == 0
             && t.hangs == 0
             && t.leaked_frames == 0
@@ -835,14 +845,16 @@ mod tests {
 
     fn campaign(outcomes: Vec<Outcome>) -> Campaign {
         Campaign {
-            config: "microkernel".into(),
-            count: outcomes.len() as u64,
-            seed: 0,
-            batch: 10,
-            watchdog_ms: 100,
-            boots: 1,
-            wall_secs: 1.0,
-            kvm_flavour: "pvm".into(),
+            run: CampaignRun {
+                config: "microkernel".into(),
+                count: outcomes.len() as u64,
+                seed: 0,
+                batch: 10,
+                watchdog_ms: 100,
+                boots: 1,
+                wall_secs: 1.0,
+                kvm_flavour: "pvm".into(),
+            },
             outcomes,
         }
     }
@@ -880,7 +892,7 @@ mod tests {
         assert!(!campaign(v).goal_met());
         // Fewer injections than asked for (a campaign cut short) is not the goal either.
         let mut short = campaign(good());
-        short.count = 3;
+        short.run.count = 3;
         assert!(!short.goal_met());
     }
 

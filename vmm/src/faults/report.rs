@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::plan::{Fault, Phase};
-use super::{Campaign, Distribution, Outcome, Totals, Verdict};
+use super::{Campaign, CampaignRun, Distribution, Outcome, Totals, Verdict};
 
 /// Where and how a campaign was run.
 #[derive(Debug, Clone, Serialize)]
@@ -48,22 +48,9 @@ pub struct Row {
 pub struct Document {
     /// Where and how.
     pub environment: Environment,
-    /// The configuration.
-    pub config: String,
-    /// Injections asked for.
-    pub count: u64,
-    /// The plan's seed.
-    pub seed: u64,
-    /// Injections per boot.
-    pub batch: u64,
-    /// The microkernel's watchdog budget.
-    pub watchdog_ms: u64,
-    /// Boots.
-    pub boots: u64,
-    /// Wall-clock seconds.
-    pub wall_secs: f64,
-    /// The KVM flavour the guest saw.
-    pub kvm_flavour: String,
+    /// How the campaign ran.
+    #[serde(flatten)]
+    pub run: CampaignRun,
     /// What the recovery times measure.
     pub recovery_clock: &'static str,
     /// The counts.
@@ -126,14 +113,7 @@ impl Document {
             .collect();
         Document {
             environment,
-            config: c.config.clone(),
-            count: c.count,
-            seed: c.seed,
-            batch: c.batch,
-            watchdog_ms: c.watchdog_ms,
-            boots: c.boots,
-            wall_secs: c.wall_secs,
-            kvm_flavour: c.kvm_flavour.clone(),
+            run: c.run.clone(),
             recovery_clock: RECOVERY_CLOCK,
             totals: c.totals(),
             goal_met: c.goal_met(),
@@ -209,15 +189,15 @@ impl Document {
             s,
             "kmodlab faults: {} configuration, {} injections, seed {}, batches of {} ({} boots, \
              {:.1} s, KVM {})",
-            self.config,
-            self.count,
-            self.seed,
-            self.batch,
-            self.boots,
-            self.wall_secs,
-            self.kvm_flavour
+            self.run.config,
+            self.run.count,
+            self.run.seed,
+            self.run.batch,
+            self.run.boots,
+            self.run.wall_secs,
+            self.run.kvm_flavour
         );
-        if self.config == "monolithic" {
+        if self.run.config == "monolithic" {
             let _ = writeln!(
                 s,
                 "  (monolithic: every exception ends the kernel, so each costs a boot; the \
@@ -271,7 +251,7 @@ impl Document {
         let _ = writeln!(
             s,
             "# Fault injection: {} configuration, {} injections\n",
-            self.config, self.count
+            self.run.config, self.run.count
         );
         let _ = writeln!(s, "- command: `{}`", e.command);
         let _ = writeln!(s, "- started: {}", e.started_utc);
@@ -290,7 +270,7 @@ impl Document {
             s,
             "- KVM: {} (guest saw flavour `{}`)",
             e.kvm_module.as_deref().unwrap_or("none"),
-            self.kvm_flavour
+            self.run.kvm_flavour
         );
         let _ = writeln!(
             s,
@@ -300,12 +280,12 @@ impl Document {
         let _ = writeln!(
             s,
             "- seed {}, batches of {} injections, {} boots, {:.1} s wall clock{}",
-            self.seed,
-            self.batch,
-            self.boots,
-            self.wall_secs,
-            if self.config == "microkernel" {
-                format!(", watchdog {} ms", self.watchdog_ms)
+            self.run.seed,
+            self.run.batch,
+            self.run.boots,
+            self.run.wall_secs,
+            if self.run.config == "microkernel" {
+                format!(", watchdog {} ms", self.run.watchdog_ms)
             } else {
                 String::new()
             }
