@@ -27,3 +27,13 @@ pub fn replay(manifest_dir: &str, target: &str, body: fn(&[u8])) {
         files.len()
     );
 }
+
+/// Writes seed `name` of `target` to `$KMODLAB_FUZZ_SEEDS/<target>/` (the ignored
+/// `write_seeds` tests: the inputs a campaign in `results/fuzz/` started from).
+#[allow(dead_code)] // Not every crate's replay test writes seeds.
+pub fn write_seed(target: &str, name: &str, bytes: &[u8]) {
+    let out = PathBuf::from(std::env::var_os("KMODLAB_FUZZ_SEEDS").expect("KMODLAB_FUZZ_SEEDS"));
+    let dir = out.join(target);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), bytes).unwrap();
+}

@@ -32,12 +32,7 @@ fn call_corpus_replays_without_a_crash() {
 #[ignore = "writes fuzz seeds; set KMODLAB_FUZZ_SEEDS=DIR"]
 fn write_seeds() {
     use kmod_calls::{Descriptor, ExportTable, Limits, find_section};
-    let out = PathBuf::from(std::env::var_os("KMODLAB_FUZZ_SEEDS").expect("KMODLAB_FUZZ_SEEDS"));
-    let write = |target: &str, name: &str, bytes: &[u8]| {
-        let dir = out.join(target);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(name), bytes).unwrap();
-    };
+    let write = fuzz_replay::write_seed;
     let fixtures =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../kmod-tools/tests/fixtures/kmodlab");
     for m in ["crc32", "cstats", "kvstore", "ramblk", "kvclient", "hello"] {

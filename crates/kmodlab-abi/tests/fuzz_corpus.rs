@@ -8,8 +8,6 @@ mod bodies;
 #[path = "../../fuzz_replay.rs"]
 mod fuzz_replay;
 
-use std::path::PathBuf;
-
 #[test]
 fn host_msg_corpus_replays_without_a_crash() {
     fuzz_replay::replay(env!("CARGO_MANIFEST_DIR"), "host_msg", bodies::host_msg);
@@ -27,13 +25,10 @@ fn guest_msg_corpus_replays_without_a_crash() {
 fn write_seed_frames() {
     use kmodlab_abi::channel::*;
     use kmodlab_abi::{KernelConfig, KvmFlavour};
-    let out = PathBuf::from(std::env::var_os("KMODLAB_FUZZ_SEEDS").expect("KMODLAB_FUZZ_SEEDS"));
     let write = |target: &str, i: usize, frame: &dyn Fn(&mut [u8]) -> usize| {
-        let dir = out.join(target);
-        std::fs::create_dir_all(&dir).unwrap();
         let mut area = vec![0u8; 4096];
         let n = frame(&mut area);
-        std::fs::write(dir.join(format!("seed-{i:02}")), &area[..n]).unwrap();
+        fuzz_replay::write_seed(target, &format!("seed-{i:02}"), &area[..n]);
     };
     let record = ModuleRecord {
         name: "kvstore".into(),

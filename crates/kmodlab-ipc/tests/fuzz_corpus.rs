@@ -8,8 +8,6 @@ mod bodies;
 #[path = "../../fuzz_replay.rs"]
 mod fuzz_replay;
 
-use std::path::PathBuf;
-
 #[test]
 fn utcb_corpus_replays_without_a_crash() {
     fuzz_replay::replay(env!("CARGO_MANIFEST_DIR"), "utcb", bodies::utcb);
@@ -33,11 +31,8 @@ fn write_seeds() {
     use kmodlab_ipc::task::{Fault, TaskId, TaskInfo, TaskState};
     use kmodlab_ipc::utcb;
 
-    let out = PathBuf::from(std::env::var_os("KMODLAB_FUZZ_SEEDS").expect("KMODLAB_FUZZ_SEEDS"));
     let write = |target: &str, i: usize, bytes: &[u8]| {
-        let dir = out.join(target);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("seed-{i:02}")), bytes).unwrap();
+        fuzz_replay::write_seed(target, &format!("seed-{i:02}"), bytes);
     };
     let words =
         |area: &utcb::Area| -> Vec<u8> { area.iter().flat_map(|w| w.to_le_bytes()).collect() };
