@@ -141,6 +141,8 @@ extern "C" fn kmain(tsc_entry: u64) -> ! {
     crate::task::sched::init_watchdog(info.cmdline_str().unwrap_or(""), info.tsc_khz);
     #[cfg(feature = "monolithic")]
     crate::module::signature::configure(info.cmdline_str().unwrap_or(""));
+    #[cfg(feature = "monolithic")]
+    crate::module::configure_frames(info.cmdline_str().unwrap_or(""));
     let tsc_memory_ready = guest_rt::rdtsc_ordered();
     cpu::boot_progress(BootStage::MemoryReady);
     BOOT.call_once(|| BootState {

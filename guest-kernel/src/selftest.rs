@@ -738,61 +738,84 @@ fn check_segments_sharing_a_page(checks: &mut Checks) {
 /// tables; the undo (`unmap_module_pages`) needs no memory. Frames are made to run out after
 /// k successful allocations, for k = 0, 1, 2, … until the mapping succeeds, over four pages
 /// that straddle a 2 MiB boundary of a fresh part of the module area, so that the failure
-/// points include the allocation of a page table.
+/// points include the allocation of a page table. The same for
+/// [`paging::map_module_pages_scattered`] (frames one at a time, and a write window that
+/// straddles another boundary), whose undo also removes the window.
 #[cfg(feature = "monolithic")]
 fn check_module_pages_out_of_memory(checks: &mut Checks) {
     use kmodlab_abi::layout::PAGE_SIZE;
     const TABLE_SPAN: u64 = 512 * PAGE_SIZE;
     const RESERVED: u64 = 3 * 512;
     const PAGES: u64 = 4;
-    let name = "running out of frames while mapping module pages maps and leaks nothing";
-    let Some(start) = crate::module::area::reserve(RESERVED) else {
-        checks.add(name, false, "no room in the module area".into());
-        return;
-    };
-    // A page-table boundary with two pages on each side, inside the reservation.
-    let virt = (start + 2 * PAGE_SIZE).next_multiple_of(TABLE_SPAN) - 2 * PAGE_SIZE;
-    let mut failures = 0u64;
-    let mut table_failures = 0u64;
-    let mut problem = None;
-    for k in 0..32u64 {
-        let free_before = mm::frame_stats().1;
-        let (tables_before, table_failures_before) = paging::kernel_table_frames();
-        mm::frame::fail_after(Some(k));
-        let result = paging::map_module_pages(virt, PAGES, |_| paging::KernelPerm::ReadWrite);
-        mm::frame::fail_after(None);
-        let (tables_after, table_failures_after) = paging::kernel_table_frames();
-        let tables = tables_after - tables_before;
-        table_failures += table_failures_after - table_failures_before;
-        if result.is_ok() {
-            paging::unmap_module_pages(virt, PAGES);
+    for scattered in [false, true] {
+        let name = if scattered {
+            "running out of frames while mapping scattered module pages maps and leaks nothing"
         } else {
-            failures += 1;
+            "running out of frames while mapping module pages maps and leaks nothing"
+        };
+        let Some(start) = crate::module::area::reserve(2 * RESERVED) else {
+            checks.add(name, false, "no room in the module area".into());
+            return;
+        };
+        // Page-table boundaries with two pages on each side, inside the reservation: one for
+        // the region, one (a fresh table) for the window.
+        let virt = (start + 2 * PAGE_SIZE).next_multiple_of(TABLE_SPAN) - 2 * PAGE_SIZE;
+        let window = virt + 2 * TABLE_SPAN;
+        let map = || {
+            let perm = |_| paging::KernelPerm::ReadWrite;
+            if scattered {
+                paging::map_module_pages_scattered(virt, window, PAGES, perm)
+            } else {
+                paging::map_module_pages(virt, PAGES, perm).map(drop)
+            }
+        };
+        let mut failures = 0u64;
+        let mut table_failures = 0u64;
+        let mut problem = None;
+        for k in 0..32u64 {
+            let free_before = mm::frame_stats().1;
+            let (tables_before, table_failures_before) = paging::kernel_table_frames();
+            mm::frame::fail_after(Some(k));
+            let result = map();
+            mm::frame::fail_after(None);
+            let (tables_after, table_failures_after) = paging::kernel_table_frames();
+            let tables = tables_after - tables_before;
+            table_failures += table_failures_after - table_failures_before;
+            if result.is_ok() {
+                if scattered {
+                    paging::unmap_module_alias(window, PAGES);
+                }
+                paging::unmap_module_pages(virt, PAGES);
+            } else {
+                failures += 1;
+            }
+            let free_after = mm::frame_stats().1;
+            let mapped = (0..PAGES)
+                .flat_map(|i| [virt + i * PAGE_SIZE, window + i * PAGE_SIZE])
+                .filter(|&a| paging::translate(a).is_some());
+            if free_after + tables != free_before || mapped.count() != 0 {
+                problem = Some(format!(
+                    "after {k} allocations: {free_before} free frames before, {free_after} \
+                     after, {tables} new page tables; result {result:?}"
+                ));
+                break;
+            }
+            if result.is_ok() {
+                break;
+            }
         }
-        let free_after = mm::frame_stats().1;
-        let mapped = (0..PAGES).filter(|i| paging::translate(virt + i * PAGE_SIZE).is_some());
-        if free_after + tables != free_before || mapped.count() != 0 {
-            problem = Some(format!(
-                "after {k} allocations: {free_before} free frames before, {free_after} after, \
-                 {tables} new page tables; result {result:?}"
-            ));
-            break;
-        }
-        if result.is_ok() {
-            break;
-        }
+        crate::module::area::release(start, 2 * RESERVED);
+        let detail = problem.clone().unwrap_or_else(|| {
+            format!("{failures} failure points, {table_failures} of them a page table's")
+        });
+        checks.add(
+            name,
+            // Failure points for the region's frames (one contiguous allocation, or one per
+            // page), one per page table the ranges need.
+            problem.is_none() && failures > table_failures && table_failures > 0,
+            detail,
+        );
     }
-    crate::module::area::release(start, RESERVED);
-    let detail = problem.clone().unwrap_or_else(|| {
-        format!("{failures} failure points, {table_failures} of them a page table's")
-    });
-    checks.add(
-        name,
-        // One failure point for the region's frames (one contiguous allocation), one per page
-        // table the range needs.
-        problem.is_none() && failures > table_failures && table_failures > 0,
-        detail,
-    );
 }
 
 /// Faults in supervisor mode, as asked; never returns.

@@ -52,6 +52,8 @@ struct Boot {
     deadline: Duration,
     /// Kernel command line `quiet`: the kernel log stays in the ring (dmesg), off the console.
     quiet: bool,
+    /// More kernel command-line words.
+    cmdline: &'static str,
 }
 
 impl Boot {
@@ -60,6 +62,7 @@ impl Boot {
             images: kmodlab::artifacts::images(KernelConfig::Monolithic),
             deadline: DEADLINE,
             quiet: false,
+            cmdline: "",
         }
     }
 
@@ -81,14 +84,17 @@ impl Boot {
         Boot { deadline, ..self }
     }
 
+    fn cmdline(self, cmdline: &'static str) -> Boot {
+        Boot { cmdline, ..self }
+    }
+
     fn run(&self, commands: Vec<Command>) -> Run {
         let vm_config = VmConfig {
             deadline: self.deadline,
-            cmdline: if self.quiet {
-                "quiet".into()
-            } else {
-                String::new()
-            },
+            cmdline: [if self.quiet { "quiet" } else { "" }, self.cmdline]
+                .join(" ")
+                .trim()
+                .to_string(),
             ..VmConfig::new(KernelConfig::Monolithic)
         };
         let report = vm::run(
@@ -1260,6 +1266,30 @@ fn unloading_frees_everything_loading_took() {
     if !kvm_usable() {
         return;
     }
+    unloading_frees_everything(Boot::monolithic().quiet());
+}
+
+/// With the frames of every module region taken one at a time (as a fragmented memory makes
+/// them) and written through a window of the module area, every module still loads, runs its
+/// init and exit, and unloading frees all the load took: the windows too.
+#[test]
+fn modules_load_and_unload_from_scattered_frames() {
+    if !kvm_usable() {
+        return;
+    }
+    let run = unloading_frees_everything(Boot::monolithic().cmdline(SCATTERED_KNOB));
+    // The knob took: every region went the fragmented-memory way.
+    assert_contains(
+        &run.console(),
+        &format!("{SCATTERED_KNOB}: module regions map frames one at a time"),
+        "the scattered run's console",
+    );
+}
+
+/// The kernel's command-line word for [`modules_load_and_unload_from_scattered_frames`].
+const SCATTERED_KNOB: &str = "debug.scattered_module_frames=1";
+
+fn unloading_frees_everything(boot: Boot) -> Run {
     let load_all = |p: &mut Plan| {
         for m in LOADABLE {
             let params = if m == "params" {
@@ -1288,7 +1318,7 @@ fn unloading_frees_everything_loading_took() {
     p.push(Command::Echo(Vec::new()));
     let after_on_demand = p.push(Command::MemoryStats);
     let list = p.push(Command::ListModules);
-    let (run, _) = p.run(&Boot::monolithic().quiet());
+    let (run, _) = p.run(&boot);
     for (i, reply) in run.replies().iter().enumerate() {
         assert!(
             !matches!(reply, Reply::ModuleError(_)),
@@ -1306,6 +1336,7 @@ fn unloading_frees_everything_loading_took() {
         run.memory(before),
         "modules loaded on demand leaked kernel memory"
     );
+    run
 }
 
 // ---- 5. request_module ----------------------------------------------------------------------

@@ -480,6 +480,100 @@ pub fn map_module_pages(
     Ok(phys)
 }
 
+/// [`map_module_pages`] for when no run of `pages` free frames is left (a fragmented
+/// memory): takes the frames one at a time, maps them at `virt` with their final permissions
+/// and also at `alias` (another free range of the module area) writable and not executable,
+/// a window through which the caller writes the region as one slice, as it would through
+/// the direct map; the caller removes the window with [`unmap_module_alias`] once the region
+/// is written, before the module runs. The window adds no writable-and-executable mapping:
+/// it is what the direct map already is for these frames, writable and never executable.
+/// On failure nothing stays mapped or allocated but page tables.
+pub fn map_module_pages_scattered(
+    virt: u64,
+    alias: u64,
+    pages: u64,
+    perm: impl Fn(u64) -> KernelPerm,
+) -> Result<(), OutOfMemory> {
+    debug_assert!(virt >= MODULE_AREA_START && virt + pages * PAGE_SIZE <= MODULE_AREA_END);
+    debug_assert!(alias >= MODULE_AREA_START && alias + pages * PAGE_SIZE <= MODULE_AREA_END);
+    let parent = kernel(F::PRESENT | F::WRITABLE);
+    let window = module_leaf_flags(KernelPerm::ReadWrite);
+    let mapped = with_mapper(|m| {
+        for i in 0..pages {
+            let Some(phys) = frame::alloc() else {
+                return Err(i);
+            };
+            // SAFETY: the frame was just allocated, so nothing else uses it, and the direct
+            // map covers all RAM, writable.
+            unsafe { core::ptr::write_bytes(phys_to_virt(phys) as *mut u8, 0, PAGE_SIZE as usize) };
+            let frame = PhysFrame::containing_address(PhysAddr::new(phys));
+            let at = |base: u64| {
+                Page::<Size4KiB>::containing_address(VirtAddr::new(base + i * PAGE_SIZE))
+            };
+            // SAFETY: the frame is fresh and both module-area addresses are reserved for this
+            // region alone. No TLB flush: neither address was mapped before (the area
+            // allocator hands out only unmapped ranges), and x86 does not cache non-present
+            // translations.
+            let result = unsafe {
+                m.map_to_with_table_flags(
+                    at(virt),
+                    frame,
+                    module_leaf_flags(perm(i)),
+                    parent,
+                    &mut Frames,
+                )
+                .and_then(|flush| {
+                    flush.ignore();
+                    m.map_to_with_table_flags(at(alias), frame, window, parent, &mut Frames)
+                })
+            };
+            match result {
+                Ok(flush) => flush.ignore(),
+                Err(MapToError::FrameAllocationFailed) => {
+                    // Page `i` may be mapped at `virt` (the window's table was the one
+                    // missing): undo it here, the pages before it below.
+                    if let Ok((_, flush)) = m.unmap(at(virt)) {
+                        flush.ignore();
+                    }
+                    frame::free_contiguous(phys, 1);
+                    return Err(i);
+                }
+                Err(e) => panic!(
+                    "cannot map module page {:#x}: {e:?}",
+                    at(virt).start_address()
+                ),
+            }
+        }
+        Ok(())
+    });
+    if let Err(done) = mapped {
+        unmap_module_alias(alias, done);
+        // The first `done` pages are mapped at `virt`: unmapping them frees their frames.
+        unmap_module_pages(virt, done);
+        return Err(OutOfMemory);
+    }
+    Ok(())
+}
+
+/// Removes the write window [`map_module_pages_scattered`] mapped at `alias`, leaving its
+/// frames to the region they belong to; flushes the window's translations, since the CPU may
+/// have cached them while the region was written.
+pub fn unmap_module_alias(alias: u64, pages: u64) {
+    with_mapper(|m| {
+        for i in 0..pages {
+            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(alias + i * PAGE_SIZE));
+            match m.unmap(page) {
+                Ok((_, flush)) => flush.ignore(),
+                Err(e) => panic!(
+                    "module write window page {:#x} is not mapped: {e:?}",
+                    page.start_address()
+                ),
+            }
+        }
+    });
+    flush_range(alias, pages);
+}
+
 /// Serialises instruction fetch after module code was written, as Linux's `sync_core` does.
 ///
 /// The code was written through the direct map, a linear address other than the one it will

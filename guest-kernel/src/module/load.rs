@@ -155,12 +155,41 @@ fn announce(name: &str, exports: &[&str]) -> Result<ModuleId, ModError> {
     Ok(id)
 }
 
+/// Whether module regions take their frames one at a time even when a run of free frames
+/// is left (`debug.scattered_module_frames=1`): how the tests run the path a fragmented
+/// memory takes.
+static SCATTERED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Command-line word that makes every module region take the fragmented-memory path.
+pub const SCATTERED_KNOB: &str = "debug.scattered_module_frames=1";
+
+/// Reads [`SCATTERED_KNOB`] from the kernel command line.
+pub fn configure(cmdline: &str) {
+    if cmdline.split_whitespace().any(|w| w == SCATTERED_KNOB) {
+        SCATTERED.store(true, core::sync::atomic::Ordering::Relaxed);
+        crate::kprintln!("{SCATTERED_KNOB}: module regions map frames one at a time");
+    }
+}
+
+/// A region mapped for a load, and where the loader writes it.
+struct MappedRegion {
+    region: Region,
+    /// The virtual address of the region's bytes for writing: its frames through the direct
+    /// map, or the write window of scattered frames.
+    writes: u64,
+    /// The write window ([`paging::map_module_pages_scattered`]), if the frames are not one
+    /// run; [`WriteWindows`] removes it.
+    window: Option<u64>,
+    /// Page-table pages mapping it allocated (the frames it took beyond its own).
+    tables: u64,
+}
+
 /// Reserves and maps a region laid out as `layout` (at least a page), with its final
 /// permissions, its frames zeroed; `aligned` starts it on a group of pages that a shadow MMU
-/// maps at once ([`area::reserve_aligned`]). Also returns its frames' physical address, where
-/// the loader writes it through the direct map, and how many page-table pages mapping it
-/// allocated (the frames it took beyond its own).
-fn map_region(layout: &kmod_loader::RegionLayout, aligned: bool) -> Option<(Region, u64, u64)> {
+/// maps at once ([`area::reserve_aligned`]). Its frames are one run where one is free, so that
+/// the loader writes it through the direct map; otherwise (a fragmented memory) they are taken
+/// one at a time and written through a window of the module area.
+fn map_region(layout: &kmod_loader::RegionLayout, aligned: bool) -> Option<MappedRegion> {
     let pages = layout.size.max(PAGE_SIZE).div_ceil(PAGE_SIZE);
     let base = if aligned {
         area::reserve_aligned(pages)?
@@ -177,27 +206,78 @@ fn map_region(layout: &kmod_loader::RegionLayout, aligned: bool) -> Option<(Regi
             .map_or(KernelPerm::ReadWrite, |r| kernel_perm(r.permission))
     };
     let (_, free_before) = crate::mm::frame_stats();
-    let Ok(phys) = paging::map_module_pages(base, pages, perm) else {
-        area::release(base, pages);
-        return None;
+    let contiguous = if SCATTERED.load(core::sync::atomic::Ordering::Relaxed) {
+        Err(paging::OutOfMemory)
+    } else {
+        paging::map_module_pages(base, pages, perm)
+    };
+    let (writes, window) = match contiguous {
+        Ok(phys) => (paging::phys_to_virt(phys), None),
+        Err(paging::OutOfMemory) => {
+            let scattered = area::reserve(pages).and_then(|window| {
+                match paging::map_module_pages_scattered(base, window, pages, perm) {
+                    Ok(()) => Some(window),
+                    Err(paging::OutOfMemory) => {
+                        area::release(window, pages);
+                        None
+                    }
+                }
+            });
+            match scattered {
+                Some(window) => (window, Some(window)),
+                None => {
+                    area::release(base, pages);
+                    return None;
+                }
+            }
+        }
     };
     let (_, free_after) = crate::mm::frame_stats();
     let tables = free_before.saturating_sub(free_after).saturating_sub(pages);
-    Some((Region { base, pages }, phys, tables))
+    Some(MappedRegion {
+        region: Region { base, pages },
+        writes,
+        window,
+        tables,
+    })
 }
 
-/// The bytes of a mapped region, through the direct map at its frames `phys`.
+/// The write windows of a load's regions: removed when the load's writes are done or the
+/// load fails, before anything frees the regions' frames (the caller discards a failed load
+/// after [`load_coming`], which owns this, has returned).
+#[derive(Default)]
+struct WriteWindows(Vec<(u64, u64)>);
+
+impl WriteWindows {
+    fn add(&mut self, mapped: &MappedRegion) {
+        if let Some(window) = mapped.window {
+            self.0.push((window, mapped.region.pages));
+        }
+    }
+}
+
+impl Drop for WriteWindows {
+    fn drop(&mut self) {
+        for (window, pages) in self.0.drain(..) {
+            paging::unmap_module_alias(window, pages);
+            area::release(window, pages);
+        }
+    }
+}
+
+/// The bytes of a mapped region, for writing.
 ///
 /// # Safety
-/// `region` must have been mapped by [`map_region`], which returned `phys`, and be used by
-/// nothing else for the life of the slice.
-unsafe fn region_bytes<'a>(region: Region, phys: u64) -> &'a mut [u8] {
-    // SAFETY: per the function's contract the region's frames are `pages` contiguous frames at
-    // `phys`, this module's alone; the direct map covers them, writable.
+/// `mapped` must come from [`map_region`], its region and write window must stay mapped
+/// for the life of the slice, and nothing else may use the region's frames meanwhile.
+unsafe fn region_bytes<'a>(mapped: &MappedRegion) -> &'a mut [u8] {
+    // SAFETY: per the function's contract `writes` maps the region's `pages` frames, this
+    // module's alone, writable and virtually contiguous (the direct map of one run of frames,
+    // or the write window).
     unsafe {
         core::slice::from_raw_parts_mut(
-            paging::phys_to_virt(phys) as *mut u8,
-            (region.pages * PAGE_SIZE) as usize,
+            mapped.writes as *mut u8,
+            (mapped.region.pages * PAGE_SIZE) as usize,
         )
     }
 }
@@ -235,37 +315,40 @@ fn load_coming(
     // copy the SHF_ALLOC sections through the direct map. The core starts a group of pages
     // that one shadow-MMU fault maps; the init region goes right after it (its guard page
     // between), so that the fault that runs its code usually maps the core's pages too.
-    let (core, core_phys, core_tables) = map_region(&layout.core, true).ok_or_else(no_memory)?;
+    let mut windows = WriteWindows::default();
+    let core_mapped = map_region(&layout.core, true).ok_or_else(no_memory)?;
+    windows.add(&core_mapped);
+    let core = core_mapped.region;
     with_registry(|r| {
         let m = r.get_mut(id).expect("coming module is registered");
         m.core = Some(core);
         m.core_bytes = layout.core.size;
-        m.page_table_pages = core_tables;
+        m.page_table_pages = core_mapped.tables;
     });
-    let init = if layout.init.size > 0 {
-        let (init, init_phys, init_tables) =
-            map_region(&layout.init, false).ok_or_else(no_memory)?;
+    let init_mapped = if layout.init.size > 0 {
+        let mapped = map_region(&layout.init, false).ok_or_else(no_memory)?;
+        windows.add(&mapped);
         with_registry(|r| {
             let m = r.get_mut(id).expect("coming module is registered");
-            m.init = Some(init);
+            m.init = Some(mapped.region);
             m.init_bytes = layout.init.size;
-            m.page_table_pages += init_tables;
+            m.page_table_pages += mapped.tables;
         });
-        Some((init, init_phys))
+        Some(mapped)
     } else {
         None
     };
-    // SAFETY: both regions were just mapped for this module alone, with the frames returned;
-    // nothing runs their code before `sync_core` below, after the last write through these
-    // slices.
-    let core_bytes = unsafe { region_bytes(core, core_phys) };
+    // SAFETY: both regions were just mapped for this module alone; their write windows, if
+    // any, stay until `windows` is dropped, after the last write through these slices, and
+    // nothing runs their code before `sync_core` below.
+    let core_bytes = unsafe { region_bytes(&core_mapped) };
     let mut empty: [u8; 0] = [];
-    let init_bytes: &mut [u8] = match init {
+    let init_bytes: &mut [u8] = match &init_mapped {
         // SAFETY: as for core.
-        Some((r, phys)) => unsafe { region_bytes(r, phys) },
+        Some(mapped) => unsafe { region_bytes(mapped) },
         None => &mut empty,
     };
-    let init = init.map(|(r, _)| r);
+    let init = init_mapped.map(|m| m.region);
     let mut regions = Regions {
         core: RegionMemory {
             base: core.base,
@@ -308,6 +391,8 @@ fn load_coming(
     let loaded = Loaded::new(module, layout, &resolution, regions.bases(), counts);
     let mut strings: Vec<Box<[u8]>> = Vec::new();
     params::apply(name, &loaded, values, regions.core.bytes, &mut strings)?;
+    // That was the last write through the regions' slices: their write windows go now.
+    drop(windows);
     lap(&mut cycles.relocate);
     // The measurement pass belongs to no step.
     cycles.relocate -= relocate_warm;

@@ -36,7 +36,7 @@ use kmod_loader::{ExportTable, ExportedSymbol, ProviderId};
 use kmodlab_abi::channel::{Footprint, LoadCycles, ModuleRecord, ModuleState};
 use spin::Mutex;
 
-pub use load::{init_module, insmod_from_archive, request_module};
+pub use load::{configure as configure_frames, init_module, insmod_from_archive, request_module};
 
 use guest_rt::errno;
 
