@@ -192,6 +192,30 @@ fn echo_round_trips_large_payloads() {
     }
 }
 
+/// Boots `images`, loads `hello` through the control channel and checks that the guest
+/// exited cleanly; the reply is the caller's to check.
+fn insmod_hello(
+    vm_config: &kmodlab::vm::VmConfig,
+    images: kmodlab::vm::GuestImages<'_>,
+) -> kmodlab::vm::RunReport<kmodlab::control::Script> {
+    let report = common::run_images(
+        vm_config,
+        images,
+        vec![Command::InitModule {
+            name: "hello".into(),
+            params: String::new(),
+        }],
+    );
+    assert_eq!(
+        report.end,
+        RunEnd::Exited { status: 0 },
+        "{}: {}",
+        vm_config.cmdline,
+        context(&report)
+    );
+    report
+}
+
 /// The embedded images reach guest memory as read-only slots of the executable's own pages;
 /// any other images (an archive with user modules, a kernel given as a copy) are copied.
 /// Both boot, load a module from the archive, and say which happened.
@@ -213,20 +237,7 @@ fn embedded_images_are_mapped_and_other_images_copied() {
             deadline: common::DEADLINE,
             ..kmodlab::vm::VmConfig::new(config)
         };
-        let report = common::run_images(
-            &vm_config,
-            images,
-            vec![Command::InitModule {
-                name: "hello".into(),
-                params: String::new(),
-            }],
-        );
-        assert_eq!(
-            report.end,
-            RunEnd::Exited { status: 0 },
-            "{}",
-            context(&report)
-        );
+        let report = insmod_hello(&vm_config, images);
         assert!(
             matches!(report.controller.replies.as_slice(), [Reply::Module(_)]),
             "{:?}",
@@ -271,19 +282,7 @@ fn without_read_only_slots_the_embedded_images_are_copied_and_writable() {
             without_read_only_memory: true,
             ..kmodlab::vm::VmConfig::new(kmodlab::KernelConfig::Monolithic)
         };
-        let report = common::run_with(
-            &vm_config,
-            vec![Command::InitModule {
-                name: "hello".into(),
-                params: String::new(),
-            }],
-        );
-        assert_eq!(
-            report.end,
-            RunEnd::Exited { status: 0 },
-            "{cmdline}: {}",
-            context(&report)
-        );
+        let report = insmod_hello(&vm_config, kmodlab::artifacts::images(vm_config.config));
         assert_eq!(report.timings.archive, why, "{cmdline}");
         assert_eq!(report.timings.kernel, why, "{cmdline}");
         match report.controller.replies.as_slice() {
